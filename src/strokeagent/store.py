@@ -1,0 +1,85 @@
+"""A content-addressed store of PNG files, and atomic writes.
+
+    >>> from PIL import Image
+    >>> import tempfile
+    >>> store = ArtifactStore(tempfile.mkdtemp())
+    >>> ref = store.put(Image.new("RGB", (8, 8), "red"))
+    >>> store.open(ref).size
+    (8, 8)
+
+An image is saved once under the SHA-256 of its PNG bytes; the same pixels put
+twice cost nothing. PNG encoding is deterministic for the same pixels and
+Pillow version, so the same seed gives the same addresses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from strokeagent.state import ImageRef
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    # No metadata chunks and a fixed compression level: the bytes depend on the pixels alone.
+    image.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+class ArtifactStore:
+    """PNG files named by their SHA-256, in one folder."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, ref: ImageRef | str) -> Path:
+        sha = ref if isinstance(ref, str) else ref.sha256
+        return self.root / f"{sha}.png"
+
+    def put(self, image: Image.Image, meta: dict[str, Any] | None = None) -> ImageRef:
+        if image.mode not in ("RGB", "RGBA", "L"):
+            image = image.convert("RGB")
+        data = png_bytes(image)
+        sha = hashlib.sha256(data).hexdigest()
+        target = self.path(sha)
+        if not target.exists():
+            atomic_write(target, data)
+        return ImageRef(sha256=sha, width=image.width, height=image.height, meta=meta or {})
+
+    def open(self, ref: ImageRef) -> Image.Image:
+        path = self.path(ref)
+        if not path.exists():
+            raise FileNotFoundError(f"image {ref.sha256[:12]} is missing from {self.root}")
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+
+    def read_bytes(self, ref: ImageRef) -> bytes:
+        return self.path(ref).read_bytes()
+
+    def __contains__(self, ref: ImageRef) -> bool:
+        return self.path(ref).exists()
