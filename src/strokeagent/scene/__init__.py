@@ -1,5 +1,28 @@
-"""Scene graphs: parse a prompt into objects and relations, and order it into increments."""
+"""Scene graphs: parse a prompt into objects and relations, and order it into increments.
+
+>>> from strokeagent.scene import parse_prompt, plan_increments
+>>> [i.instruction for i in plan_increments(parse_prompt("a photo of a dog right of a teddy bear"))]
+['Draw a teddy bear.', 'Add a dog to the right of the teddy bear.']
+"""
 
 from strokeagent.scene.graph import GENEVAL_PREDICATES, Predicate, Relation, SceneGraph, SceneObject
+from strokeagent.scene.increments import Increment, plan_increments
+from strokeagent.scene.parser import MAX_COUNT, MAX_OBJECTS, RuleParser, SceneParser, parse_prompt
+from strokeagent.scene.vocab import COCO_CLASSES, COLORS
 
-__all__ = ["GENEVAL_PREDICATES", "Predicate", "Relation", "SceneGraph", "SceneObject"]
+__all__ = [
+    "COCO_CLASSES",
+    "COLORS",
+    "GENEVAL_PREDICATES",
+    "MAX_COUNT",
+    "MAX_OBJECTS",
+    "Increment",
+    "Predicate",
+    "Relation",
+    "RuleParser",
+    "SceneGraph",
+    "SceneObject",
+    "SceneParser",
+    "parse_prompt",
+    "plan_increments",
+]

@@ -1,0 +1,666 @@
+"""Prompt → scene graph, by rules: GenEval's grammar and the free-form prompts around it.
+
+    >>> g = parse_prompt("a photo of two red apples and a blue cup")
+    >>> [(o.id, o.count, o.color, o.cls) for o in g.objects]
+    [('o0', 2, 'red', 'apple'), ('o1', 1, 'blue', 'cup')]
+    >>> g = parse_prompt("a photo of a dog right of a teddy bear")
+    >>> g.relations[0].model_dump()
+    {'subject': 'o0', 'predicate': 'right of', 'object': 'o1'}
+
+How it reads a prompt, in order:
+
+1. Lower-case it, set aside words outside the Latin alphabet (noted), and strip a
+   framing prefix ("a photo of", "a watercolor painting of").
+2. Lift scene phrases ("on a beach", "at night") into ``background``.
+3. Cut what is left into noun phrases at connectors ("and", ",", "with") and at
+   relation phrases ("right of", "on top of", "next to").
+4. Read each noun phrase as ``count, modifiers, head noun``. The head is the
+   longest known noun at the end of the phrase (so "hot dog" beats "dog"), else
+   the last word, kept as an unknown class.
+5. A relation links the noun phrase just before it (subject) to the one just
+   after it (anchor).
+
+Nothing raises on bad input: whatever cannot be used is left out and ``dropped``
+says what and why.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from strokeagent.scene.graph import Predicate, Relation, SceneGraph, SceneObject
+from strokeagent.scene.vocab import (
+    COCO_CLASSES,
+    COLOR_ALIASES,
+    COLORS,
+    COUNT_WORDS,
+    MAX_NOUN_WORDS,
+    looks_plural,
+    lookup_noun,
+    singularize,
+)
+
+#: The most instances of one object the scene asks for; larger counts are capped.
+MAX_COUNT = 12
+#: The most object kinds in one scene; later ones are dropped.
+MAX_OBJECTS = 8
+
+
+@runtime_checkable
+class SceneParser(Protocol):
+    """Anything that turns a prompt into a scene graph (rules, a text head, a lookup table)."""
+
+    def parse(self, prompt: str) -> SceneGraph: ...
+
+
+# -- word tables --------------------------------------------------------------------------------
+
+# "a watercolor painting of ..." : everything up to "<frame word> of" is framing, not scene.
+_FRAME_WORDS = {
+    "photo",
+    "photograph",
+    "picture",
+    "image",
+    "painting",
+    "drawing",
+    "sketch",
+    "illustration",
+    "render",
+    "rendering",
+    "scene",
+    "view",
+    "shot",
+    "pic",
+    "portrait",
+    "snapshot",
+}
+
+# Longest first, so "to the left of" wins over "left of". None: a spatial word with no
+# drawable predicate ("in a box"): both objects stay, the relation is dropped with a note.
+_RELATION_PHRASES: list[tuple[tuple[str, ...], Predicate | None]] = sorted(
+    [
+        *(
+            ((*p, side, *s), f"{side} of")
+            for side in ("left", "right")  # type: ignore[misc]
+            for p in [("to", "the"), ("on", "the"), ("at", "the"), ()]
+            for s in [("side", "of"), ("hand", "side", "of"), ("of",)]
+        ),
+        (("on", "top", "of"), "on top of"),
+        (("atop",), "on top of"),
+        (("on",), "on top of"),
+        (("onto",), "on top of"),
+        (("upon",), "on top of"),
+        (("above",), "above"),
+        (("over",), "above"),
+        (("below",), "below"),
+        (("under",), "under"),
+        (("underneath",), "under"),
+        (("beneath",), "under"),
+        (("next", "to"), "next to"),
+        (("beside",), "next to"),
+        (("besides",), "next to"),
+        (("alongside",), "next to"),
+        (("near",), "near"),
+        (("near", "to"), "near"),
+        (("close", "to"), "near"),
+        (("nearby",), "near"),
+        (("by",), "near"),
+        (("in", "front", "of"), "in front of"),
+        (("behind",), "behind"),
+        (("in", "back", "of"), "behind"),
+        (("in",), None),
+        (("inside",), None),
+        (("inside", "of"), None),
+        (("within",), None),
+        (("into",), None),
+        (("between",), None),
+        (("around",), None),
+    ],
+    key=lambda item: -len(item[0]),
+)
+
+# "a cat on the left": a place in the frame, kept as an attribute of the noun phrase before it.
+_ABSOLUTE_PLACES: dict[tuple[str, ...], str] = {
+    ("on", "the", "left"): "on the left",
+    ("on", "the", "right"): "on the right",
+    ("to", "the", "left"): "on the left",
+    ("to", "the", "right"): "on the right",
+    ("at", "the", "top"): "at the top",
+    ("at", "the", "bottom"): "at the bottom",
+    ("in", "the", "middle"): "in the middle",
+    ("in", "the", "center"): "in the middle",
+    ("in", "the", "centre"): "in the middle",
+    ("in", "the", "foreground"): "in the foreground",
+    ("in", "the", "background"): "in the background",
+}
+
+_CONNECTORS: list[tuple[str, ...]] = sorted(
+    [
+        (",",),
+        ("and",),
+        ("or",),
+        ("with",),
+        ("plus",),
+        ("of",),
+        ("while",),
+        ("but",),
+        ("as", "well", "as"),
+        ("along", "with"),
+        ("together", "with"),
+        ("holding",),
+        ("wearing",),
+        ("carrying",),
+        ("having",),
+        ("has",),
+        ("have",),
+    ],
+    key=lambda c: -len(c),
+)
+
+# Verbs and glue that carry no drawable meaning in a scene description.
+_FILLERS = {
+    "is", "are", "was", "were", "be", "been", "being", "that", "which", "who", "there", "here",
+    "sitting", "sits", "sit", "standing", "stands", "stand", "lying", "lies", "laying", "lays",
+    "placed", "located", "positioned", "resting", "rests", "parked", "floating", "hanging",
+    "flying", "perched", "set", "put", "very", "really", "quite", "also", "just", "some",
+    "draw", "paint", "show", "generate", "create", "make", "me", "please",
+}  # fmt: skip
+
+_SELF_WORDS = {"itself", "themselves", "it", "them", "oneself", "himself", "herself"}
+_SELF_PHRASES = [("each", "other"), ("one", "another")]
+
+# Nouns that name a place or a time rather than a thing: "on a beach", "at night".
+_SCENES = {
+    "beach", "kitchen", "park", "forest", "woods", "jungle", "desert", "street", "road", "city",
+    "town", "village", "field", "meadow", "garden", "farm", "room", "living room", "bedroom",
+    "bathroom", "office", "classroom", "restaurant", "cafe", "library", "ocean", "sea", "lake",
+    "river", "pond", "mountain", "mountains", "hill", "hills", "snow", "rain", "grass", "sky",
+    "space", "night", "sunset", "sunrise", "dawn", "dusk", "noon", "midnight", "daytime", "day",
+    "morning", "evening", "winter", "summer", "autumn", "countryside", "airport", "station",
+    "stadium", "studio", "background", "backyard", "yard", "playground", "snowfield", "harbor",
+    "harbour", "shore", "coast", "island", "cave", "castle", "market", "supermarket", "store",
+    "shop", "parking lot", "highway", "alley", "courtyard", "lawn", "savanna", "savannah",
+    "zoo", "museum", "church", "school", "hospital", "house", "home", "fog", "mist", "storm",
+    "underwater", "water", "moonlight", "sunlight", "dark", "daylight", "twilight",
+}  # fmt: skip
+_SCENE_PREPS = {"in", "on", "at", "by", "under", "during", "inside", "over", "underneath"}
+# A scene phrase ends at one of these (or the end): "in a park next to ..." still ends at "park".
+_ARTICLES = {"a", "an", "the"}
+
+_COUNT_PHRASES: list[tuple[tuple[str, ...], int]] = sorted(
+    [
+        (("a", "couple", "of"), 2),
+        (("a", "couple"), 2),
+        (("a", "pair", "of"), 2),
+        (("a", "few"), 3),
+        (("a", "group", "of"), 3),
+        (("a", "bunch", "of"), 3),
+        (("a", "handful", "of"), 3),
+        (("a", "lot", "of"), 5),
+        *(
+            (("a", w, "of"), 3)
+            for w in (
+                "herd",
+                "flock",
+                "pack",
+                "crowd",
+                "row",
+                "stack",
+                "pile",
+                "set",
+                "number",
+                "series",
+                "collection",
+            )
+        ),
+        (("lots", "of"), 5),
+        (("a", "dozen"), 12),
+        (("a", "hundred"), 100),
+        (("a", "thousand"), 1000),
+        (("a", "million"), 1_000_000),
+        (("a", "billion"), 1_000_000_000),
+        (("a",), 1),
+        (("an",), 1),
+    ],
+    key=lambda item: -len(item[0]),
+)
+#: Words after which "of" belongs to the count ("a pair of"), not a connector ("a cup of tea").
+_GROUP_WORDS = {
+    "couple", "pair", "group", "bunch", "handful", "lot", "lots", "dozen", "dozens", "hundreds",
+    "thousands", "millions", "herd", "flock", "pack", "crowd", "row", "stack", "pile", "set",
+    "number", "series", "collection", "few", "several", "many", "all",
+}  # fmt: skip
+# Function words of other languages: two or more of them mean the prompt is probably not English.
+_FOREIGN_WORDS = {
+    "un", "une", "le", "la", "les", "des", "du", "sur", "sous", "avec", "et", "el", "los", "las",
+    "una", "unos", "con", "y", "der", "die", "das", "ein", "eine", "und", "mit", "auf", "il", "lo",
+    "gli", "di", "su", "uno", "em", "um", "uma", "com", "het", "een", "en", "op", "ist", "est",
+}  # fmt: skip
+_MULTIPLIERS = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000}
+# Classes that are themselves "a pair": "a pair of scissors" is one pair of scissors.
+_PAIR_CLASSES = {"scissors", "skis"}
+
+
+# -- reading a prompt ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Phrase:
+    """A noun phrase as read: how many, what modifies it, which noun heads it."""
+
+    text: str
+    count: int | None = None  # None: no count word (bare noun or "the")
+    count_text: str = ""
+    definite: bool = False
+    colors: list[str] = field(default_factory=list)
+    attributes: list[str] = field(default_factory=list)
+    head: list[str] = field(default_factory=list)
+    is_self: bool = False  # "itself", "each other"
+
+
+@dataclass
+class _Rel:
+    predicate: Predicate | None
+    text: str
+
+
+@dataclass
+class _Place:
+    attribute: str
+
+
+_Item = _Phrase | _Rel | _Place | None  # None: a connector
+
+
+def _match(tokens: list[str], i: int, phrase: tuple[str, ...]) -> bool:
+    return tuple(tokens[i : i + len(phrase)]) == phrase
+
+
+class RuleParser:
+    """The default parser: rules over GenEval's vocabulary, no model.
+
+    >>> RuleParser().parse("three dragons on a beach").objects[0].model_dump()
+    {'id': 'o0', 'noun': 'dragons', 'cls': 'dragon', 'supercategory': 'generic', 'count': 3, 'color': None, 'attributes': [], 'known': False}
+    """
+
+    def __init__(self, max_objects: int = MAX_OBJECTS, max_count: int = MAX_COUNT) -> None:
+        self.max_objects = max_objects
+        self.max_count = max_count
+
+    def parse(self, prompt: str) -> SceneGraph:
+        dropped: list[str] = []
+        tokens = self._tokenize(prompt, dropped)
+        tokens = self._strip_frame(tokens)
+        tokens, background = self._lift_background(tokens)
+        items = self._chunk(tokens)
+        objects, relations = self._build(items, dropped)
+        if not objects:
+            dropped.append(f"no drawable noun in {prompt!r}")
+        elif all(not o.known for o in objects):
+            names = ", ".join(o.cls for o in objects)
+            dropped.append(f"no known object class in {prompt!r}; drawn as generic objects: {names}")
+        return SceneGraph(
+            prompt=prompt, objects=objects, relations=relations, background=background, dropped=dropped
+        )
+
+    # 1. words ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _tokenize(prompt: str, dropped: list[str]) -> list[str]:
+        text = prompt.lower().replace("&", " and ").replace("-", " ").replace("’", "'")
+        text = re.sub(r"'s\b", "", text)
+        foreign = [w for w in re.findall(r"[^\W\d_]+", text) if not w.isascii()]
+        if foreign:
+            dropped.append(f"non-English words ignored: {' '.join(foreign)}")
+        tokens = ["," if word in ",.;:!?" else word for word in re.findall(r"[a-z0-9]+|[,.;:!?]", text)]
+        foreign_function_words = [t for t in tokens if t in _FOREIGN_WORDS]
+        if len(set(foreign_function_words)) >= 2:
+            dropped.append(
+                f"prompt looks non-English; ignored: {' '.join(dict.fromkeys(foreign_function_words))}"
+            )
+            tokens = [t for t in tokens if t not in _FOREIGN_WORDS]
+        return tokens
+
+    @staticmethod
+    def _strip_frame(tokens: list[str]) -> list[str]:
+        # "a high quality photo of", "an oil painting of": framing within the first few words.
+        for i, tok in enumerate(tokens[:8]):
+            if tok in _FRAME_WORDS and i + 1 < len(tokens) and tokens[i + 1] == "of":
+                return tokens[i + 2 :]
+        return tokens
+
+    # 2. background -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _lift_background(tokens: list[str]) -> tuple[list[str], str | None]:
+        scenes: list[str] = []
+        kept: list[str] = []
+        i = 0
+        while i < len(tokens):
+            found = None
+            if tokens[i] in _SCENE_PREPS or tokens[i] == "underwater":
+                found = RuleParser._scene_at(tokens, i)
+            if found is None:
+                kept.append(tokens[i])
+                i += 1
+                continue
+            end, scene = found
+            if scene not in scenes:
+                scenes.append(scene)
+            i = end
+        return kept, (", ".join(scenes) or None)
+
+    @staticmethod
+    def _scene_at(tokens: list[str], i: int) -> tuple[int, str] | None:
+        """``(end, scene)`` when a scene phrase starts at ``i``: prep, article?, up to 2 modifiers, scene noun."""
+        if tokens[i] == "underwater":
+            return i + 1, "underwater"
+        j = i + 1
+        if j < len(tokens) and tokens[j] in _ARTICLES:
+            j += 1
+        for n_mods in range(3):
+            for n_words in (2, 1):
+                k = j + n_mods
+                noun = " ".join(tokens[k : k + n_words])
+                if len(tokens[k : k + n_words]) == n_words and noun in _SCENES:
+                    # A scene noun that is also a known class ("table") is an object, not a scene.
+                    mods = tokens[j:k]
+                    if any(m in (",", "and") or lookup_noun(m) for m in mods):
+                        return None
+                    return k + n_words, " ".join([*mods, noun])
+        return None
+
+    # 3. chunks ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _chunk(tokens: list[str]) -> list[_Item]:
+        items: list[_Item] = []
+        buf: list[str] = []
+
+        def flush() -> None:
+            if buf:
+                items.append(RuleParser._read_phrase(buf))
+                buf.clear()
+
+        i = 0
+        while i < len(tokens):
+            step = 0
+            relation = next(((p, pred) for p, pred in _RELATION_PHRASES if _match(tokens, i, p)), None)
+            place = next(((p, a) for p, a in _ABSOLUTE_PLACES.items() if _match(tokens, i, p)), None)
+            # "on the left of a dog" is a relation; "a cat on the left" is a place in the frame.
+            if place and (relation is None or len(place[0]) >= len(relation[0])):
+                flush()
+                items.append(_Place(place[1]))
+                step = len(place[0])
+            elif relation:
+                flush()
+                items.append(_Rel(relation[1], " ".join(relation[0])))
+                step = len(relation[0])
+            if not step and tokens[i] == "of" and buf and buf[-1] in _GROUP_WORDS:
+                buf.append("of")  # "a pair of", "a herd of": part of the count
+                step = 1
+            if not step:
+                for phrase in _CONNECTORS:
+                    if _match(tokens, i, phrase):
+                        flush()
+                        items.append(None)
+                        step = len(phrase)
+                        break
+            if not step:
+                for phrase in _SELF_PHRASES:
+                    if _match(tokens, i, phrase):
+                        buf.append("itself")
+                        step = len(phrase)
+                        break
+            if not step:
+                if tokens[i] not in _FILLERS:
+                    buf.append(tokens[i])
+                step = 1
+            i += step
+        flush()
+        return items
+
+    # 4. one noun phrase ------------------------------------------------------------------------
+
+    @staticmethod
+    def _read_phrase(words: list[str]) -> _Phrase:
+        phrase = _Phrase(text=" ".join(words))
+        if any(w in _SELF_WORDS for w in words):
+            phrase.is_self = True
+            return phrase
+        i = RuleParser._read_count(words, phrase)
+        rest = words[i:]
+        # The head: the longest known noun at the end; else, with trailing colours and
+        # participles set aside ("a cup painted red"), the longest known noun or the last word.
+        head_len = RuleParser._known_suffix(rest)
+        post: list[str] = []
+        if not head_len:
+            while rest and (RuleParser._color(rest[-1]) or rest[-1].endswith(("ing", "ed", "ly"))):
+                post.insert(0, rest.pop())
+            head_len = RuleParser._known_suffix(rest) or (1 if rest else 0)
+            if not rest:  # nothing but modifiers: "a red" ; the last one may still be a noun
+                rest, post = post, []
+                head_len = 1 if rest and not RuleParser._color(rest[-1]) else 0
+        phrase.head = rest[len(rest) - head_len :] if head_len else []
+        for word in rest[: len(rest) - head_len] + post:
+            color = RuleParser._color(word)
+            if color:
+                phrase.colors.append(color)
+            elif word in COUNT_WORDS or word.isdigit() or word in _ARTICLES:
+                continue
+            elif not word.endswith(("ing", "ed")) and word not in phrase.attributes:
+                phrase.attributes.append(word)
+        return phrase
+
+    @staticmethod
+    def _read_count(words: list[str], phrase: _Phrase) -> int:
+        """Read a leading count into ``phrase``; return the index after it."""
+        if words and words[0] == "the":
+            phrase.definite = True
+            return 1
+        for count_phrase, value in _COUNT_PHRASES:
+            if _match(words, 0, count_phrase):
+                i = len(count_phrase)
+                phrase.count, phrase.count_text = value, " ".join(count_phrase)
+                break
+        else:
+            if not words:
+                return 0
+            first = words[0]
+            if first.isdigit():
+                phrase.count = int(first[:10])
+            elif first in COUNT_WORDS and first != "some":
+                phrase.count = COUNT_WORDS[first]
+            else:
+                return 0
+            phrase.count_text, i = first, 1
+        # "one hundred", "two million"
+        while i < len(words) and words[i] in _MULTIPLIERS and phrase.count is not None:
+            phrase.count *= _MULTIPLIERS[words[i]]
+            phrase.count_text += " " + words[i]
+            i += 1
+        if i < len(words) and words[i] == "of":
+            i += 1
+        return i
+
+    @staticmethod
+    def _known_suffix(words: list[str]) -> int:
+        for n in range(min(MAX_NOUN_WORDS, len(words)), 0, -1):
+            if lookup_noun(" ".join(words[len(words) - n :])):
+                return n
+        return 0
+
+    @staticmethod
+    def _color(word: str) -> str | None:
+        word = COLOR_ALIASES.get(word, word)
+        return word if word in COLORS else None
+
+    # 5. objects and relations ------------------------------------------------------------------
+
+    def _build(self, items: list[_Item], dropped: list[str]) -> tuple[list[SceneObject], list[Relation]]:
+        objects: list[SceneObject] = []
+        relations: list[Relation] = []
+        carry: list[_Phrase] = []  # head-less modifiers waiting for their noun: "a red and blue cup"
+        previous: str | None = None  # id of the noun phrase just read (a relation's subject)
+        previous_phrase: _Phrase | None = None
+        pending: _Rel | None = None
+
+        for item in [*items, None]:
+            if isinstance(item, _Rel):
+                if pending is not None:
+                    dropped.append(f"relation '{pending.text}' has no object after it")
+                pending = item
+                continue
+            if isinstance(item, _Place):
+                if previous is not None:
+                    objects = [
+                        o.model_copy(update={"attributes": [*o.attributes, item.attribute]})
+                        if o.id == previous and item.attribute not in o.attributes
+                        else o
+                        for o in objects
+                    ]
+                continue
+            if item is None:
+                continue
+            phrase = item
+            if not phrase.head and not phrase.is_self:
+                if phrase.colors or phrase.attributes or phrase.count is not None:
+                    carry.append(phrase)
+                continue
+            for earlier in carry:  # "a red and blue cup": fold the head-less phrases in
+                phrase.colors[:0] = earlier.colors
+                phrase.attributes[:0] = earlier.attributes
+                if phrase.count is None and not phrase.definite:
+                    phrase.count, phrase.count_text = earlier.count, earlier.count_text
+            carry = []
+
+            if pending is not None:
+                anchor = self._relate(previous, previous_phrase, pending, phrase, objects, relations, dropped)
+                pending = None
+                if anchor is not None:
+                    previous, previous_phrase = anchor, phrase
+                continue
+            object_id = self._add_object(phrase, objects, dropped)
+            if object_id is not None:
+                previous, previous_phrase = object_id, phrase
+
+        if pending is not None:
+            dropped.append(f"relation '{pending.text}' has no object after it")
+        for phrase in carry:
+            dropped.append(f"{phrase.text!r} has no noun; dropped")
+        return objects, relations
+
+    def _relate(
+        self,
+        subject: str | None,
+        subject_phrase: _Phrase | None,
+        rel: _Rel,
+        anchor_phrase: _Phrase,
+        objects: list[SceneObject],
+        relations: list[Relation],
+        dropped: list[str],
+    ) -> str | None:
+        """Add the anchor (unless it is the subject again) and the relation; return the anchor's id."""
+        if anchor_phrase.is_self:
+            dropped.append(f"self-relation '{rel.text} {anchor_phrase.text}' dropped")
+            return subject
+        if subject is not None and subject_phrase is not None and self._same(subject_phrase, anchor_phrase):
+            subject_obj = next(o for o in objects if o.id == subject)
+            dropped.append(
+                f"self-relation dropped: '{subject_phrase.text} {rel.text} {anchor_phrase.text}' "
+                f"places the {subject_obj.cls} relative to itself"
+            )
+            return subject
+        anchor = self._add_object(anchor_phrase, objects, dropped)
+        if subject is None:
+            dropped.append(f"relation '{rel.text}' has no subject before it")
+        elif anchor is None:
+            dropped.append(f"relation '{rel.text} {anchor_phrase.text}' dropped: its object was dropped")
+        elif anchor == subject:
+            dropped.append(f"self-relation '{rel.text} {anchor_phrase.text}' dropped")
+        elif rel.predicate is None:
+            dropped.append(
+                f"'{rel.text}' is not a relation the canvas can draw; kept both objects, dropped the relation"
+            )
+        else:
+            relation = Relation(subject=subject, predicate=rel.predicate, object=anchor)
+            if relation not in relations:
+                relations.append(relation)
+        return anchor
+
+    @staticmethod
+    def _same(a: _Phrase, b: _Phrase) -> bool:
+        """Whether the anchor phrase names the subject again: "a cat left of a cat"."""
+        return (
+            a.head == b.head
+            and (a.count or 1) == 1
+            and (b.count or 1) == 1
+            and a.colors[:1] == b.colors[:1]
+            and a.attributes == b.attributes
+        )
+
+    def _add_object(self, phrase: _Phrase, objects: list[SceneObject], dropped: list[str]) -> str | None:
+        """The id of the object the phrase names: a new one, or an earlier one for "the X"."""
+        noun = " ".join(phrase.head)
+        form = lookup_noun(noun)
+        if form is not None:
+            cls, plural, known = form.cls, form.plural, True
+        else:
+            word = phrase.head[-1]
+            if not re.search(r"[aeiouy]", word) or len(word) > 20 or word.isdigit():
+                dropped.append(f"{phrase.text!r}: {word!r} is not a word; dropped")
+                return None
+            cls, plural, known = singularize(word), looks_plural(word), False
+            noun = word
+        if phrase.definite:
+            for o in reversed(objects):
+                if o.cls == cls:
+                    return o.id
+
+        count = phrase.count
+        if count is None:
+            count = 2 if plural else 1  # a bare plural ("apples") asks for more than one
+        if cls in _PAIR_CLASSES and phrase.count_text.startswith(("a pair", "pair")):
+            count = 1
+        if count == 0:
+            dropped.append(f"{phrase.text!r} asks for none; dropped")
+            return None
+        if count > self.max_count:
+            dropped.append(f"{phrase.count_text!r} {noun} capped to {self.max_count}")
+            count = self.max_count
+        if len(objects) >= self.max_objects:
+            dropped.append(f"more than {self.max_objects} kinds of object; dropped {phrase.text!r}")
+            return None
+
+        color = phrase.colors[0] if phrase.colors else None
+        for extra in dict.fromkeys(phrase.colors[1:]):
+            if extra != color:
+                dropped.append(f"'{extra}' contradicts '{color}' for {cls}; kept '{color}'")
+        object_id = f"o{len(objects)}"
+        objects.append(
+            SceneObject(
+                id=object_id,
+                noun=noun,
+                cls=cls,
+                supercategory=COCO_CLASSES[cls] if known else "generic",
+                count=count,
+                color=color,
+                attributes=phrase.attributes,
+                known=known,
+            )
+        )
+        return object_id
+
+
+_DEFAULT = RuleParser()
+
+
+def parse_prompt(prompt: str, parser: SceneParser | None = None) -> SceneGraph:
+    """Parse ``prompt`` with ``parser`` (the rule parser by default).
+
+    >>> parse_prompt("a photo of four giraffes").objects[0].count
+    4
+    """
+    return (parser or _DEFAULT).parse(prompt)
