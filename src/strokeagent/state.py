@@ -118,6 +118,15 @@ class Trajectory(_Frozen):
     versions: dict[str, str] = Field(default_factory=dict)
     policy: str = ""
     notes: list[str] = Field(default_factory=list)
+    run_dir: str | None = None  # the run folder whose images/ holds every ImageRef
+
+    def open_image(self, ref: ImageRef):  # -> PIL.Image.Image
+        """The pixels of ``ref`` from this run's folder: ``traj.open_image(traj.final_image)``."""
+        from strokeagent.store import ArtifactStore
+
+        if self.run_dir is None:
+            raise ValueError("this trajectory has no run folder; its images cannot be opened")
+        return ArtifactStore(f"{self.run_dir}/images").open(ref)
 
     @property
     def current_step(self) -> Step | None:

@@ -1,0 +1,210 @@
+"""The ``strokeagent`` command.
+
+    $ strokeagent run "a red apple left of a blue cup" --seed 0
+    $ strokeagent resume runs/20261126-101500-s0-1a2b3c
+    $ strokeagent view runs/20261126-101500-s0-1a2b3c
+    $ strokeagent policies
+
+Errors a user can fix print one line, ``error: ...``, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from strokeagent.errors import StrokeAgentError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Process-driven image generation: plan, draft, reflect, refine.",
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+STAGE_STYLE = {"plan": "cyan", "draft": "magenta", "reflect": "yellow", "refine": "green"}
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _detail(event) -> str:  # noqa: ANN001 - a StageEvent
+    step = event.trajectory.steps[event.step]
+    if event.stage == "plan" and step.plan:
+        return step.plan.instruction
+    if event.stage == "reflect" and step.reflections:
+        r = step.reflections[-1]
+        return "ok" if r.ok else "; ".join(r.conflicts)
+    if event.stage in ("draft", "refine") and step.image:
+        return f"image {step.image.sha256[:10]}"
+    return ""
+
+
+def _follow(events: AsyncIterator, quiet: bool):  # noqa: ANN202
+    """Drive a run's events, showing live progress (step, stage, elapsed) on stderr."""
+
+    async def go():  # noqa: ANN202
+        last = None
+        with err.status("starting…", spinner="dots") as status:
+            async for event in events:
+                last = event
+                status.update(f"step {event.step + 1} · {event.stage} · {event.elapsed:.2f} s")
+                if not quiet and event.seconds:
+                    style = STAGE_STYLE.get(event.stage, "white")
+                    err.print(
+                        f"  step {event.step + 1}  [{style}]{event.stage:<7}[/] {event.seconds * 1000:8.1f} ms  "
+                        f"{escape(_detail(event))}",
+                        soft_wrap=True,
+                    )
+        return last
+
+    return asyncio.run(go())
+
+
+def _summarise(last, run_dir: Path) -> None:  # noqa: ANN001
+    traj = last.trajectory
+    if traj.final_image is None:
+        paused_at = "a pause"
+        err.print(f"[yellow]paused[/] at {paused_at} after step {last.step + 1} · {last.stage}")
+        out.print(f"run folder: {run_dir}\ncontinue:   strokeagent resume {run_dir}")
+        return
+    seconds = sum(traj.stage_seconds().values())
+    err.print(
+        f"[bold green]done[/]: {len(traj.steps)} step(s), {seconds * 1000:.0f} ms in stages, {last.elapsed:.2f} s in all"
+    )
+    out.print(
+        f"run folder: {run_dir}\nfinal:      {run_dir / 'final.png'}\nfilm strip: {run_dir / 'index.html'}"
+    )
+
+
+@app.command()
+def run(
+    prompt: Annotated[str, typer.Argument(help='What to paint, e.g. "a red apple left of a blue cup".')],
+    policy: Annotated[
+        str,
+        typer.Option("--policy", "-p", help="A policy file, or a bundled name (see `strokeagent policies`)."),
+    ] = "sketch",
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="The run folder to create (default runs/<run id>).")
+    ] = None,
+    pause_before: Annotated[
+        list[str] | None,
+        typer.Option("--pause-before", help="Stop before this stage (repeatable); continue with `resume`."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
+) -> None:
+    """Run a policy on a prompt and write a run folder (trajectory.json, images/, index.html)."""
+    from strokeagent.policy import load_policy
+    from strokeagent.run import astream, check_prompt, new_run_id
+
+    try:
+        check_prompt(prompt)
+        loaded = load_policy(policy)
+        run_dir = out_dir if out_dir is not None else Path("runs") / new_run_id(seed)
+        last = _follow(
+            astream(prompt, loaded, seed=seed, out=run_dir, pause_before=tuple(pause_before or ())), quiet
+        )  # type: ignore[arg-type]
+    except StrokeAgentError as e:
+        raise _fail(str(e)) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: every finished stage is kept")
+        if out_dir is not None:
+            out.print(f"continue:   strokeagent resume {out_dir}")
+        raise typer.Exit(130) from None
+    _summarise(last, run_dir)
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `strokeagent run`.")],
+    no_pause: Annotated[
+        bool, typer.Option("--no-pause", help="Drop the run's --pause-before stops.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
+) -> None:
+    """Continue a run that was killed, failed or paused, from its last finished stage."""
+    from strokeagent.run import aresume
+
+    try:
+        last = _follow(aresume(run_dir, pause=not no_pause), quiet)
+    except StrokeAgentError as e:
+        raise _fail(str(e)) from None
+    _summarise(last, run_dir)
+
+
+@app.command()
+def view(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> None:
+    """Print the path of a run's film strip (index.html)."""
+    from strokeagent.run import RunFolder
+
+    try:
+        folder = RunFolder.open(run_dir)
+    except StrokeAgentError as e:
+        raise _fail(str(e)) from None
+    if not folder.report_file.is_file():
+        raise _fail(f"{run_dir} has no index.html yet; it is written when a stage finishes")
+    out.print(str(folder.report_file.resolve()))
+
+
+@app.command()
+def policies() -> None:
+    """List the bundled policies, one line each."""
+    from strokeagent.policy import list_bundled
+
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("policy")
+    table.add_column("what it does")
+    for name, description in list_bundled():
+        table.add_row(name, description)
+    out.print(table)
+
+
+@app.command()
+def scene(
+    prompt: Annotated[str, typer.Argument(help="A prompt to parse.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scene graph as JSON.")] = False,
+) -> None:
+    """Parse a prompt into its scene graph (objects, counts, colours, relations)."""
+    from strokeagent.run import check_prompt
+    from strokeagent.scene import parse_prompt
+
+    try:
+        graph = parse_prompt(check_prompt(prompt))
+    except StrokeAgentError as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(graph.model_dump_json())
+        return
+    for o in graph.objects:
+        attrs = " ".join(filter(None, [o.color, *o.attributes]))
+        out.print(f"{o.id}: {o.count} × {attrs + ' ' if attrs else ''}{o.cls}  [{o.supercategory}]")
+    for r in graph.relations:
+        out.print(f"{r.subject} {r.predicate} {r.object}")
+    if graph.background:
+        out.print(f"background: {graph.background}")
+    for note in graph.dropped:
+        out.print(f"[yellow]dropped:[/] {note}")
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # `strokeagent policies | head`
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Errors a user can act on: each message is one line saying what was wrong and what to do.
+
+    >>> raise PolicyError("policies/x.toml: unknown stage 'paint'; use plan, draft, reflect or refine")
+    Traceback (most recent call last):
+    ...
+    strokeagent.errors.PolicyError: policies/x.toml: unknown stage 'paint'; use plan, draft, reflect or refine
+
+The CLI prints these as ``error: <message>`` and exits with status 2; anything
+else that escapes is a bug and keeps its traceback.
+"""
+
+
+class StrokeAgentError(Exception):
+    """Base class: the message is complete and meant for the user."""
+
+
+class PromptError(StrokeAgentError, ValueError):
+    """The prompt cannot be used (empty, too long)."""
+
+
+class LoopError(StrokeAgentError):
+    """A loop spec that cannot run (an impossible stage order, bad limits)."""
+
+
+class PolicyError(StrokeAgentError, ValueError):
+    """A policy file or object that cannot be built."""
+
+
+class RunError(StrokeAgentError):
+    """A run folder that cannot be created, read or resumed, or a stage that failed mid-run."""

@@ -1,0 +1,344 @@
+"""Running a policy on a prompt: the run folder, streaming, checkpoints and resume.
+
+    >>> traj = generate("a red apple left of a blue cup", policy="sketch", seed=0)   # doctest: +SKIP
+    >>> traj.final_image.sha256[:12]                                                   # doctest: +SKIP
+
+A run lives in one folder::
+
+    RUN/
+      run.json            what was asked (prompt, seed, the policy's tables) and the status
+      trajectory.json     every text state, image ref, seed, timing and version; rewritten after each stage
+      images/<sha>.png    every image any stage made, by content
+      checkpoints.sqlite  LangGraph's own SQLite checkpointer; thread id = run id
+      index.html          a self-contained film strip of every step
+      final.png           the final image
+
+Every file is written atomically, and each image is stored before the
+checkpoint that refers to it, so a run killed at any point keeps all it made and
+``resume`` continues from the last finished stage with the same seeds: the
+final image is byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from strokeagent.errors import PolicyError, PromptError, RunError
+from strokeagent.loop import compile_loop, recursion_limit
+from strokeagent.policy import Policy, load_policy, policy_from_tables
+from strokeagent.state import StageName, Trajectory
+from strokeagent.store import ArtifactStore, atomic_write
+
+MAX_PROMPT_CHARS = 2000
+RunStatus = Literal["running", "paused", "failed", "finished"]
+
+
+def check_prompt(prompt: str) -> str:
+    """The prompt, stripped; a ``PromptError`` if it is empty or longer than ``MAX_PROMPT_CHARS``."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise PromptError(
+            'the prompt is empty; describe the image to make, e.g. "a red apple left of a blue cup"'
+        )
+    prompt = " ".join(prompt.split())
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise PromptError(
+            f"the prompt has {len(prompt)} characters, over the limit of {MAX_PROMPT_CHARS}; shorten it"
+        )
+    return prompt
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("strokeagent", "langgraph", "langgraph-checkpoint-sqlite", "pydantic", "pillow", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """One finished stage, as streamed by ``astream``: what ran, how long, and the trajectory after it."""
+
+    stage: StageName
+    step: int
+    seconds: float  # inside the stage
+    elapsed: float  # since the run (or the resume) started
+    trajectory: Trajectory
+
+
+class RunFolder:
+    """The files of one run. ``RunFolder.create`` for a new run, ``RunFolder.open`` for an existing one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.store = ArtifactStore(path / "images") if (path / "images").is_dir() else None
+
+    run_file = property(lambda self: self.path / "run.json")
+    trajectory_file = property(lambda self: self.path / "trajectory.json")
+    checkpoint_file = property(lambda self: self.path / "checkpoints.sqlite")
+    report_file = property(lambda self: self.path / "index.html")
+    final_file = property(lambda self: self.path / "final.png")
+
+    @classmethod
+    def create(cls, path: str | Path) -> RunFolder:
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise RunError(
+                f"output folder {path} already exists and is not empty; choose another --out or remove it"
+            )
+        try:
+            (path / "images").mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise RunError(
+                f"cannot write the run folder {path}: {e.strerror}; choose a writable --out"
+            ) from None
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunFolder:
+        path = Path(path)
+        folder = cls(path)
+        if not path.is_dir():
+            raise RunError(f"{path} is not a folder; give the folder that `strokeagent run` wrote")
+        if not folder.run_file.is_file() or not folder.checkpoint_file.is_file() or folder.store is None:
+            raise RunError(f"{path} is not a strokeagent run (no run.json, checkpoints.sqlite or images/)")
+        return folder
+
+    def read_run(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.run_file.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunError(f"{self.run_file} cannot be read ({e}); the run folder is damaged") from None
+
+    def write_run(self, info: dict[str, Any]) -> None:
+        atomic_write(self.run_file, json.dumps(info, indent=2) + "\n")
+
+    def set_status(self, status: RunStatus, error: str | None = None) -> None:
+        info = self.read_run()
+        info["status"] = status
+        info["error"] = error
+        self.write_run(info)
+
+    def write_trajectory(self, traj: Trajectory) -> None:
+        atomic_write(self.trajectory_file, traj.model_dump_json(indent=2) + "\n")
+
+    def read_trajectory(self) -> Trajectory:
+        return Trajectory.model_validate_json(self.trajectory_file.read_text())
+
+
+def _as_policy(policy: Policy | str | Path | None) -> Policy:
+    if policy is None:
+        return load_policy("sketch")
+    if isinstance(policy, Policy):
+        return policy
+    return load_policy(policy)
+
+
+def new_run_id(seed: int) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-s{seed}-{uuid.uuid4().hex[:6]}"
+
+
+async def astream(
+    prompt: str,
+    policy: Policy | str | Path | None = None,
+    *,
+    seed: int = 0,
+    out: str | Path | None = None,
+    pause_before: tuple[StageName, ...] = (),
+) -> AsyncIterator[StageEvent]:
+    """Run ``policy`` on ``prompt``, yielding a ``StageEvent`` as each stage finishes.
+
+    ``out`` is the run folder to create (default ``runs/<run id>``). The last
+    event's trajectory is the finished one, with ``final_image`` set.
+    """
+    prompt = check_prompt(prompt)
+    policy = _as_policy(policy)
+    run_id = new_run_id(seed)
+    folder = RunFolder.create(out if out is not None else Path("runs") / run_id)
+    folder.write_run(
+        {
+            "run_id": run_id,
+            "prompt": prompt,
+            "seed": seed,
+            "policy": policy.name,
+            # The resolved tables rebuild the policy on resume; a Python-built policy cannot be rebuilt.
+            "policy_tables": policy.source,
+            "pause_before": list(pause_before),
+            "status": "running",
+            "error": None,
+        }
+    )
+    start = Trajectory(
+        prompt=prompt, seed=seed, versions=package_versions(), policy=policy.name, run_dir=str(folder.path)
+    )
+    folder.write_trajectory(start)
+    async for event in _drive(
+        folder, policy, run_id, {"trajectory": start.model_dump(mode="json")}, pause_before
+    ):
+        yield event
+
+
+async def aresume(
+    run_dir: str | Path, *, policy: Policy | None = None, pause: bool = True
+) -> AsyncIterator[StageEvent]:
+    """Continue a run that was killed, failed or paused, from its last checkpoint.
+
+    ``policy`` is needed only for runs whose policy was built in Python (a file's
+    tables are stored in the run). ``pause=False`` drops the run's pauses.
+    """
+    folder = RunFolder.open(run_dir)
+    info = folder.read_run()
+    if info.get("status") == "finished":
+        raise RunError(
+            f"the run in {folder.path} is already finished; start a new one with `strokeagent run`"
+        )
+    if policy is None:
+        if not info.get("policy_tables"):
+            raise RunError(
+                f"the run in {folder.path} used a policy built in Python; resume it from Python with "
+                "strokeagent.resume(run_dir, policy=...)"
+            )
+        try:
+            policy = policy_from_tables(info["policy_tables"], where=f"{folder.run_file} policy")
+        except PolicyError as e:
+            raise RunError(f"cannot rebuild the run's policy: {e}") from None
+    pause_before = tuple(info.get("pause_before", [])) if pause else ()
+    folder.set_status("running")
+    async for event in _drive(folder, policy, info["run_id"], None, pause_before):
+        yield event
+
+
+async def _drive(
+    folder: RunFolder,
+    policy: Policy,
+    run_id: str,
+    initial: dict[str, Any] | None,
+    pause_before: tuple[StageName, ...],
+) -> AsyncIterator[StageEvent]:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    from strokeagent.report import write_report
+
+    assert folder.store is not None
+    config = {"configurable": {"thread_id": run_id}, "recursion_limit": recursion_limit(policy.loop)}
+    started = time.perf_counter()
+    traj: Trajectory | None = None
+    async with AsyncSqliteSaver.from_conn_string(str(folder.checkpoint_file)) as saver:
+        graph = compile_loop(policy, folder.store, checkpointer=saver, pause_before=pause_before)
+        if initial is None:
+            snapshot = await graph.aget_state(config)
+            if not snapshot.values:
+                raise RunError(
+                    f"the run in {folder.path} has no checkpoint yet; start it again with `strokeagent run`"
+                )
+            traj = Trajectory.model_validate(snapshot.values["trajectory"])
+            if not snapshot.next:
+                raise RunError(
+                    f"the run in {folder.path} has nothing left to do; its last stage already finished"
+                )
+        try:
+            async for update in graph.astream(initial, config, stream_mode="updates"):
+                for stage, value in update.items():
+                    if stage.startswith("__") or not value:
+                        continue
+                    traj = Trajectory.model_validate(value["trajectory"])
+                    folder.write_trajectory(traj)
+                    timing = traj.timings[-1]
+                    yield StageEvent(stage, timing.step, timing.seconds, time.perf_counter() - started, traj)  # type: ignore[arg-type]
+        except Exception as e:
+            if traj is not None:
+                folder.write_trajectory(traj)
+                write_report(folder.path, traj, folder.store)
+            folder.set_status("failed", f"{type(e).__name__}: {e}")
+            kept = len(list(folder.store.root.glob("*.png")))
+            raise RunError(
+                f"the run stopped in a stage: {type(e).__name__}: {e}; it kept {kept} images in {folder.path}; "
+                f"fix the cause, then `strokeagent resume {folder.path}`"
+            ) from e
+        snapshot = await graph.aget_state(config)
+    if traj is None:  # pragma: no cover - a loop always runs at least one stage
+        raise RunError("the loop ran no stage")
+    if snapshot.next:
+        folder.set_status("paused")
+        write_report(folder.path, traj, folder.store)
+        return
+    traj = traj.model_copy(update={"final_image": traj.canvas})
+    folder.write_trajectory(traj)
+    if traj.final_image is not None:
+        shutil.copyfile(folder.store.path(traj.final_image), folder.final_file)
+    write_report(folder.path, traj, folder.store)
+    folder.set_status("finished")
+    # The final event repeats the last stage with the finished trajectory, so consumers see final_image.
+    last = traj.timings[-1]
+    yield StageEvent(last.stage, last.step, 0.0, time.perf_counter() - started, traj)
+
+
+async def _last(events: AsyncIterator[StageEvent]) -> Trajectory:
+    traj = None
+    async for event in events:
+        traj = event.trajectory
+    if traj is None:  # pragma: no cover
+        raise RunError("the run produced no stage")
+    return traj
+
+
+async def agenerate(
+    prompt: str,
+    policy: Policy | str | Path | None = None,
+    *,
+    seed: int = 0,
+    out: str | Path | None = None,
+    pause_before: tuple[StageName, ...] = (),
+) -> Trajectory:
+    """Run ``policy`` (default: the bundled ``sketch``) on ``prompt``; return the trajectory."""
+    return await _last(astream(prompt, policy, seed=seed, out=out, pause_before=pause_before))
+
+
+def generate(
+    prompt: str,
+    policy: Policy | str | Path | None = None,
+    *,
+    seed: int = 0,
+    out: str | Path | None = None,
+    pause_before: tuple[StageName, ...] = (),
+) -> Trajectory:
+    """The synchronous twin of ``agenerate``, for scripts and notebooks."""
+    return _run_sync(agenerate(prompt, policy, seed=seed, out=out, pause_before=pause_before))
+
+
+async def aresume_to_end(
+    run_dir: str | Path, *, policy: Policy | None = None, pause: bool = True
+) -> Trajectory:
+    return await _last(aresume(run_dir, policy=policy, pause=pause))
+
+
+def resume(run_dir: str | Path, *, policy: Policy | None = None, pause: bool = True) -> Trajectory:
+    """The synchronous twin of ``aresume``: continue a run and return its trajectory."""
+    return _run_sync(aresume_to_end(run_dir, policy=policy, pause=pause))
+
+
+def _run_sync(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Inside a running loop (a notebook): run on a loop of our own in a worker thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

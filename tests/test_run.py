@@ -1,0 +1,186 @@
+import asyncio
+import json
+
+import pytest
+
+import strokeagent
+from strokeagent.errors import PromptError, RunError
+from strokeagent.run import MAX_PROMPT_CHARS, astream, resume
+from strokeagent.stages import Canvas
+from strokeagent.testing import ShapesDrafter, test_policy
+
+
+def final_bytes(traj) -> bytes:
+    return strokeagent.ArtifactStore(f"{traj.run_dir}/images").read_bytes(traj.final_image)
+
+
+def test_generate_runs_every_stage_and_writes_a_complete_run_folder(tmp_path):
+    traj = strokeagent.generate(
+        "three shapes", policy=test_policy(steps=3, fail_rounds=1), seed=7, out=tmp_path / "r"
+    )
+    assert [s.plan.instruction for s in traj.steps] == ["add shape 1", "add shape 2", "add shape 3"]
+    # Each step: a draft, one conflict, one refinement, then a clean reflection.
+    assert [(len(s.images), [r.ok for r in s.reflections]) for s in traj.steps] == [(2, [False, True])] * 3
+    assert [t.stage for t in traj.timings[:5]] == ["plan", "draft", "reflect", "refine", "reflect"]
+    assert traj.final_image == traj.steps[-1].images[-1]
+    assert {"python", "strokeagent", "langgraph", "pydantic"} <= set(traj.versions)
+    run = tmp_path / "r"
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoints.sqlite",
+        "final.png",
+        "images",
+        "index.html",
+        "run.json",
+        "trajectory.json",
+    ]
+    on_disk = strokeagent.Trajectory.model_validate_json((run / "trajectory.json").read_text())
+    assert on_disk == traj
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    assert (run / "final.png").read_bytes() == final_bytes(traj)
+    # Every image of every step is in the store, and the film strip embeds them all.
+    refs = {r.sha256 for s in traj.steps for r in s.images}
+    assert {p.stem for p in (run / "images").glob("*.png")} == refs
+    html = (run / "index.html").read_text()
+    assert html.count("data:image/png;base64,") == len([r for s in traj.steps for r in s.images]) + 1
+    assert "add shape 2" in html and "shape 1 is too faint" in html
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+    a = strokeagent.generate("p", policy=test_policy(), seed=1, out=tmp_path / "a")
+    b = strokeagent.generate("p", policy=test_policy(), seed=1, out=tmp_path / "b")
+    c = strokeagent.generate("p", policy=test_policy(), seed=2, out=tmp_path / "c")
+    assert final_bytes(a) == final_bytes(b)
+    assert [r.sha256 for s in a.steps for r in s.images] == [r.sha256 for s in b.steps for r in s.images]
+    assert final_bytes(a) != final_bytes(c)
+
+
+@pytest.mark.parametrize(
+    ("order", "stages"),
+    [
+        (("draft",), ["draft"]),
+        (("plan", "draft"), ["plan", "draft"] * 3),
+        (("draft", "reflect", "refine"), ["draft", "reflect", "refine", "reflect"]),
+    ],
+)
+def test_ablation_orders_run_the_stages_they_name(order, stages, tmp_path):
+    traj = strokeagent.generate("p", policy=test_policy(order=order), seed=0, out=tmp_path / "r")
+    assert [t.stage for t in traj.timings] == stages
+    if "plan" not in order:
+        assert traj.steps[0].plan.instruction == "p" and traj.steps[0].plan.done
+
+
+def test_astream_yields_one_event_per_stage_then_the_finished_trajectory(tmp_path):
+    async def collect():
+        return [
+            e async for e in astream("p", test_policy(steps=2, fail_rounds=0), seed=0, out=tmp_path / "r")
+        ]
+
+    events = asyncio.run(collect())
+    assert [(e.step, e.stage) for e in events[:-1]] == [
+        (0, "plan"),
+        (0, "draft"),
+        (0, "reflect"),
+        (1, "plan"),
+        (1, "draft"),
+        (1, "reflect"),
+    ]
+    assert all(e.trajectory.final_image is None for e in events[:-1])
+    assert events[-1].trajectory.final_image is not None
+    assert events[-1].elapsed >= events[0].elapsed
+
+
+class FailingDrafter(ShapesDrafter):
+    """Fails on step ``fail_at`` until told otherwise: a crash in the middle of a run."""
+
+    fail_at = 1
+
+    async def draft(self, view, plan) -> Canvas:
+        if view.step == self.fail_at:
+            raise RuntimeError("GPU fell off the bus")
+        return await super().draft(view, plan)
+
+
+def test_a_failed_run_keeps_its_images_and_resumes_to_the_same_bytes(tmp_path):
+    policy = test_policy(steps=3)
+    flaky = strokeagent.Policy(
+        name="flaky",
+        loop=policy.loop,
+        planner=policy.planner,
+        drafter=FailingDrafter(),
+        reflector=policy.reflector,
+        refiner=policy.refiner,
+    )
+    with pytest.raises(RunError, match=r"GPU fell off the bus; it kept 2 images in .*strokeagent resume"):
+        strokeagent.generate("p", policy=flaky, seed=5, out=tmp_path / "r")
+    run = tmp_path / "r"
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    partial = strokeagent.Trajectory.model_validate_json((run / "trajectory.json").read_text())
+    assert len(partial.steps) == 2 and partial.steps[1].images == []
+    assert len(list((run / "images").glob("*.png"))) == 2
+
+    FailingDrafter.fail_at = -1
+    resumed = resume(run, policy=flaky)
+    straight = strokeagent.generate("p", policy=test_policy(steps=3), seed=5, out=tmp_path / "s")
+    assert final_bytes(resumed) == final_bytes(straight)
+    assert [t.stage for t in resumed.timings] == [t.stage for t in straight.timings]
+    with pytest.raises(RunError, match="already finished"):
+        resume(run, policy=flaky)
+
+
+def test_pause_before_a_stage_then_resume(tmp_path):
+    policy = test_policy(steps=2, fail_rounds=0)
+    paused = strokeagent.generate("p", policy=policy, seed=3, out=tmp_path / "r", pause_before=("reflect",))
+    assert paused.final_image is None and [t.stage for t in paused.timings] == ["plan", "draft"]
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "paused"
+    again = resume(tmp_path / "r", policy=policy)  # runs the reflect, then pauses before the next one
+    assert [t.stage for t in again.timings] == ["plan", "draft", "reflect", "plan", "draft"]
+    done = resume(tmp_path / "r", policy=policy, pause=False)
+    straight = strokeagent.generate("p", policy=policy, seed=3, out=tmp_path / "s")
+    assert final_bytes(done) == final_bytes(straight)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        ("", "the prompt is empty"),
+        ("  \n\t ", "the prompt is empty"),
+        ("x" * (MAX_PROMPT_CHARS + 1), "over the limit"),
+    ],
+)
+def test_bad_prompts_are_refused_before_anything_is_written(prompt, message, tmp_path):
+    with pytest.raises(PromptError, match=message):
+        strokeagent.generate(prompt, policy=test_policy(), out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_output_folder_problems(tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("mine")
+    with pytest.raises(RunError, match="already exists and is not empty"):
+        strokeagent.generate("p", policy=test_policy(), out=tmp_path / "busy")
+    assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RunError, match="already exists"):
+        strokeagent.generate("p", policy=test_policy(), out=tmp_path / "file")
+
+
+def test_resume_refuses_what_is_not_a_run(tmp_path):
+    with pytest.raises(RunError, match="is not a folder"):
+        resume(tmp_path / "nowhere")
+    with pytest.raises(RunError, match="is not a strokeagent run"):
+        resume(tmp_path)
+
+
+def test_python_built_policy_needs_the_policy_to_resume(tmp_path):
+    strokeagent.generate("p", policy=test_policy(), out=tmp_path / "r", pause_before=("draft",))
+    with pytest.raises(
+        RunError, match=r"resume it from Python with strokeagent.resume\(run_dir, policy=...\)"
+    ):
+        resume(tmp_path / "r")
+
+
+def test_generate_works_inside_a_running_event_loop(tmp_path):
+    async def inside():
+        return strokeagent.generate("p", policy=test_policy(steps=1), out=tmp_path / "r")
+
+    assert asyncio.run(inside()).final_image is not None
