@@ -43,7 +43,35 @@ _EXPORTS = {
     "StrokeAgentError": "strokeagent.errors",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [  # noqa: RUF022 - grouped by concept
+    "generate",
+    "agenerate",
+    "astream",
+    "resume",
+    "aresume",
+    "StageEvent",
+    "load_policy",
+    "Policy",
+    "LoopSpec",
+    "StageNodes",
+    "compile_loop",
+    "build_graph",
+    "Plan",
+    "Reflection",
+    "Step",
+    "Trajectory",
+    "ImageRef",
+    "Canvas",
+    "TrajectoryView",
+    "Planner",
+    "Drafter",
+    "Reflector",
+    "Refiner",
+    "ArtifactStore",
+    "StrokeAgentError",
+    "__version__",
+]
+assert set(__all__) == {*_EXPORTS, "__version__"}
 
 if TYPE_CHECKING:
     from strokeagent.errors import StrokeAgentError
