@@ -168,6 +168,14 @@ _FILLERS = {
     "draw", "paint", "show", "generate", "create", "make", "me", "please",
 }  # fmt: skip
 
+# Adjectives that never head a noun phrase on their own ("a big and red cup").
+_ADJECTIVES = {
+    "small", "big", "large", "tiny", "huge", "little", "giant", "tall", "short", "long", "old",
+    "new", "young", "wooden", "metal", "metallic", "plastic", "cute", "beautiful", "happy", "sad",
+    "round", "square", "shiny", "bright", "dark", "light", "pale", "fluffy", "furry", "striped",
+    "spotted", "empty", "full", "broken", "open", "closed", "wet", "dry", "hot", "cold", "vintage",
+    "modern", "realistic", "cartoon", "colorful", "colourful", "single", "other", "another",
+}  # fmt: skip
 _SELF_WORDS = {"itself", "themselves", "it", "them", "oneself", "himself", "herself"}
 _SELF_PHRASES = [("each", "other"), ("one", "another")]
 
@@ -443,6 +451,8 @@ class RuleParser:
             if not rest:  # nothing but modifiers: "a red" ; the last one may still be a noun
                 rest, post = post, []
                 head_len = 1 if rest and not RuleParser._color(rest[-1]) else 0
+        if head_len == 1 and (rest[-1] in _ADJECTIVES or rest[-1] in COUNT_WORDS):  # "a big red": no noun yet
+            head_len = 0
         phrase.head = rest[len(rest) - head_len :] if head_len else []
         for word in rest[: len(rest) - head_len] + post:
             color = RuleParser._color(word)
@@ -536,6 +546,9 @@ class RuleParser:
                     phrase.count, phrase.count_text = earlier.count, earlier.count_text
             carry = []
 
+            if phrase.is_self and pending is None:
+                dropped.append(f"{phrase.text!r} refers to nothing before it; dropped")
+                continue
             if pending is not None:
                 anchor = self._relate(previous, previous_phrase, pending, phrase, objects, relations, dropped)
                 pending = None
