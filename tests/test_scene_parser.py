@@ -150,6 +150,18 @@ CASES = [
     ("a photo of two sheeps", [obj("sheep", 2)], [], None),
     ("a photo of four benchs", [obj("bench", 4)], [], None),
     ("a photo of two skises", [obj("skis", 2)], [], None),
+    # verbs and comparisons between noun phrases
+    ("a man riding a horse", [obj("person"), obj("horse")], [("o0", "on top of", "o1")], None),
+    ("a dog chasing a ball in the park", [obj("dog"), obj("sports ball")], [], "park"),
+    (
+        "two cats sleeping on a red couch",
+        [obj("cat", 2), obj("couch", color="red")],
+        [("o0", "on top of", "o1")],
+        None,
+    ),
+    ("a sleeping cat", [obj("cat")], [], None),
+    ("a giraffe taller than a bus", [obj("giraffe"), obj("bus")], [], None),
+    ("a parking meter", [obj("parking meter")], [], None),
     # framing and punctuation
     ("A high-quality watercolor painting of a Red Cup!", [obj("cup", color="red")], [], None),
     ("Draw a cat, a dog & a bird.", [obj("cat"), obj("dog"), obj("bird")], [], None),

@@ -37,6 +37,7 @@ from strokeagent.scene.vocab import (
     COLORS,
     COUNT_WORDS,
     MAX_NOUN_WORDS,
+    NOUNS,
     looks_plural,
     lookup_noun,
     singularize,
@@ -89,6 +90,7 @@ _RELATION_PHRASES: list[tuple[tuple[str, ...], Predicate | None]] = sorted(
         ),
         (("on", "top", "of"), "on top of"),
         (("atop",), "on top of"),
+        (("riding",), "on top of"),
         (("on",), "on top of"),
         (("onto",), "on top of"),
         (("upon",), "on top of"),
@@ -142,6 +144,7 @@ _CONNECTORS: list[tuple[str, ...]] = sorted(
         ("and",),
         ("or",),
         ("with",),
+        ("than",),
         ("plus",),
         ("of",),
         ("while",),
@@ -280,6 +283,30 @@ class _Place:
 
 
 _Item = _Phrase | _Rel | _Place | None  # None: a connector
+
+
+# Words in -ing that are nouns, not verbs ("a wedding", "a building").
+_ING_NOUNS = {
+    "building", "painting", "drawing", "ring", "king", "wing", "string", "ceiling", "clothing",
+    "evening", "morning", "spring", "swing", "thing", "pudding", "wedding", "dumpling", "sibling",
+    "duckling", "earring", "sling", "railing", "awning", "icing", "frosting", "stuffing", "sing",
+}  # fmt: skip
+
+
+_NOUN_FIRST_WORDS = {form.split()[0] for form in NOUNS if " " in form} | {
+    s.split()[0] for s in _SCENES if " " in s
+}
+
+
+def _is_verb(word: str) -> bool:
+    """A present participle ("riding", "chasing") that joins two noun phrases."""
+    return (
+        len(word) > 4
+        and word.endswith("ing")
+        and word not in _ING_NOUNS
+        and word not in _NOUN_FIRST_WORDS  # "parking meter"
+        and lookup_noun(word) is None
+    )
 
 
 def _match(tokens: list[str], i: int, phrase: tuple[str, ...]) -> bool:
@@ -422,6 +449,12 @@ class RuleParser:
                         buf.append("itself")
                         step = len(phrase)
                         break
+            if not step and i + 1 < len(tokens) and tokens[i + 1] == "than":
+                step = 1  # "taller than": a comparison, not a noun
+            if not step and _is_verb(tokens[i]):
+                flush()  # "a man riding a horse": the verb ends the first noun phrase
+                items.append(None)
+                step = 1
             if not step:
                 if tokens[i] not in _FILLERS:
                     buf.append(tokens[i])
