@@ -1,1 +1,40 @@
-"""The embedded default policy: scene-graph plans drawn, inspected and fixed on a stroke canvas."""
+"""The embedded default policy: scene-graph plans drawn, inspected and fixed on a stroke canvas.
+
+    >>> sorted(STAGE_KINDS)
+    ['sketch.draft', 'sketch.plan', 'sketch.refine', 'sketch.reflect']
+
+Modules, in the order a newcomer might read them: ``document`` (what a canvas
+holds), ``glyphs`` (drawing it, with its id buffer), ``measure`` (seeing it),
+``layout`` (where things go), ``mistakes`` (how drafts go wrong), the four
+stages (``planner``, ``drafter``, ``reflector``, ``refiner``), and ``judge``
+(GenEval's verdict on a finished canvas).
+"""
+
+from strokeagent.sketch.document import Drawn, SketchDocument
+from strokeagent.sketch.drafter import SketchDrafter
+from strokeagent.sketch.glyphs import render
+from strokeagent.sketch.judge import judge
+from strokeagent.sketch.layout import solve_layout
+from strokeagent.sketch.planner import SketchPlanner
+from strokeagent.sketch.refiner import SketchRefiner
+from strokeagent.sketch.reflector import SketchReflector
+
+STAGE_KINDS = {
+    "sketch.plan": SketchPlanner,
+    "sketch.draft": SketchDrafter,
+    "sketch.reflect": SketchReflector,
+    "sketch.refine": SketchRefiner,
+}
+
+__all__ = [
+    "STAGE_KINDS",
+    "Drawn",
+    "SketchDocument",
+    "SketchDrafter",
+    "SketchPlanner",
+    "SketchRefiner",
+    "SketchReflector",
+    "judge",
+    "render",
+    "solve_layout",
+]

@@ -1,0 +1,96 @@
+"""``sketch.draft``: draw this step's increment on the stroke canvas, with realistic mistakes.
+
+    >>> drafter = SketchDrafter(mistake_rate=0.0)
+    >>> # canvas = await drafter.draft(view, plan); canvas.meta["sketch"]["instances"][0]["cls"]
+
+Step 0 starts a fresh canvas; later steps open the newest canvas and *add* this
+increment's objects — what is already drawn stays as it is. With no planner
+(the plan is the prompt itself, ``done``, no meta) the whole prompt is drawn in
+one pass, and, by the mistake model in ``mistakes``, more goes wrong.
+All randomness comes from ``numpy.random.default_rng(view.seed)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from strokeagent.sketch.document import SketchDocument
+from strokeagent.sketch.glyphs import render
+from strokeagent.sketch.mistakes import MISTAKE_KINDS, applicable, make_mistake, mistake_probability
+from strokeagent.sketch.scenes import layout_for, needs_for, place_instance, planned_ids, scene_of_plan
+from strokeagent.stages import Canvas, TrajectoryView
+from strokeagent.state import Plan
+
+
+def check_mistake_options(rate: float, crowding: float, mistakes: Sequence[str]) -> tuple[str, ...]:
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"mistake_rate must be between 0 and 1, got {rate}")
+    if crowding < 0:
+        raise ValueError(f"crowding must be 0 or more, got {crowding}")
+    unknown = [m for m in mistakes if m not in MISTAKE_KINDS]
+    if unknown:
+        raise ValueError(f"unknown mistakes {unknown}; choose from {list(MISTAKE_KINDS)}")
+    return tuple(mistakes)
+
+
+class SketchDrafter:
+    """Draws plans as stroke glyphs placed by the layout solver.
+
+    Options: ``size`` (canvas side, px), ``mistake_rate`` (per instance when
+    drawn alone), ``crowding`` (how much each other instance in the pass adds),
+    ``mistakes`` (which kinds may happen).
+    """
+
+    def __init__(
+        self,
+        size: int = 512,
+        mistake_rate: float = 0.25,
+        crowding: float = 0.25,
+        mistakes: Sequence[str] = MISTAKE_KINDS,
+    ) -> None:
+        if size < 64:
+            raise ValueError(f"size must be at least 64 px, got {size}")
+        self.size = size
+        self.mistake_rate = mistake_rate
+        self.crowding = crowding
+        self.mistakes = check_mistake_options(mistake_rate, crowding, mistakes)
+
+    async def draft(self, view: TrajectoryView, plan: Plan) -> Canvas:
+        graph = scene_of_plan(plan)
+        if view.canvas is None:
+            doc = SketchDocument(size=self.size, background=graph.background)
+        else:
+            doc = SketchDocument.from_meta(view.open(view.canvas).meta)
+            if doc.background is None and graph.background:
+                doc = doc.model_copy(update={"background": graph.background})
+        expected = planned_ids(view, plan, graph)
+        already = {d.object_id for d in doc.instances}
+        todo = [
+            (graph.object(oid), i)
+            for oid in expected
+            if oid not in already
+            for i in range(graph.object(oid).count)
+        ]
+        layout = layout_for(view, graph, doc.size)
+        rng = np.random.default_rng(view.seed)
+        p = mistake_probability(len(todo), self.mistake_rate, self.crowding)
+        among = set(expected)
+        for obj, index in todo:
+            drawn = place_instance(graph, obj, index, doc, layout, among)
+            slipped = rng.random() < p
+            kinds = applicable(self.mistakes, doc, needs := needs_for(graph, obj, doc, among))
+            if slipped and kinds:
+                kind = kinds[int(rng.integers(len(kinds)))]
+                mistaken, under = make_mistake(kind, drawn, doc, needs, rng)
+                if mistaken is None:
+                    continue
+                doc = doc.add(mistaken)
+                if under:
+                    low = min(d.z for d in doc.instances) - 1
+                    doc = doc.replace(doc.instances[-1].model_copy(update={"z": low}))
+            else:
+                doc = doc.add(drawn)
+        image, _ = render(doc)
+        return Canvas(image, doc.to_meta())

@@ -1,0 +1,40 @@
+"""``sketch.plan``: the prompt's scene graph, ordered into increments, one per step.
+
+    >>> planner = SketchPlanner()
+    >>> # plan = await planner.plan(view)
+    >>> # plan.instruction, plan.meta["increment"]["object_ids"] -> ('Draw a teddy bear.', ['o1'])
+
+The increments are ``strokeagent.scene.plan_increments``: layout, main objects,
+related objects, attributes, as the paper builds its data. The plan carries the
+whole graph and this step's increment in ``meta`` for the drafter and reflector.
+"""
+
+from __future__ import annotations
+
+from strokeagent.sketch.scenes import increments_of_prompt, scene_of_prompt
+from strokeagent.stages import TrajectoryView
+from strokeagent.state import Plan
+
+
+class SketchPlanner:
+    """Plans one increment per step. Option: ``max_steps`` (increments are merged to fit)."""
+
+    def __init__(self, max_steps: int = 5) -> None:
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        self.max_steps = max_steps
+
+    async def plan(self, view: TrajectoryView) -> Plan:
+        graph = scene_of_prompt(view.prompt)
+        increments = increments_of_prompt(view.prompt, self.max_steps)
+        scene = graph.model_dump(mode="json")
+        if not increments:
+            return Plan(instruction="Nothing to draw.", description="", done=True, meta={"scene": scene})
+        i = min(view.step, len(increments) - 1)
+        inc = increments[i]
+        return Plan(
+            instruction=inc.instruction,
+            description=inc.description,
+            done=i == len(increments) - 1,
+            meta={"scene": scene, "increment": inc.model_dump(mode="json")},
+        )

@@ -1,0 +1,103 @@
+"""What the sketch stages share about a prompt: its parsed graph, increments, layout, and placing.
+
+    >>> scene_of_prompt("a photo of two apples").objects[0].count
+    2
+
+Parsing is cached per prompt: every stage of every step asks for the same graph.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from strokeagent.scene import Increment, SceneGraph, parse_prompt, plan_increments
+from strokeagent.scene.graph import SceneObject
+from strokeagent.sketch.document import Box, Drawn, SketchDocument
+from strokeagent.sketch.glyphs import footprint
+from strokeagent.sketch.layout import Layout, Need, find_place, solve_layout
+from strokeagent.sketch.palette import rgb_for
+from strokeagent.stages import TrajectoryView, stage_seed
+from strokeagent.state import Plan
+
+
+@lru_cache(maxsize=512)
+def scene_of_prompt(prompt: str) -> SceneGraph:
+    return parse_prompt(prompt)
+
+
+@lru_cache(maxsize=512)
+def increments_of_prompt(prompt: str, max_steps: int) -> tuple[Increment, ...]:
+    return tuple(plan_increments(scene_of_prompt(prompt), max_steps))
+
+
+def scene_of_plan(plan: Plan) -> SceneGraph:
+    """The scene the plan asks for: its own graph, or (with no planner) its instruction parsed."""
+    if "scene" in plan.meta:
+        return SceneGraph.model_validate(plan.meta["scene"])
+    return scene_of_prompt(plan.instruction)
+
+
+def planned_ids(view: TrajectoryView, plan: Plan, graph: SceneGraph) -> list[str]:
+    """Object ids that should be on the canvas once ``plan`` is drawn: every increment so far.
+
+    With no increments in the plans (no planner ran), that is the whole graph.
+    """
+    if "increment" not in plan.meta:
+        return [o.id for o in graph.objects]
+    ids: list[str] = []
+    plans = [s.plan for s in view.steps[: view.step] if s.plan is not None]
+    for p in [*plans, plan]:
+        for oid in p.meta.get("increment", {}).get("object_ids", []):
+            if oid not in ids:
+                ids.append(oid)
+    return ids
+
+
+def layout_for(view: TrajectoryView, graph: SceneGraph, size: int) -> Layout:
+    # One layout per run, from the run seed, so every step and every stage agree on the plan.
+    return solve_layout(graph, size, seed=stage_seed(view.trajectory.seed, 0, "layout"))
+
+
+def needs_for(graph: SceneGraph, obj: SceneObject, doc: SketchDocument, among: set[str]) -> list[Need]:
+    """The relations an instance of ``obj`` must keep with the instances already on ``doc``."""
+    needs = []
+    for r in graph.relations:
+        if r.subject == obj.id and r.object in among:
+            needs += [Need(r.predicate, d.box, True) for d in doc.instances if d.object_id == r.object]
+        elif r.object == obj.id and r.subject in among:
+            needs += [Need(r.predicate, d.box, False) for d in doc.instances if d.object_id == r.subject]
+    return needs
+
+
+def _clear(box: Box, cls: str, obstacles: list[Box], size: int) -> bool:
+    fp = footprint(cls, box)
+    if fp[0] < 0 or fp[1] < 0 or fp[2] > size or fp[3] > size:
+        return False
+    return not any(fp[0] < o[2] and o[0] < fp[2] and fp[1] < o[3] and o[1] < fp[3] for o in obstacles)
+
+
+def place_instance(
+    graph: SceneGraph, obj: SceneObject, index: int, doc: SketchDocument, layout: Layout, among: set[str]
+) -> Drawn:
+    """An instance of ``obj`` drawn right: its planned slot if that is still free and keeps its
+    relations to what is drawn, else the nearest place that does."""
+    slot = layout.boxes[obj.id][min(index, len(layout.boxes[obj.id]) - 1)]
+    obstacles = [footprint(d.cls, d.box) for d in doc.instances]
+    needs = needs_for(graph, obj, doc, among)
+    box: Box | None = slot
+    if not (_clear(slot, obj.cls, obstacles, doc.size) and all(n.met(slot) for n in needs)):
+        w, h = slot[2] - slot[0], slot[3] - slot[1]
+        centre = ((slot[0] + slot[2]) / 2, (slot[1] + slot[3]) / 2)
+        box = find_place(obj.cls, w, h, doc.size, obstacles, needs, prefer=centre)
+        if box is None:  # keeping the relations is impossible here: at least keep it visible
+            box = find_place(obj.cls, w, h, doc.size, obstacles, prefer=centre) or slot
+    return Drawn(
+        iid=0,
+        object_id=obj.id,
+        index=index,
+        cls=obj.cls,
+        supercategory=obj.supercategory,
+        color=obj.color,
+        rgb=rgb_for(obj.color, obj.cls),
+        box=box,
+    )
