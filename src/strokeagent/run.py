@@ -7,7 +7,7 @@ A run lives in one folder::
 
     RUN/
       run.json            what was asked (prompt, seed, the policy's tables) and the status
-      trajectory.json     every text state, image ref, seed, timing and version; rewritten after each stage
+      trajectory.json     every text state, image ref, seed, timing and version (refreshed as the run goes)
       images/<sha>.png    every image any stage made, by content
       checkpoints.sqlite  LangGraph's own SQLite checkpointer; thread id = run id
       index.html          a self-contained film strip of every step
@@ -22,6 +22,7 @@ final image is byte-identical to an uninterrupted run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import platform
 import shutil
@@ -40,6 +41,9 @@ from strokeagent.state import StageName, Trajectory
 from strokeagent.store import ArtifactStore, atomic_write
 
 MAX_PROMPT_CHARS = 2000
+#: trajectory.json is a live view, refreshed at most this often (seconds) while a run goes, and always
+#: when it ends, fails or pauses; the checkpoint, written after every stage, is what resume reads.
+TRAJECTORY_WRITE_INTERVAL = 0.25
 RunStatus = Literal["running", "paused", "failed", "finished"]
 
 
@@ -57,6 +61,7 @@ def check_prompt(prompt: str) -> str:
     return prompt
 
 
+@functools.cache
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in ("strokeagent", "langgraph", "langgraph-checkpoint-sqlite", "pydantic", "pillow", "numpy"):
@@ -230,6 +235,7 @@ async def _drive(
     initial: dict[str, Any] | None,
     pause_before: tuple[StageName, ...],
 ) -> AsyncIterator[StageEvent]:
+    import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     from strokeagent.report import write_report
@@ -237,8 +243,13 @@ async def _drive(
     assert folder.store is not None
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": recursion_limit(policy.loop)}
     started = time.perf_counter()
+    last_write = started
     traj: Trajectory | None = None
-    async with AsyncSqliteSaver.from_conn_string(str(folder.checkpoint_file)) as saver:
+    async with aiosqlite.connect(str(folder.checkpoint_file)) as conn:
+        # WAL (set by the saver) with synchronous=NORMAL survives a killed process; it skips
+        # the per-commit fsync that only a power cut needs, which would dominate a fast stage.
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        saver = AsyncSqliteSaver(conn)
         graph = compile_loop(policy, folder.store, checkpointer=saver, pause_before=pause_before)
         if initial is None:
             snapshot = await graph.aget_state(config)
@@ -257,7 +268,9 @@ async def _drive(
                     if stage.startswith("__") or not value:
                         continue
                     traj = Trajectory.model_validate(value["trajectory"])
-                    folder.write_trajectory(traj)
+                    if time.perf_counter() - last_write > TRAJECTORY_WRITE_INTERVAL:
+                        folder.write_trajectory(traj)
+                        last_write = time.perf_counter()
                     timing = traj.timings[-1]
                     yield StageEvent(stage, timing.step, timing.seconds, time.perf_counter() - started, traj)  # type: ignore[arg-type]
         except Exception as e:
@@ -274,6 +287,7 @@ async def _drive(
     if traj is None:  # pragma: no cover - a loop always runs at least one stage
         raise RunError("the loop ran no stage")
     if snapshot.next:
+        folder.write_trajectory(traj)
         folder.set_status("paused")
         write_report(folder.path, traj, folder.store)
         return

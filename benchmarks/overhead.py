@@ -1,0 +1,72 @@
+"""The framework's own cost: per stage transition, and against stages of known length.
+
+    $ python benchmarks/overhead.py            # ~20 s on 2 cores
+
+Measured on the shapes test doubles (``strokeagent.testing``), streaming the
+run with ``astream``:
+
+1. *Per transition*: stages that sleep 0 s. The gap between two stage events,
+   minus the time inside the stage, is what the framework spent: LangGraph's
+   step, the SQLite checkpoint write, storing the image, validating the state.
+   Start-up (opening the checkpoint database, compiling the graph) and finish
+   (the film strip, the final files) are reported apart, once per run.
+2. *Ratio*: stages that take 100 ms (``delay=0.1``); the whole run's wall time,
+   start-up and finish included, over the time spent inside the stages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from strokeagent.run import astream
+from strokeagent.testing import test_policy
+
+
+async def one_run(delay: float, steps: int, out: Path) -> dict[str, float]:
+    policy = test_policy(steps=steps, fail_rounds=1, max_refines=1, delay=delay)
+    start = previous = time.perf_counter()
+    gaps, first = [], None
+    async for event in astream("benchmark", policy, seed=0, out=out):
+        now = time.perf_counter()
+        if first is None:
+            first = now - start - event.seconds
+        elif event.seconds:
+            gaps.append(now - previous - event.seconds)
+        else:  # the last event repeats the last stage, after the run's finishing writes
+            finish = now - previous
+        previous = now
+        traj = event.trajectory
+    wall = time.perf_counter() - start
+    inside = sum(t.seconds for t in traj.timings)
+    return {
+        "start": first,
+        "transition": statistics.median(gaps),
+        "finish": finish,
+        "ratio": wall / inside if inside else float("nan"),
+        "stages": len(traj.timings),
+    }
+
+
+def main(repeats: int = 5, steps: int = 10) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        asyncio.run(one_run(0.0, 1, root / "warm-up"))
+        fast = [asyncio.run(one_run(0.0, steps, root / f"fast-{i}")) for i in range(repeats)]
+        slow = [asyncio.run(one_run(0.1, 4, root / f"slow-{i}")) for i in range(3)]
+
+    def med(runs: list[dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    print(f"python {sys.version.split()[0]}; {steps} steps x 5 stages per run, {repeats} runs (median)")
+    print(f"per stage transition (LangGraph + checkpoint + image store): {med(fast, 'transition') * 1000:.2f} ms")
+    print(f"once per run: start-up {med(fast, 'start') * 1000:.1f} ms, finish {med(fast, 'finish') * 1000:.1f} ms")
+    print(f"whole-run wall / in-stage time, 100 ms stages, {int(slow[0]['stages'])} stages: {med(slow, 'ratio'):.4f}")
+
+
+if __name__ == "__main__":
+    main()
