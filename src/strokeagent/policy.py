@@ -27,32 +27,18 @@ four stages is loaded once. Kinds come from the built-in table below, from the
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from strokeagent.errors import LoopError, PolicyError
 from strokeagent.loop import LoopSpec
+from strokeagent.registry import STAGE_KINDS
 from strokeagent.stages import STAGE_PROTOCOLS, Drafter, Planner, Refiner, Reflector
 from strokeagent.state import STAGES
-
-#: Stage kinds that ship with strokeagent, as lazy import paths (nothing heavy loads until used).
-BUILTIN_STAGE_KINDS: dict[str, str] = {
-    "sketch.plan": "strokeagent.sketch:SketchPlanner",
-    "sketch.draft": "strokeagent.sketch:SketchDrafter",
-    "sketch.reflect": "strokeagent.sketch:SketchReflector",
-    "sketch.refine": "strokeagent.sketch:SketchRefiner",
-    "testing.plan": "strokeagent.testing:ScriptedPlanner",
-    "testing.draft": "strokeagent.testing:ShapesDrafter",
-    "testing.reflect": "strokeagent.testing:ScriptedReflector",
-    "testing.refine": "strokeagent.testing:ShapesRefiner",
-}
-ENTRY_POINT_GROUP = "strokeagent.stages"
 
 
 @dataclass(frozen=True)
@@ -165,6 +151,7 @@ def read_policy_tables(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, An
         raise PolicyError(f"{path}: not valid TOML ({e}); fix the file") from None
     except OSError as e:
         raise PolicyError(f"cannot read policy file {path}: {e.strerror}") from None
+    _absolutise_backend_paths(data, path.parent)
     base_name = data.pop("extends", None)
     if base_name is None:
         return data
@@ -172,6 +159,18 @@ def read_policy_tables(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, An
     if not base_path.is_file():
         raise PolicyError(f"{path}: extends {base_name!r}, which does not exist (looked for {base_path})")
     return _merge(read_policy_tables(base_path, (*_seen, path)), data)
+
+
+def _absolutise_backend_paths(data: dict[str, Any], folder: Path) -> None:
+    """``backend = "x.toml"`` options are relative to the file that says them; keep them true after merging."""
+    for table in (data.get("stages") or {}).values():
+        if not isinstance(table, dict):
+            continue
+        for key, value in table.items():
+            if (key == "backend" or key.endswith("_backend")) and isinstance(value, str) and value.endswith(".toml"):
+                candidate = folder / value
+                if candidate.is_file():
+                    table[key] = str(candidate.resolve())
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -233,41 +232,4 @@ def policy_from_tables(tables: dict[str, Any], where: str = "policy", default_na
 
 
 def build_stage(table: dict[str, Any], where: str) -> Any:
-    options = dict(table)
-    kind = options.pop("kind", None)
-    if not isinstance(kind, str):
-        raise PolicyError(f"{where}: missing 'kind' (e.g. kind = \"sketch.draft\")")
-    factory = stage_factory(kind, where)
-    try:
-        inspect.signature(factory).bind(**options)
-    except TypeError as e:
-        raise PolicyError(f"{where}: bad options for {kind}: {e}") from None
-    try:
-        return factory(**options)
-    except (TypeError, ValueError) as e:
-        raise PolicyError(f"{where}: {kind} refused its options: {e}") from None
-
-
-def stage_factory(kind: str, where: str = "policy") -> Callable[..., Any]:
-    target = BUILTIN_STAGE_KINDS.get(kind) or _entry_point_target(kind) or (kind if ":" in kind else None)
-    if target is None:
-        known = ", ".join(sorted(BUILTIN_STAGE_KINDS))
-        raise PolicyError(
-            f"{where}: unknown stage kind {kind!r}; use one of {known}, or 'package.module:Factory'"
-        )
-    module_name, _, attr = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise PolicyError(
-            f"{where}: stage kind {kind!r} points at {target}, which cannot be imported: {e}"
-        ) from None
-
-
-def _entry_point_target(kind: str) -> str | None:
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == kind:
-            return ep.value
-    return None
+    return STAGE_KINDS.build(table, where)
