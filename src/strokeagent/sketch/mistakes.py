@@ -5,14 +5,15 @@
 
 **The model.** Every instance drawn in a pass goes wrong with probability
 
-    p(n) = min(0.9, rate × (1 + crowding × (n − 1)))
+    p(n) = min(cap, rate × (1 + crowding × (n − 1))),   cap = max(0.9, rate)
 
 where ``n`` is how many instances that pass draws: each extra thing to keep in
 mind raises every instance's risk by ``crowding`` × ``rate``. One object alone
 fails a quarter of the time at the defaults; four at once, 44 %; eight, 69 %.
 That is the reason to plan in increments: a step that adds one object keeps ``n``
 small. When an instance goes wrong, one kind is drawn uniformly from the enabled
-kinds that can apply to it:
+kinds that can apply to it (the cap keeps a crowded canvas from being hopeless,
+yet lets ``rate=1`` force a mistake on every instance, as tests do):
 
 * ``jitter`` — it lands on the wrong side of an object it relates to (needs a
   relation to something already drawn);
@@ -40,7 +41,7 @@ MISTAKE_KINDS: tuple[str, ...] = ("jitter", "overlap", "color", "drop", "off_fra
 
 
 def mistake_probability(n: int, rate: float, crowding: float) -> float:
-    return min(0.9, rate * (1 + crowding * max(n - 1, 0)))
+    return min(max(0.9, rate), rate * (1 + crowding * max(n - 1, 0)))
 
 
 class _Broken:
