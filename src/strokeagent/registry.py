@@ -83,10 +83,40 @@ STAGE_KINDS = Registry(
         "testing.draft": "strokeagent.testing:ShapesDrafter",
         "testing.reflect": "strokeagent.testing:ScriptedReflector",
         "testing.refine": "strokeagent.testing:ShapesRefiner",
+        # Text heads plan and reflect; image backends draft and refine (the composite policy).
+        "head.plan": "strokeagent.composite:HeadPlanner",
+        "head.reflect": "strokeagent.composite:HeadReflector",
+        "diffusion.draft": "strokeagent.composite:DiffusionDrafter",
+        "diffusion.refine": "strokeagent.composite:DiffusionRefiner",
+        "hybrid.draft": "strokeagent.composite:SketchThenPaintDrafter",
+        # One unified model for all four stages, on a shared context (the paper's policy).
+        "process": "strokeagent.unified.process:ProcessStages",
+        # A reflect stage built from any critic.
+        "critic.reflect": "strokeagent.critics:CriticReflector",
     },
     entry_point_group="strokeagent.stages",
 )
 
-BACKEND_KINDS = Registry(what="backend kind", builtins={}, entry_point_group="strokeagent.backends")
+BACKEND_KINDS = Registry(
+    what="backend kind",
+    builtins={
+        "diffusers": "strokeagent.backends.diffusers:DiffusersBackend",
+        "http-image": "strokeagent.backends.http_image:HttpImageBackend",
+        "openai": "strokeagent.backends.openai_head:OpenAIHead",
+        "transformers": "strokeagent.backends.transformers_head:TransformersHead",
+        "janus": "strokeagent.unified.janus:JanusModel",
+        "bagel": "strokeagent.unified.bagel:BagelModel",
+    },
+    entry_point_group="strokeagent.backends",
+)
 
-CRITIC_KINDS = Registry(what="critic kind", builtins={}, entry_point_group="strokeagent.critics")
+CRITIC_KINDS = Registry(
+    what="critic kind",
+    builtins={
+        "sketch": "strokeagent.critics.sketch:SketchCritic",
+        "geneval": "strokeagent.critics.geneval:GenEvalCritic",
+        "clip-score": "strokeagent.critics.clip_score:ClipScoreCritic",
+        "vlm-judge": "strokeagent.critics.vlm_judge:VlmJudgeCritic",
+    },
+    entry_point_group="strokeagent.critics",
+)
