@@ -1,31 +1,39 @@
 # Two commands do everything on a fresh machine:
-#   make run    create .venv if missing, install, run the default policy on an example prompt
-#   make test   the same set-up, then the whole test suite (what CI runs)
+#   make run    create .venv if missing, install the light core, run the default policy on an example prompt
+#   make test   create .venv if missing, install everything the tests need, run the whole suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROMPT ?= a photo of two red apples left of a blue cup and a dog below the cup
 SEED ?= 0
+# The CPU build of torch goes in first, so that no extra's plain `torch` requirement pulls a CUDA build.
+# Elsewhere: make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: run test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-
-# Reinstall when the package description changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+
+# The core installs light: no torch, no diffusers, no transformers.
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-run: $(VENV)/.installed
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.core
+
+run: $(VENV)/.core
 	$(BIN)/strokeagent run "$(PROMPT)" --seed $(SEED)
 
-test: $(VENV)/.installed
+test: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n 2 --nbmake tests notebooks
+	$(BIN)/python -m pytest -n 2 tests notebooks --nbmake
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
