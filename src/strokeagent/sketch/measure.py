@@ -101,7 +101,12 @@ def inspect(image: Image.Image, doc: SketchDocument) -> list[Seen]:
 def measure_color(pixels: np.ndarray) -> str:
     """The colour a viewer would name for an (N, 3) array of an object's pixels."""
     paint = pixels[(pixels != OUTLINE).any(axis=1)]
-    votes = np.bincount(nearest_index(paint if len(paint) else pixels), minlength=len(color_names()))
+    paint = paint if len(paint) else pixels
+    # A sketch has few distinct colours: name each once, weigh it by how many pixels have it.
+    packed = (paint[:, 0].astype(np.int32) << 16) | (paint[:, 1].astype(np.int32) << 8) | paint[:, 2]
+    distinct, counts = np.unique(packed, return_counts=True)
+    rgb = np.stack([distinct >> 16, (distinct >> 8) & 255, distinct & 255], axis=1)
+    votes = np.bincount(nearest_index(rgb), weights=counts, minlength=len(color_names()))
     return color_names()[int(votes.argmax())]
 
 
