@@ -135,3 +135,102 @@ def test_policy(
 
 
 test_policy.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+# -- conformance -------------------------------------------------------------
+#
+# Contract tests any stage implementation can run, diffusers-style: subclass the
+# mixin in a pytest class and give the stage to test.
+#
+#     class TestMyDrafter(DrafterContract):
+#         def make_stage(self):
+#             return MyDrafter(...)
+
+
+class _StageContract:
+    stage: str
+    prompt = "a photo of a red apple left of a blue cup"
+
+    def make_stage(self):  # noqa: ANN201 - whatever stage is under test
+        raise NotImplementedError("return the stage under test")
+
+    def view(self, tmp_path, traj=None, step: int = 0, round_: int = 0) -> TrajectoryView:
+        from strokeagent.stages import stage_seed
+        from strokeagent.state import Trajectory
+        from strokeagent.store import ArtifactStore
+
+        traj = traj or Trajectory(prompt=self.prompt, seed=0)
+        store = ArtifactStore(tmp_path / "images")
+        return TrajectoryView(traj, step, self.stage, stage_seed(0, step, self.stage, round_), store)  # type: ignore[arg-type]
+
+    def test_implements_its_protocol_with_an_async_method(self) -> None:
+        import inspect
+
+        from strokeagent.stages import STAGE_PROTOCOLS
+
+        stage = self.make_stage()
+        assert isinstance(stage, STAGE_PROTOCOLS[self.stage])  # type: ignore[index]
+        assert inspect.iscoroutinefunction(getattr(stage, self.stage))
+
+    def drafted(self, tmp_path) -> tuple[TrajectoryView, Plan, Canvas]:
+        """A first-step view with one drawn canvas stored in it (for reflect and refine)."""
+        from strokeagent.state import Step, Trajectory
+
+        drafter = ShapesDrafter(size=64)
+        plan = Plan(instruction=self.prompt, description=self.prompt, done=True)
+        base = self.view(tmp_path, Trajectory(prompt=self.prompt, seed=0, steps=[Step(index=0, plan=plan)]))
+        canvas = asyncio.run(drafter.draft(base, plan))
+        ref = base.store.put(canvas.image, canvas.meta)
+        traj = base.trajectory.model_copy(update={"steps": [Step(index=0, plan=plan, images=[ref])]})
+        return self.view(tmp_path, traj), plan, base.open(ref)
+
+
+class PlannerContract(_StageContract):
+    stage = "plan"
+
+    def test_plans_the_first_step_deterministically(self, tmp_path) -> None:
+        a = asyncio.run(self.make_stage().plan(self.view(tmp_path)))
+        b = asyncio.run(self.make_stage().plan(self.view(tmp_path)))
+        assert isinstance(a, Plan) and a.instruction.strip()
+        assert a == b
+
+
+class DrafterContract(_StageContract):
+    stage = "draft"
+
+    def plan_for(self, view: TrajectoryView) -> Plan:
+        return Plan(instruction=view.prompt, description=view.prompt, done=True)
+
+    def test_draws_from_scratch_deterministically(self, tmp_path) -> None:
+        from strokeagent.store import png_bytes
+
+        view = self.view(tmp_path)
+        a = asyncio.run(self.make_stage().draft(view, self.plan_for(view)))
+        b = asyncio.run(self.make_stage().draft(view, self.plan_for(view)))
+        assert isinstance(a, Canvas) and a.image.width > 0 and a.image.height > 0
+        assert png_bytes(a.image) == png_bytes(b.image), "same seed must give the same bytes"
+
+
+class ReflectorContract(_StageContract):
+    stage = "reflect"
+
+    def test_reflects_consistently(self, tmp_path) -> None:
+        view, plan, canvas = self.drafted(tmp_path)
+        r = asyncio.run(self.make_stage().reflect(view, plan, canvas))
+        assert isinstance(r, Reflection)
+        assert r.ok == (not r.conflicts), "ok must mean no conflicts"
+        if not r.ok:
+            assert r.corrected_instruction, "a reflection with conflicts must say what to do"
+        assert r == asyncio.run(self.make_stage().reflect(view, plan, canvas))
+
+
+class RefinerContract(_StageContract):
+    stage = "refine"
+
+    def test_refines_to_an_image_of_the_same_size(self, tmp_path) -> None:
+        view, plan, canvas = self.drafted(tmp_path)
+        reflection = Reflection(
+            image_conflicts=["the apple is missing"], corrected_instruction="add the apple", ok=False
+        )
+        out = asyncio.run(self.make_stage().refine(view, plan, canvas, reflection))
+        assert isinstance(out, Canvas) and out.image.size == canvas.image.size
