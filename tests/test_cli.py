@@ -140,3 +140,14 @@ def test_an_output_folder_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "f").write_text("")
     r = run_cli("run", "p", "--policy", SHAPES, "--out", str(tmp_path / "f"))
     assert r.returncode == 2 and "already exists" in r.stderr
+
+
+def test_scene_prints_the_graph_as_json_and_as_text():
+    r = run_cli("scene", "a photo of two red apples left of a blue cup", "--json")
+    assert r.returncode == 0, r.stderr
+    graph = json.loads(r.stdout)
+    assert [(o["cls"], o["count"], o["color"]) for o in graph["objects"]] == [("apple", 2, "red"), ("cup", 1, "blue")]
+    assert graph["relations"] == [{"subject": "o0", "predicate": "left of", "object": "o1"}]
+    text = run_cli("scene", "a red blue cup")
+    assert "o0: 1 × red cup  (kitchen)" in text.stdout and "dropped: 'blue' contradicts 'red'" in text.stdout
+    assert run_cli("scene", " ").returncode == 2

@@ -190,13 +190,14 @@ def scene(
         return
     for o in graph.objects:
         attrs = " ".join(filter(None, [o.color, *o.attributes]))
-        out.print(f"{o.id}: {o.count} × {attrs + ' ' if attrs else ''}{o.cls}  [{o.supercategory}]")
+        known = o.supercategory if o.known else "unknown noun, drawn as a labelled generic object"
+        out.print(escape(f"{o.id}: {o.count} × {attrs + ' ' if attrs else ''}{o.cls}  ({known})"))
     for r in graph.relations:
-        out.print(f"{r.subject} {r.predicate} {r.object}")
+        out.print(escape(f"{r.subject} {r.predicate} {r.object}"))
     if graph.background:
-        out.print(f"background: {graph.background}")
+        out.print(escape(f"background: {graph.background}"))
     for note in graph.dropped:
-        out.print(f"[yellow]dropped:[/] {note}")
+        out.print(f"[yellow]dropped:[/] {escape(note)}")
 
 
 def main() -> None:
