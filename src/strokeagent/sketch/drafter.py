@@ -79,6 +79,7 @@ class SketchDrafter:
         among = set(expected)
         for obj, index in todo:
             drawn = place_instance(graph, obj, index, doc, layout, among)
+            assert drawn is not None  # not strict: always somewhere
             slipped = rng.random() < p
             kinds = applicable(self.mistakes, doc, needs := needs_for(graph, obj, doc, among))
             if slipped and kinds:

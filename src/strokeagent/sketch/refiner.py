@@ -10,7 +10,8 @@ Acting on ``Reflection.meta["violations"]`` (see ``reflector``):
 * an instance that is hidden, covered, off the frame, on the wrong side of its
   partner or of the wrong class is lifted and put back right: its planned slot
   if that is free and keeps its relations, else the nearest free place that
-  does (``layout.find_place``), on top of everything;
+  does (``layout.find_place``), on top of everything; when the instances it
+  relates to leave it no such place, they are lifted and put back too;
 * missing instances are added the same way.
 
 Objects are the prompt's (a plan that mis-stated one is corrected here).
@@ -81,10 +82,21 @@ class SketchRefiner:
         for iid in erase:
             doc = doc.remove(iid)
 
+        layout = layout_for(view, prompt, doc.size)
+        among = set(expected)
         # Lift the movers, then put them (and any missing instances) back, anchors before subjects.
         lifted = {iid: doc.get(iid) for iid in movers}
         for iid in movers:
             doc = doc.remove(iid)
+        for d in list(lifted.values()):
+            # Partners sitting where this instance should go leave it nowhere: lift them too.
+            obj = prompt.object(d.object_id)
+            if place_instance(prompt, obj, d.index, doc, layout, among, strict=True) is None:
+                partners = {r.object for r in prompt.relations if r.subject == obj.id}
+                partners |= {r.subject for r in prompt.relations if r.object == obj.id}
+                for other in [o for o in doc.instances if o.object_id in partners]:
+                    lifted[other.iid] = other
+                    doc = doc.remove(other.iid)
         todo: list[tuple[str, int, int | None]] = [
             (d.object_id, d.index, iid) for iid, d in sorted(lifted.items())
         ]
@@ -97,13 +109,12 @@ class SketchRefiner:
         subjects = {r.subject for r in prompt.relations}
         todo.sort(key=lambda t: (t[0] in subjects, t[0], t[1]))
 
-        layout = layout_for(view, prompt, doc.size)
         rng = np.random.default_rng(view.seed)
         p = mistake_probability(len(todo), self.mistake_rate, self.crowding)
-        among = set(expected)
         for oid, index, iid in todo:
             obj = prompt.object(oid)
             drawn = place_instance(prompt, obj, index, doc, layout, among)
+            assert drawn is not None  # not strict: always somewhere
             kinds = applicable(self.mistakes, doc, needs := needs_for(prompt, obj, doc, among))
             if self.mistake_rate > 0 and rng.random() < p and kinds:
                 mistaken, _ = make_mistake(kinds[int(rng.integers(len(kinds)))], drawn, doc, needs, rng)

@@ -77,10 +77,17 @@ def _clear(box: Box, cls: str, obstacles: list[Box], size: int) -> bool:
 
 
 def place_instance(
-    graph: SceneGraph, obj: SceneObject, index: int, doc: SketchDocument, layout: Layout, among: set[str]
-) -> Drawn:
+    graph: SceneGraph,
+    obj: SceneObject,
+    index: int,
+    doc: SketchDocument,
+    layout: Layout,
+    among: set[str],
+    strict: bool = False,
+) -> Drawn | None:
     """An instance of ``obj`` drawn right: its planned slot if that is still free and keeps its
-    relations to what is drawn, else the nearest place that does."""
+    relations to what is drawn, else the nearest place that does. When no place does: None if
+    ``strict``, else the nearest free place."""
     slot = layout.boxes[obj.id][min(index, len(layout.boxes[obj.id]) - 1)]
     obstacles = [footprint(d.cls, d.box) for d in doc.instances]
     needs = needs_for(graph, obj, doc, among)
@@ -89,6 +96,8 @@ def place_instance(
         w, h = slot[2] - slot[0], slot[3] - slot[1]
         centre = ((slot[0] + slot[2]) / 2, (slot[1] + slot[3]) / 2)
         box = find_place(obj.cls, w, h, doc.size, obstacles, needs, prefer=centre)
+        if box is None and strict:
+            return None
         if box is None:  # keeping the relations is impossible here: at least keep it visible
             box = find_place(obj.cls, w, h, doc.size, obstacles, prefer=centre) or slot
     return Drawn(
