@@ -23,6 +23,7 @@ def test_generate_runs_every_stage_and_writes_a_complete_run_folder(tmp_path):
     assert [(len(s.images), [r.ok for r in s.reflections]) for s in traj.steps] == [(2, [False, True])] * 3
     assert [t.stage for t in traj.timings[:5]] == ["plan", "draft", "reflect", "refine", "reflect"]
     assert traj.final_image == traj.steps[-1].images[-1]
+    assert traj.notes == ["shapes are drawn as rectangles"]  # the planner's notes, once
     assert {"python", "strokeagent", "langgraph", "pydantic"} <= set(traj.versions)
     run = tmp_path / "r"
     assert sorted(p.name for p in run.iterdir()) == [

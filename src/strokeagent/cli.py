@@ -80,6 +80,8 @@ def _summarise(last, run_dir: Path) -> None:  # noqa: ANN001
         err.print(f"[yellow]paused[/] at {paused_at} after step {last.step + 1} · {last.stage}")
         out.print(f"run folder: {run_dir}\ncontinue:   strokeagent resume {run_dir}")
         return
+    for note in traj.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     seconds = sum(traj.stage_seconds().values())
     err.print(
         f"[bold green]done[/]: {len(traj.steps)} step(s), {seconds * 1000:.0f} ms in stages, {last.elapsed:.2f} s in all"

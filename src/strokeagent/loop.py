@@ -150,7 +150,8 @@ class StageNodes:
         view = self._view(traj, index, "plan", 0)
         plan, seconds = await _timed(self.policy.planner.plan(view))  # type: ignore[union-attr]
         steps = [*traj.steps, Step(index=index, plan=plan)]
-        return self._out(traj, steps, "plan", index, seconds)
+        notes = [*traj.notes, *(n for n in plan.notes if n not in traj.notes)]
+        return self._out(traj.model_copy(update={"notes": notes}), steps, "plan", index, seconds)
 
     async def draft(self, state: LoopState) -> LoopState:
         traj = Trajectory.model_validate(state["trajectory"])

@@ -51,6 +51,9 @@ class Plan(_Frozen):
     instruction: str
     description: str = ""
     done: bool = False
+    #: What the planner dropped or changed from the prompt ("'a million' cats capped to 12"); the loop
+    #: copies these into ``Trajectory.notes``, so a run always says what it did not draw.
+    notes: list[str] = Field(default_factory=list)
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -117,7 +120,7 @@ class Trajectory(_Frozen):
     timings: list[StageTiming] = Field(default_factory=list)
     versions: dict[str, str] = Field(default_factory=dict)
     policy: str = ""
-    notes: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # what the run dropped or changed from the prompt
     run_dir: str | None = None  # the run folder whose images/ holds every ImageRef
 
     def open_image(self, ref: ImageRef):  # -> PIL.Image.Image

@@ -50,6 +50,7 @@ class ScriptedPlanner(_Delayed):
             instruction=f"add shape {n}",
             description=f"{view.prompt}: {n} of {self.steps} shapes",
             done=n >= self.steps,
+            notes=["shapes are drawn as rectangles"],
         )
 
 
