@@ -1,0 +1,257 @@
+"""``kind = "diffusers"``: a diffusers pipeline as an image backend.
+
+    >>> backend = DiffusersBackend(model="~/.cache/strokeagent/tiny-sd")          # doctest: +SKIP
+    >>> sorted(backend.tasks)                                                      # doctest: +SKIP
+    ['image-to-image', 'inpaint', 'text-to-image']
+    >>> [img] = await backend.generate([ImageRequest("a red apple", width=64, height=64, steps=4)])  # doctest: +SKIP
+
+A description file::
+
+    kind = "diffusers"
+    model = "stabilityai/stable-diffusion-xl-base-1.0"   # a hub id, or a local folder
+    dtype = "float16"
+    device = "cuda"
+    cpu_offload = false
+    compile = false
+
+What the model can do is read from its ``model_index.json`` before any weight
+loads. Text-to-image models load through ``AutoPipelineForText2Image``; their
+image-to-image and inpainting twins are derived with ``from_pipe``, so the
+weights load once. Instruction-editing models (FluxKontext, QwenImageEdit,
+InstructPix2Pix) load as themselves and do ``edit``. Weights are safetensors
+only; with ``HF_HUB_OFFLINE=1`` a hub id must already be in the local cache.
+torch and diffusers are imported here, when a backend is built, never before.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from strokeagent.backends.image import (
+    ImageBackendError,
+    ImageRequest,
+    MicroBatcher,
+    group_by_shape,
+)
+
+log = logging.getLogger(__name__)
+
+#: Pipelines that edit an image by instruction, and what each can do.
+EDIT_PIPELINES: dict[str, frozenset[str]] = {
+    "FluxKontextPipeline": frozenset({"text-to-image", "edit"}),  # the input image is optional
+    "QwenImageEditPipeline": frozenset({"edit"}),
+    "QwenImageEditPlusPipeline": frozenset({"edit"}),
+    "StableDiffusionInstructPix2PixPipeline": frozenset({"edit"}),
+    "StableDiffusionXLInstructPix2PixPipeline": frozenset({"edit"}),
+}
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def model_source(model: str) -> str:
+    """A local folder (``~`` and ``$VARS`` expanded; it must exist) or an ``owner/name`` hub id, as given."""
+    expanded = os.path.expanduser(os.path.expandvars(model))
+    if Path(expanded).is_dir():
+        return str(Path(expanded).resolve())
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", expanded) and not expanded.startswith("."):
+        return expanded
+    raise FileNotFoundError(
+        f"model folder {expanded} does not exist (and it is not an owner/name hub id); create it "
+        f"(tiny test models: python -m strokeagent.testing_diffusers {expanded}) or give a hub id"
+    )
+
+
+class DiffusersBackend:
+    """A diffusers pipeline family behind the batched ``generate`` call.
+
+    Options: ``model`` (folder or hub id), ``dtype``, ``device`` (``cpu``,
+    ``cuda``, ``auto``), ``cpu_offload`` (model offload to a GPU),
+    ``compile`` (``torch.compile`` the denoiser), ``batch_window_ms`` and
+    ``max_batch`` (how long concurrent requests are collected, and how many
+    run together), ``name``. ``on_step`` may be set to a callable
+    ``(step, total)``: it is called from ``callback_on_step_end``.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "float32",
+        device: str = "cpu",
+        cpu_offload: bool = False,
+        compile: bool = False,
+        batch_window_ms: float = 5.0,
+        max_batch: int = 8,
+        name: str | None = None,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
+            raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}")
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if cpu_offload and device == "cpu":
+            raise ValueError(
+                'cpu_offload moves weights between the CPU and a GPU; set device = "cuda" or drop it'
+            )
+        self.source = model_source(model)
+        self.name = name or Path(self.source).name
+        self.device = device
+        self.on_step: Callable[[int, int], None] | None = None
+        self.steps_run = 0  # denoising steps run in this process: for progress tests
+        self._lock = threading.Lock()
+        self.pipeline_class, self._pipes = self._load(getattr(torch, dtype), cpu_offload, compile)
+        self.tasks = frozenset(self._pipes)
+        self._batcher = MicroBatcher(self.run, window_s=batch_window_ms / 1000, max_batch=max_batch)
+
+    def __repr__(self) -> str:
+        return f"DiffusersBackend({self.name!r}, {self.pipeline_class}, tasks={sorted(self.tasks)})"
+
+    # -- loading ---------------------------------------------------------------
+
+    def _load(self, dtype: Any, cpu_offload: bool, compile: bool) -> tuple[str, dict[str, Any]]:
+        import diffusers
+        from diffusers import (
+            AutoPipelineForImage2Image,
+            AutoPipelineForInpainting,
+            AutoPipelineForText2Image,
+            DiffusionPipeline,
+        )
+
+        try:
+            class_name = DiffusionPipeline.load_config(self.source)["_class_name"]
+        except (OSError, ValueError, KeyError) as e:
+            offline = (
+                " (HF_HUB_OFFLINE=1: only the local cache is read)"
+                if os.environ.get("HF_HUB_OFFLINE")
+                else ""
+            )
+            raise ValueError(
+                f"cannot read the pipeline description of {self.source}{offline}: {str(e).splitlines()[0]}; "
+                "give a folder with a model_index.json or a hub id that is downloaded"
+            ) from None
+        common = {"dtype": dtype, "use_safetensors": True}
+        if class_name in EDIT_PIPELINES:
+            pipe = getattr(diffusers, class_name).from_pretrained(self.source, **common)
+            base = {task: pipe for task in EDIT_PIPELINES[class_name]}
+        else:
+            pipe = AutoPipelineForText2Image.from_pretrained(self.source, **common)
+            base = {"text-to-image": pipe}
+        self._place(pipe, cpu_offload, compile)
+        if class_name not in EDIT_PIPELINES:
+            for task, auto in (
+                ("image-to-image", AutoPipelineForImage2Image),
+                ("inpaint", AutoPipelineForInpainting),
+            ):
+                try:
+                    base[task] = auto.from_pipe(pipe)  # shares every module: no second copy of the weights
+                except ValueError:
+                    log.info("%s has no %s pipeline", class_name, task)
+        for p in base.values():
+            p.set_progress_bar_config(disable=True)
+        return class_name, base
+
+    def _place(self, pipe: Any, cpu_offload: bool, compile: bool) -> None:
+        import torch
+
+        if cpu_offload:
+            pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+        if compile:
+            for attr in ("unet", "transformer"):
+                if getattr(pipe, attr, None) is not None:
+                    setattr(pipe, attr, torch.compile(getattr(pipe, attr)))
+
+    # -- generating ------------------------------------------------------------
+
+    async def generate(self, requests: Sequence[ImageRequest]) -> list[Image.Image]:
+        """One image per request; concurrent callers within ``batch_window_ms`` share pipeline calls."""
+        for r in requests:
+            self._check(r)
+        return await self._batcher.submit(list(requests))
+
+    @property
+    def batch_stats(self):  # -> BatchStats
+        return self._batcher.stats
+
+    def run(self, requests: Sequence[ImageRequest]) -> list[Image.Image]:
+        """Synchronously: one pipeline call per group of requests with the same shape."""
+        out: list[Image.Image | None] = [None] * len(requests)
+        for group in group_by_shape(requests):
+            images = self._call([requests[i] for i in group])
+            for i, image in zip(group, images, strict=True):
+                out[i] = image
+        return out  # type: ignore[return-value]
+
+    def _check(self, r: ImageRequest) -> None:
+        if r.task not in self.tasks:
+            raise ImageBackendError(
+                f"image backend {self.name} ({self.pipeline_class}) cannot do {r.task}; it can do "
+                f"{', '.join(sorted(self.tasks))}"
+            )
+
+    def _call(self, batch: list[ImageRequest]) -> list[Image.Image]:
+        import torch
+
+        first = batch[0]
+        self._check(first)
+        pipe = self._pipes[first.task]
+        size = (first.width, first.height)
+        kwargs: dict[str, Any] = {
+            "prompt": [r.prompt for r in batch],
+            "height": first.height,
+            "width": first.width,
+            "num_inference_steps": first.steps,
+            # One generator per request: its seed alone decides its noise, whatever the batch.
+            "generator": [torch.Generator("cpu").manual_seed(r.seed) for r in batch],
+            "output_type": "pil",
+            "callback_on_step_end": self._step_callback(first),
+        }
+        if first.negative_prompt is not None:
+            kwargs["negative_prompt"] = [r.negative_prompt for r in batch]
+        if first.guidance is not None:
+            key = "true_cfg_scale" if self.pipeline_class.startswith("QwenImage") else "guidance_scale"
+            kwargs[key] = first.guidance
+        if first.image is not None:
+            kwargs["image"] = [r.image.convert("RGB").resize(size) for r in batch]  # type: ignore[union-attr]
+        if first.task == "inpaint":
+            kwargs["mask_image"] = [r.mask.convert("L").resize(size) for r in batch]  # type: ignore[union-attr]
+        if first.task in ("image-to-image", "inpaint"):
+            kwargs["strength"] = first.strength
+        accepted = inspect.signature(pipe.__call__).parameters
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}  # e.g. InstructPix2Pix takes no size
+        with self._lock:
+            try:
+                images = pipe(**kwargs).images
+            except Exception as e:
+                raise ImageBackendError(
+                    f"image backend {self.name} ({type(pipe).__name__}) failed on a batch of {len(batch)}: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+        return [im if im.size == size else im.resize(size) for im in images]
+
+    def _step_callback(self, request: ImageRequest) -> Callable[..., dict[str, Any]]:
+        total = request.steps
+        if request.task in ("image-to-image", "inpaint"):
+            total = min(int(request.steps * request.strength), request.steps)
+
+        def on_step_end(
+            pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]
+        ) -> dict[str, Any]:
+            self.steps_run += 1
+            log.debug("%s: step %d of %d", self.name, step + 1, total)
+            if self.on_step is not None:
+                self.on_step(step + 1, total)
+            return callback_kwargs
+
+        return on_step_end

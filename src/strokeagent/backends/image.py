@@ -1,0 +1,236 @@
+"""The image backend protocol: typed requests, a batched call, and a micro-batcher.
+
+    >>> r = ImageRequest(prompt="a red apple", width=64, height=64, steps=4, seed=7)
+    >>> r.task
+    'text-to-image'
+    >>> ImageRequest(prompt="make it blue", image=Image.new("RGB", (64, 64)), edit=True).task
+    'edit'
+
+A backend takes a list of requests and returns one image per request, in
+order. Requests whose shapes agree (same task, size, steps, guidance,
+strength) run as one pipeline call, each with its own seeded generator, so the
+same seed gives the same picture whether it ran alone or in a batch (up to
+the last bit of floating point: see ``tests/test_image_backends.py``).
+
+``MicroBatcher`` is how concurrent callers (several runs in one process, or
+the HTTP service's clients) end up in one call: it holds requests for a few
+milliseconds, then hands the whole lot to a synchronous ``run`` in a worker
+thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from PIL import Image
+
+from strokeagent.errors import StrokeAgentError
+
+Task = Literal["text-to-image", "image-to-image", "inpaint", "edit"]
+TASKS: tuple[Task, ...] = ("text-to-image", "image-to-image", "inpaint", "edit")
+
+
+class ImageBackendError(StrokeAgentError):
+    """An image backend failed (a server down, a pipeline error): names the backend and what to do."""
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One image to make.
+
+    No ``image``: text-to-image. An ``image`` with ``edit=True``: instruction
+    editing (``prompt`` is the instruction). An ``image`` and a ``mask``:
+    inpainting (white = repaint). An ``image`` alone: image-to-image at
+    ``strength`` (0 keeps it, 1 ignores it). ``guidance=None`` keeps the
+    pipeline's default.
+    """
+
+    prompt: str
+    negative_prompt: str | None = None
+    width: int = 512
+    height: int = 512
+    steps: int = 30
+    guidance: float | None = None
+    seed: int = 0
+    image: Image.Image | None = field(default=None, compare=False)
+    mask: Image.Image | None = field(default=None, compare=False)
+    strength: float = 0.6
+    edit: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ValueError("an image request needs a non-empty prompt")
+        if self.width < 8 or self.height < 8 or self.width % 8 or self.height % 8:
+            raise ValueError(
+                f"width and height must be multiples of 8 from 8 up, got {self.width}×{self.height}"
+            )
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {self.strength}")
+        if not 0 <= self.seed < 2**64:
+            raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
+        if (self.mask is not None or self.edit) and self.image is None:
+            raise ValueError("a mask or an edit needs an input image")
+        if self.mask is not None and self.edit:
+            raise ValueError("a request is either an edit or an inpainting (mask), not both")
+
+    @property
+    def task(self) -> Task:
+        if self.image is None:
+            return "text-to-image"
+        if self.edit:
+            return "edit"
+        return "inpaint" if self.mask is not None else "image-to-image"
+
+    def shape(self) -> tuple[Any, ...]:
+        """Requests with equal shapes can share one pipeline call."""
+        strength = self.strength if self.task in ("image-to-image", "inpaint") else None
+        return (
+            self.task,
+            self.width,
+            self.height,
+            self.steps,
+            self.guidance,
+            strength,
+            self.negative_prompt is None,
+        )
+
+    # -- the wire format of the HTTP service --------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Image.Image):
+                value = encode_png(value)
+            if value is not None:
+                out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImageRequest:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown request field {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        values = dict(data)
+        for key in ("image", "mask"):
+            if values.get(key) is not None:
+                values[key] = decode_png(values[key])
+        return cls(**values)
+
+
+def encode_png(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_png(data: str) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        image.load()
+    except Exception as e:
+        raise ValueError(f"not a base64 PNG image: {e}") from None
+    return image
+
+
+@runtime_checkable
+class ImageBackend(Protocol):
+    """What stages call: ``await backend.generate([request, ...])`` → one image per request."""
+
+    name: str
+    tasks: frozenset[str]
+
+    async def generate(self, requests: Sequence[ImageRequest]) -> list[Image.Image]: ...
+
+
+def require_task(backend: Any, task: Task, where: str) -> None:
+    """Refuse (at policy load) a backend that cannot do what a stage will ask of it."""
+    tasks = getattr(backend, "tasks", frozenset())
+    if task not in tasks:
+        can = ", ".join(sorted(tasks)) or "nothing"
+        raise ValueError(
+            f"{where}: backend {backend.name} cannot do {task} (it can do {can}); pick another backend"
+        )
+
+
+def group_by_shape(requests: Sequence[ImageRequest]) -> list[list[int]]:
+    """Indices of ``requests`` grouped by shape, each group in request order."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(r.shape(), []).append(i)
+    return list(groups.values())
+
+
+@dataclass
+class BatchStats:
+    """What the batcher did: for tests and the benchmark."""
+
+    calls: int = 0  # calls to ``run``
+    requests: int = 0
+    sizes: list[int] = field(default_factory=list)
+
+
+class MicroBatcher:
+    """Collects requests from concurrent callers for ``window_s``, then runs them as one batch.
+
+        batcher = MicroBatcher(backend.run, window_s=0.005, max_batch=8)
+        image, = await batcher.submit([request])
+
+    ``run`` is synchronous (a pipeline call) and runs in a worker thread, one
+    batch at a time; requests that arrive meanwhile wait for the next batch.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[ImageRequest]], list[Image.Image]],
+        window_s: float = 0.005,
+        max_batch: int = 8,
+    ) -> None:
+        if window_s < 0 or max_batch < 1:
+            raise ValueError("batch window must be >= 0 s and max_batch >= 1")
+        self._run = run
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self.stats = BatchStats()
+        self._pending: list[tuple[ImageRequest, asyncio.Future]] = []
+        self._worker: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def submit(self, requests: Sequence[ImageRequest]) -> list[Image.Image]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (asyncio.run per CLI call): start afresh
+            self._loop, self._pending, self._worker = loop, [], None
+        futures = [loop.create_future() for _ in requests]
+        self._pending.extend(zip(requests, futures, strict=True))
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._drain())
+        return list(await asyncio.gather(*futures))
+
+    async def _drain(self) -> None:
+        while self._pending:
+            deadline = time.monotonic() + self.window_s
+            while len(self._pending) < self.max_batch and time.monotonic() < deadline:
+                await asyncio.sleep(min(0.001, self.window_s))
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            self.stats.calls += 1
+            self.stats.requests += len(batch)
+            self.stats.sizes.append(len(batch))
+            try:
+                images = await asyncio.to_thread(self._run, [r for r, _ in batch])
+            except Exception as e:  # every waiting caller learns why
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            for (_, fut), image in zip(batch, images, strict=True):
+                if not fut.done():
+                    fut.set_result(image)

@@ -1,0 +1,158 @@
+"""Tiny random-weight diffusers pipelines, built offline, for tests and benchmarks.
+
+    >>> folder = save_tiny_sd("/tmp/tiny-sd")            # doctest: +SKIP
+    >>> backend = DiffusersBackend(model=str(folder))     # doctest: +SKIP
+
+Nothing is downloaded: every component is built from a config after
+``torch.manual_seed(0)`` (as diffusers' own tests do in ``get_dummy_components``),
+the CLIP tokenizer from an in-memory vocabulary. The pipelines are saved with
+``save_pretrained`` so tests load them by path through the backend's real
+loading code. A 64×64 call with 2–4 steps takes about 0.1 s on one CPU core.
+
+    python -m strokeagent.testing_diffusers ~/.cache/strokeagent/tiny-sd            # what backends/tiny-sd.toml names
+    python -m strokeagent.testing_diffusers ~/.cache/strokeagent/tiny-pix2pix pix2pix
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+#: Sizes from OFFLINE-MODELS.md: the smallest that still run every code path.
+CROSS_DIM = 32
+
+
+def _byte_symbols() -> set[str]:
+    """The 256 printable symbols byte-level BPE maps bytes to (GPT-2's table: printable bytes keep their
+    character, the rest are shifted past 255)."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    shifted = [b for b in range(256) if b not in printable]
+    return {chr(b) for b in printable} | {chr(256 + i) for i in range(len(shifted))}
+
+
+def tiny_clip_tokenizer():  # -> CLIPTokenizer
+    """A CLIP tokenizer whose vocabulary is every byte-level symbol (with its ``</w>`` form): any text encodes."""
+    from transformers import CLIPTokenizer
+
+    symbols = sorted(_byte_symbols())
+    vocab: dict[str, int] = {}
+    for s in [*symbols, *(f"{s}</w>" for s in symbols), "<|startoftext|>", "<|endoftext|>"]:
+        vocab.setdefault(s, len(vocab))
+    # One merge keeps the BPE machinery honest without making the vocabulary large.
+    merges = [("a", "n</w>")]
+    vocab.setdefault("an</w>", len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+
+
+def _sd_components(unet_in_channels: int = 4) -> dict[str, Any]:
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = tiny_clip_tokenizer()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=unet_in_channels,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=CROSS_DIM,
+        norm_num_groups=32,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=32,
+    )
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=CROSS_DIM,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=77,
+            projection_dim=CROSS_DIM,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return {
+        "unet": unet,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "scheduler": scheduler,
+        "safety_checker": None,
+        "feature_extractor": None,
+    }
+
+
+def tiny_sd_pipeline():  # -> StableDiffusionPipeline
+    """A Stable Diffusion 1.5-shaped text-to-image pipeline with random weights (~1 MB)."""
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(**_sd_components(), requires_safety_checker=False)
+
+
+def tiny_pix2pix_pipeline():  # -> StableDiffusionInstructPix2PixPipeline
+    """An InstructPix2Pix instruction-editing pipeline: the SD shape with 8 UNet input channels."""
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    return StableDiffusionInstructPix2PixPipeline(
+        **_sd_components(unet_in_channels=8), requires_safety_checker=False
+    )
+
+
+BUILDERS = {"sd": tiny_sd_pipeline, "pix2pix": tiny_pix2pix_pipeline}
+
+
+def save_tiny(folder: str | Path, family: str = "sd") -> Path:
+    """Build the ``family`` pipeline and ``save_pretrained`` it (safetensors) into ``folder``; return it."""
+    if family not in BUILDERS:
+        raise ValueError(f"unknown tiny pipeline {family!r}; choose from {', '.join(BUILDERS)}")
+    folder = Path(folder).expanduser()
+    BUILDERS[family]().save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def save_tiny_sd(folder: str | Path) -> Path:
+    return save_tiny(folder, "sd")
+
+
+def save_tiny_pix2pix(folder: str | Path) -> Path:
+    return save_tiny(folder, "pix2pix")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or len(args) > 2:
+        raise SystemExit(f"usage: python -m strokeagent.testing_diffusers FOLDER [{'|'.join(BUILDERS)}]")
+    print(save_tiny(args[0], args[1] if len(args) > 1 else "sd"))
+
+
+if __name__ == "__main__":
+    main()
