@@ -217,6 +217,8 @@ def test_nouns_and_supercategories_are_kept():
         ("!!! ???", [], [], "no drawable noun"),
         ("a photo of", [], [], "no drawable noun"),
         ("big red", [], [], "'big red' has no noun"),
+        ("the the the", [], [], "no drawable noun"),
+        ("of and the", [], [], "no drawable noun"),
     ],
 )
 def test_bad_input_is_dropped_with_a_note(prompt, objects, relations, note):

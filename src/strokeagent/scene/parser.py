@@ -199,6 +199,8 @@ _SCENES = {
 _SCENE_PREPS = {"in", "on", "at", "by", "under", "during", "inside", "over", "underneath"}
 # A scene phrase ends at one of these (or the end): "in a park next to ..." still ends at "park".
 _ARTICLES = {"a", "an", "the"}
+# Words that can never be the noun of a phrase, even as an unknown one.
+_NOT_NOUNS = _ARTICLES | {"this", "that", "these", "those", "of", "and", "or", "with", "to", "for", "from", "my", "your"}
 
 _COUNT_PHRASES: list[tuple[tuple[str, ...], int]] = sorted(
     [
@@ -484,7 +486,8 @@ class RuleParser:
             if not rest:  # nothing but modifiers: "a red" ; the last one may still be a noun
                 rest, post = post, []
                 head_len = 1 if rest and not RuleParser._color(rest[-1]) else 0
-        if head_len == 1 and (rest[-1] in _ADJECTIVES or rest[-1] in COUNT_WORDS):  # "a big red": no noun yet
+        if head_len == 1 and (rest[-1] in _ADJECTIVES or rest[-1] in COUNT_WORDS or rest[-1] in _NOT_NOUNS):
+            # "a big red", "the the": no noun yet
             head_len = 0
         phrase.head = rest[len(rest) - head_len :] if head_len else []
         for word in rest[: len(rest) - head_len] + post:
