@@ -151,3 +151,17 @@ def test_scene_prints_the_graph_as_json_and_as_text():
     text = run_cli("scene", "a red blue cup")
     assert "o0: 1 × red cup  (kitchen)" in text.stdout and "dropped: 'blue' contradicts 'red'" in text.stdout
     assert run_cli("scene", " ").returncode == 2
+
+
+def test_the_default_run_never_imports_torch_diffusers_or_transformers(tmp_path):
+    code = (
+        "import sys\n"
+        "from strokeagent.cli import app\n"
+        f"sys.argv = ['strokeagent', 'run', 'a photo of a cat left of a dog', '--out', {str(tmp_path / 'r')!r}, '-q']\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'matplotlib') if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "r" / "final.png").is_file()
