@@ -229,9 +229,15 @@ class StageNodes:
             store=self.store,
         )
 
-    @staticmethod
-    def _out(traj: Trajectory, steps: list[Step], stage: StageName, step: int, seconds: float) -> LoopState:
-        timing = StageTiming(step=step, stage=stage, seconds=seconds)
+    def _out(
+        self, traj: Trajectory, steps: list[Step], stage: StageName, step: int, seconds: float
+    ) -> LoopState:
+        # Unified models say what the call cost in tokens; read right after the await, before any other stage runs.
+        usage = getattr(self.policy.stage(stage), "last_usage", None)
+        prefilled, generated = usage if usage is not None else (None, None)
+        timing = StageTiming(
+            step=step, stage=stage, seconds=seconds, prefilled_tokens=prefilled, generated_tokens=generated
+        )
         new = traj.model_copy(update={"steps": steps, "timings": [*traj.timings, timing]})
         return {"trajectory": new.model_dump(mode="json")}
 

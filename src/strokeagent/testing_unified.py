@@ -1,0 +1,119 @@
+"""A tiny random-weight Janus, built offline and saved as a real checkpoint folder.
+
+    >>> folder = build_tiny_janus(tmp_path / "tiny-janus")        # doctest: +SKIP
+    >>> JanusModel(str(folder)).native_size                       # doctest: +SKIP
+    32
+
+The folder holds what ``deepseek-community/Janus-Pro-1B`` holds (config,
+safetensors weights, processor and tokenizer files), so tests load it through the
+same ``JanusModel`` code users run on real checkpoints. The tokenizer is
+character-level, from an in-memory vocabulary: every printable ASCII character
+is a token, so any process tag can be written and counted. Sizes: text 32
+hidden, 2 layers; vision 32×32 images in 8-pixel patches (16 image tokens); a
+64-code VQ that decodes 16 tokens to 32×32 pixels. Building takes about a second
+(after the transformers import); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPECIALS = (
+    "<|begin_of_sentence|>",
+    "<|end_of_sentence|>",
+    "<pad>",
+    "<image_placeholder>",
+    "<begin_of_image>",
+    "<end_of_image>",
+)
+
+
+def tiny_janus_tokenizer():  # -> PreTrainedTokenizerFast
+    """A character-level tokenizer with Janus's special tokens, built in memory."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [chr(i) for i in range(32, 127)] + ["\n"]
+    vocab = {token: i for i, token in enumerate([*SPECIALS, *chars])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="?"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")  # one token per character
+    tok.decoder = decoders.Fuse()
+    bos, eos, pad, image, boi, eoi = SPECIALS
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        extra_special_tokens={"image_token": image, "boi_token": boi, "eoi_token": eoi},
+    )
+
+
+def tiny_janus_config(hidden: int = 32, layers: int = 2):  # -> JanusConfig
+    from transformers import JanusConfig
+
+    text = {
+        "model_type": "llama",
+        "vocab_size": 128,
+        "hidden_size": hidden,
+        "intermediate_size": 2 * hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "bos_token_id": 0,
+        "eos_token_id": 1,
+        "pad_token_id": 2,
+    }
+    vision = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": 32,
+        "patch_size": 8,
+        "projection_dim": hidden,
+        "num_image_tokens": 16,
+    }
+    # Four latent patches a side, upsampled three times: 32×32 pixels, as the vision side reads them.
+    vq = {
+        "embed_dim": 8,
+        "num_embeddings": 64,
+        "latent_channels": 32,
+        "base_channels": 32,
+        "channel_multiplier": [1, 1, 1, 1],
+        "num_res_blocks": 1,
+        "projection_dim": hidden,
+        "image_token_embed_dim": hidden,
+    }
+    return JanusConfig(
+        text_config=text, vision_config=vision, vq_config=vq, image_token_id=SPECIALS.index(SPECIALS[3])
+    )
+
+
+def build_tiny_janus(folder: str | Path, seed: int = 0) -> Path:
+    """Build a tiny random-weight Janus with ``seed`` and save it (weights, processor) to ``folder``."""
+    import torch
+    from transformers import JanusForConditionalGeneration, JanusProcessor
+    from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    model = JanusForConditionalGeneration(tiny_janus_config()).eval()
+    images = JanusImageProcessorPil(size={"height": 32, "width": 32}, min_size=8)
+    processor = JanusProcessor(image_processor=images, tokenizer=tiny_janus_tokenizer(), num_image_tokens=16)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def write_backend(model_folder: str | Path, toml_path: str | Path, kind: str = "janus") -> Path:
+    """A backend description pointing at ``model_folder``: ``kind = "janus"`` and its ``path``."""
+    toml_path = Path(toml_path)
+    toml_path.write_text(f'kind = "{kind}"\npath = "{Path(model_folder).as_posix()}"\n', encoding="utf-8")
+    return toml_path
+
+
+#: Where ``backends/tiny-janus.toml`` looks; ``python -m strokeagent.testing_unified`` builds it there.
+DEFAULT_TINY_JANUS = Path("~/.cache/strokeagent/tiny-janus").expanduser()
+
+if __name__ == "__main__":
+    print(build_tiny_janus(DEFAULT_TINY_JANUS))

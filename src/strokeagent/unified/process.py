@@ -1,0 +1,391 @@
+"""The paper's interleaved process format, and the four stages on one model's shared context.
+
+    >>> fmt = ProcessFormat()
+    >>> parse_plan(fmt, "<ins>add a red apple</ins><des>a red apple</des>").instruction
+    'add a red apple'
+    >>> parse_inspection(fmt, "<plan_check>ok</plan_check><image_check>the apple is green</image_check>").image_conflicts
+    ['the apple is green']
+
+One trajectory is one context, written in this order (tags configurable)::
+
+    {preamble}<prompt>a red apple left of a blue cup</prompt>
+    <ins>draw a red apple on the left</ins><des>a red apple</des>      plan     (model writes)
+    <begin_of_image> … <end_of_image>                                    draft    (model paints)
+    <inspect><plan_check>ok</plan_check><image_check>…</image_check></inspect>   reflect (after "<inspect>")
+    <refine>make the apple red</refine>                                  reflect, on a conflict
+    <begin_of_image> … <end_of_image>                                    refine   (model paints again)
+    <inspect>…</inspect>                                                 reflect
+    <ins>…</ins><des>…</des> …  or  </process>                           the next plan, or the end
+
+**When it stops.** The model decides: after a step's inspection it either opens a
+new step (``<ins>``) or closes (``</process>`` or its end-of-turn token). The core
+loop asks the *planner* whether a step completes the scene, so the decision is
+read at the next step's plan: a close there returns ``Plan(done=True)`` marked
+``meta["process"]["closed"]``; that closing step paints nothing (its draft is the
+previous canvas, unchanged, and its reflection passes without generating), and
+the loop ends after it. ``max_steps`` caps the whole.
+
+**Malformed output** never crashes a run; it is recorded in the stage's
+``meta["process"]["malformed"]``: a missing tag (the instruction falls back to
+the description, else the prompt), an early end at step 1 (nothing painted yet:
+the prompt becomes the instruction), an image opened where text was expected, and
+an endless step (``max_text_tokens`` reached). An unreadable inspection means
+``on_unreadable_inspection``: ``"ok"`` keeps the image, ``"conflict"`` repaints.
+
+**Resuming.** Each stage records in its output's ``meta["process"]["ops"]`` the
+exact operations it applied to the context (text added, token ids generated; an
+image is its PNG). A stage that finds no live context for its run, or one that
+disagrees with the trajectory, rebuilds it by replaying those operations, so a
+resumed run continues on the same state and gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from strokeagent.errors import PolicyError
+from strokeagent.stages import Canvas, TrajectoryView
+from strokeagent.state import Plan, Reflection
+from strokeagent.unified.protocol import Context, TextOutput, UnifiedModel, Usage
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+Tag = tuple[str, str]
+PREAMBLE = (
+    "Paint the prompt in steps. Each step: <ins>what to add or change now</ins>"
+    "<des>the whole scene so far</des>, then the image. Then <inspect> with <plan_check> (the plan against the "
+    "prompt) and <image_check> (the image against the instruction), each ok or the conflict; on a conflict, "
+    "<refine>the corrected instruction</refine> and a new image. Write </process> when the picture is complete.\n"
+)
+
+
+@dataclass(frozen=True)
+class ProcessFormat:
+    """Every prompt and tag of the format; override any of them from the policy's ``format`` table."""
+
+    preamble: str = PREAMBLE
+    prompt: Tag = ("<prompt>", "</prompt>\n")
+    ins: Tag = ("<ins>", "</ins>")
+    des: Tag = ("<des>", "</des>")
+    inspect: Tag = ("<inspect>", "</inspect>")
+    plan_check: Tag = ("<plan_check>", "</plan_check>")
+    image_check: Tag = ("<image_check>", "</image_check>")
+    refine: Tag = ("<refine>", "</refine>")
+    close: str = "</process>"
+    ok: str = "ok"
+    closed_instruction: str = "(the model closed the process: the picture is complete)"
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any] | None) -> ProcessFormat:
+        names = {f.name for f in fields(cls)}
+        unknown = set(table or {}) - names
+        if unknown:
+            raise PolicyError(
+                f"unknown format key {sorted(unknown)[0]!r}; the format has {', '.join(sorted(names))}"
+            )
+        return replace(cls(), **{k: tuple(v) if isinstance(v, list) else v for k, v in (table or {}).items()})
+
+    def header(self, prompt: str) -> str:
+        return f"{self.preamble}{self.prompt[0]}{prompt}{self.prompt[1]}"
+
+
+def between(text: str, tag: Tag) -> tuple[str | None, bool]:
+    """The text inside the first ``tag`` and whether it was closed: ``(None, False)`` when it never opens."""
+    start = text.find(tag[0])
+    if start < 0:
+        return None, False
+    start += len(tag[0])
+    end = text.find(tag[1], start)
+    return (text[start:].strip(), False) if end < 0 else (text[start:end].strip(), True)
+
+
+def parse_plan(fmt: ProcessFormat, text: str, fallback: str = "") -> Plan:
+    """A ``Plan`` from the model's plan text; what is missing is filled and listed in ``meta``."""
+    malformed = []
+    ins, ins_closed = between(text, fmt.ins)
+    des, des_closed = between(text, fmt.des)
+    for name, value, closed, tag in (
+        ("instruction", ins, ins_closed, fmt.ins),
+        ("description", des, des_closed, fmt.des),
+    ):
+        if value is None:
+            malformed.append(f"no {tag[0]}: the {name} is missing")
+        elif not closed:
+            malformed.append(f"{tag[0]} never closed with {tag[1]}")
+    instruction = ins or des or fallback
+    return Plan(instruction=instruction, description=des or "", meta={"process": {"malformed": malformed}})
+
+
+def parse_inspection(fmt: ProcessFormat, text: str) -> Reflection:
+    """A ``Reflection`` from the inspection text: each check is ``ok`` or names its conflict."""
+    malformed, conflicts = [], {}
+    for name, tag in (("plan", fmt.plan_check), ("image", fmt.image_check)):
+        value, closed = between(text, tag)
+        if value is None:
+            malformed.append(f"no {tag[0]}: the {name} check is missing")
+        elif not closed:
+            malformed.append(f"{tag[0]} never closed with {tag[1]}")
+        conflicts[name] = [] if value is None or value.lower().startswith(fmt.ok.lower()) else [value]
+    return Reflection(
+        prompt_conflicts=conflicts["plan"],
+        image_conflicts=conflicts["image"],
+        ok=not (conflicts["plan"] or conflicts["image"]),
+        meta={"process": {"malformed": malformed}},
+    )
+
+
+def _pixels_key(image: Image.Image) -> str:
+    return hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
+
+
+def _ops_key(ops: list[list[Any]]) -> str:
+    return hashlib.sha256(json.dumps(ops).encode()).hexdigest()
+
+
+@dataclass
+class _Live:
+    """A run's context and the keys of the trajectory events it holds, in order."""
+
+    ctx: Context
+    keys: list[str] = field(default_factory=list)
+
+
+class ProcessStages:
+    """All four stages on one unified model's shared context (stage kind ``"process"``).
+
+    ``backend`` names the model's description (``backends/janus-pro-1b.toml``);
+    the same file is loaded once per process. One object serves many runs: each
+    run (its folder, prompt and seed) has its own context.
+    """
+
+    #: How many runs keep a live context; older ones are rebuilt if they come back.
+    max_live = 4
+
+    def __init__(
+        self,
+        backend: str,
+        max_text_tokens: int = 256,
+        temperature: float = 0.0,
+        guidance: float = 5.0,
+        image_steps: int | None = None,
+        size: int | None = None,
+        on_unreadable_inspection: Literal["ok", "conflict"] = "ok",
+        format: dict[str, Any] | None = None,  # noqa: A002 - the TOML key
+    ) -> None:
+        from strokeagent.backends import load_backend, resolve_backend_path
+
+        if on_unreadable_inspection not in ("ok", "conflict"):
+            raise ValueError("on_unreadable_inspection must be 'ok' or 'conflict'")
+        if max_text_tokens < 1:
+            raise ValueError("max_text_tokens must be at least 1")
+        self.format = ProcessFormat.from_table(format)
+        try:
+            self.model: UnifiedModel = load_backend(backend)
+        except PolicyError as e:
+            message = str(e)
+            path = str(resolve_backend_path(backend))
+            raise PolicyError(message if message.startswith(path) else f"{path}: {message}") from None
+        if not isinstance(self.model, UnifiedModel):
+            raise PolicyError(
+                f"{backend}: {type(self.model).__name__} is not a unified model (no context operations)"
+            )
+        self.max_text_tokens, self.temperature = max_text_tokens, temperature
+        self.guidance, self.image_steps, self.size = guidance, image_steps, size
+        self.on_unreadable_inspection = on_unreadable_inspection
+        self._live: OrderedDict[tuple[Any, ...], _Live] = OrderedDict()
+        #: ``(prefilled, generated)`` tokens of the last stage call, for the loop's timings.
+        self.last_usage: tuple[int, int] | None = None
+
+    # -- the four stages ------------------------------------------------------
+
+    async def plan(self, view: TrajectoryView) -> Plan:
+        return await asyncio.to_thread(self._run, view, lambda live, ops: self._plan(view, live, ops))
+
+    async def draft(self, view: TrajectoryView, plan: Plan) -> Canvas:
+        return await asyncio.to_thread(self._run, view, lambda live, ops: self._paint(view, plan, live, ops))
+
+    async def reflect(self, view: TrajectoryView, plan: Plan, image: Canvas) -> Reflection:
+        return await asyncio.to_thread(
+            self._run, view, lambda live, ops: self._reflect(view, plan, live, ops)
+        )
+
+    async def refine(self, view: TrajectoryView, plan: Plan, image: Canvas, reflection: Reflection) -> Canvas:
+        return await asyncio.to_thread(self._run, view, lambda live, ops: self._paint(view, plan, live, ops))
+
+    # -- what each stage writes ---------------------------------------------------
+
+    def _plan(self, view: TrajectoryView, live: _Live, ops: list[list[Any]]) -> Plan:
+        fmt = self.format
+        if not live.keys:
+            self._add_text(live.ctx, ops, fmt.header(view.prompt))
+        out = self._generate(live.ctx, ops, view.seed, stop=(fmt.des[1], fmt.close))
+        closed = out.stop_reason == "eos" or out.matched == fmt.close
+        if closed and fmt.ins[0] not in out.text and view.step > 0:
+            plan = Plan(
+                instruction=fmt.closed_instruction, description=self._last_description(view), done=True
+            )
+            return _with_process(plan, out, ops, closed=True)
+        plan = parse_plan(fmt, out.text, fallback=view.prompt)
+        notes = list(plan.meta["process"]["malformed"])
+        if closed:
+            notes.append("closed before painting anything; painting the prompt instead" if view.step == 0
+                         else "closed the process inside its plan; painting the plan anyway")  # fmt: skip
+        notes += _stop_notes(out, "the plan", self.max_text_tokens)
+        return _with_process(plan, out, ops, malformed=notes)
+
+    def _paint(self, view: TrajectoryView, plan: Plan, live: _Live, ops: list[list[Any]]) -> Canvas:
+        if plan.meta.get("process", {}).get("closed"):
+            previous = view.open(view.canvas)  # type: ignore[arg-type]
+            return Canvas(previous.image, {**previous.meta, "process": {"closed": True}})
+        image = self.model.generate_image(
+            live.ctx, seed=view.seed, guidance=self.guidance, steps=self.image_steps, size=self.size
+        )
+        self.model.add_image(live.ctx, image)
+        return Canvas(image, {"process": {"pixels": _pixels_key(image)}})
+
+    def _reflect(self, view: TrajectoryView, plan: Plan, live: _Live, ops: list[list[Any]]) -> Reflection:
+        fmt = self.format
+        if plan.meta.get("process", {}).get("closed"):
+            return Reflection(ok=True, meta={"process": {"closed": True, "ops": [], "malformed": []}})
+        self._add_text(live.ctx, ops, fmt.inspect[0])
+        out = self._generate(live.ctx, ops, view.seed, stop=(fmt.inspect[1],))
+        reflection = parse_inspection(fmt, fmt.inspect[0] + out.text)
+        notes = [
+            *reflection.meta["process"]["malformed"],
+            *_stop_notes(out, "the inspection", self.max_text_tokens),
+        ]
+        unreadable = bool(notes) and not (reflection.prompt_conflicts or reflection.image_conflicts)
+        if unreadable and self.on_unreadable_inspection == "conflict":
+            reflection = reflection.model_copy(
+                update={"ok": False, "image_conflicts": ["the inspection was unreadable"]}
+            )
+        raw = [out.text]
+        if not reflection.ok:
+            more = self._generate(live.ctx, ops, view.seed + 1, stop=(fmt.refine[1],))
+            raw.append(more.text)
+            corrected, closed = between(more.text, fmt.refine)
+            if corrected is None or not closed:
+                notes.append(f"no complete {fmt.refine[0]}: repainting with the plan's instruction")
+            notes += _stop_notes(more, "the refine instruction", self.max_text_tokens)
+            reflection = reflection.model_copy(
+                update={"corrected_instruction": corrected or plan.instruction}
+            )
+        meta = {"raw": raw, "stop": out.stop_reason, "malformed": notes, "ops": ops}
+        return reflection.model_copy(update={"meta": {"process": meta}})
+
+    # -- the shared context -------------------------------------------------------
+
+    def _run(self, view: TrajectoryView, write: Any) -> Any:
+        """Find (or rebuild) the run's context, let ``write`` extend it, record usage and ops."""
+        key = (view.trajectory.run_dir, view.prompt, view.trajectory.seed)
+        live = self._live.pop(key, None)  # out while in use: a stage that fails leaves nothing stale
+        expected = _event_keys(view)
+        before = live.ctx.snapshot() if live else Usage()
+        live = self._sync(view, live, expected)
+        ops: list[list[Any]] = []
+        result = write(live, ops)
+        usage = live.ctx.usage.since(before)
+        meta = result.meta.get("process", {})
+        if isinstance(result, Canvas):
+            result = Canvas(result.image, {**result.meta, "process": {**meta, "usage": vars(usage)}})
+        else:
+            result = result.model_copy(
+                update={"meta": {**result.meta, "process": {**meta, "usage": vars(usage)}}}
+            )
+        live.keys = [*expected, *_output_keys(result)]
+        self._keep(key, live)
+        self.last_usage = (usage.prefilled, usage.generated)
+        return result
+
+    def _sync(self, view: TrajectoryView, live: _Live | None, expected: list[str]) -> _Live:
+        if live is not None and live.keys == expected:
+            return live
+        if live is not None:
+            self.model.drop(live.ctx)
+        live = _Live(self.model.new_context())
+        for ops in _event_ops(view):
+            for op, value in ops:
+                if op == "text":
+                    self.model.add_text(live.ctx, value)
+                elif op == "ids":
+                    self.model.add_tokens(live.ctx, tuple(value))
+                else:  # an image, from the run's store
+                    self.model.add_image(live.ctx, view.open(value).image)
+        live.keys = list(expected)
+        return live
+
+    def _keep(self, key: tuple[Any, ...], live: _Live) -> None:
+        self._live[key] = live
+        while len(self._live) > self.max_live:
+            _, old = self._live.popitem(last=False)
+            self.model.drop(old.ctx)
+
+    def _add_text(self, ctx: Context, ops: list[list[Any]], text: str) -> None:
+        self.model.add_text(ctx, text)
+        ops.append(["text", text])
+
+    def _generate(self, ctx: Context, ops: list[list[Any]], seed: int, stop: tuple[str, ...]) -> TextOutput:
+        out = self.model.generate_text(
+            ctx, stop=stop, max_new_tokens=self.max_text_tokens, seed=seed, temperature=self.temperature
+        )
+        ops.append(["ids", list(out.ids)])
+        return out
+
+    @staticmethod
+    def _last_description(view: TrajectoryView) -> str:
+        plans = [s.plan for s in view.steps if s.plan is not None]
+        return plans[-1].description if plans else ""
+
+
+def _with_process(plan: Plan, out: TextOutput, ops: list[list[Any]], closed: bool = False,
+                  malformed: list[str] | None = None) -> Plan:  # fmt: skip
+    meta = {"raw": out.text, "stop": out.stop_reason, "malformed": malformed or [], "ops": ops}
+    if closed:
+        meta["closed"] = True
+    return plan.model_copy(update={"meta": {**plan.meta, "process": meta}})
+
+
+def _stop_notes(out: TextOutput, what: str, cap: int) -> list[str]:
+    if out.stop_reason == "image":
+        return [f"opened an image where {what} was expected"]
+    if out.stop_reason == "length":
+        return [f"{what} did not end within {cap} tokens"]
+    return []
+
+
+def _text_events(view: TrajectoryView) -> list[tuple[str, Any]]:
+    """The trajectory as ``(key, ops)`` events, in the order the context absorbed them."""
+    events: list[tuple[str, Any]] = []
+    for step in view.steps:
+        if step.plan is not None and "process" in step.plan.meta:
+            ops = step.plan.meta["process"].get("ops", [])
+            events.append((_ops_key(ops), ops))
+        for i, ref in enumerate(step.images):
+            process = ref.meta.get("process", {})
+            if "pixels" in process:
+                events.append((process["pixels"], [["image", ref]]))
+            if i < len(step.reflections) and "process" in step.reflections[i].meta:
+                ops = step.reflections[i].meta["process"].get("ops", [])
+                events.append((_ops_key(ops), ops))
+    return events
+
+
+def _event_keys(view: TrajectoryView) -> list[str]:
+    return [key for key, _ in _text_events(view)]
+
+
+def _event_ops(view: TrajectoryView) -> list[Any]:
+    return [ops for _, ops in _text_events(view)]
+
+
+def _output_keys(result: Any) -> list[str]:
+    process = result.meta.get("process", {})
+    if isinstance(result, Canvas):
+        return [process["pixels"]] if "pixels" in process else []
+    return [_ops_key(process.get("ops", []))]
