@@ -7,15 +7,17 @@
     >>> image.size, ids.dtype.name, int(ids.max())
     ((128, 128), 'uint16', 1)
 
-Why Pillow: it is already a dependency, it renders a 512 px canvas of twelve
-glyphs in about 2 ms here (see benchmarks/sketch_render.py), and — the reason
-that decides it — its shapes are not anti-aliased, so the very same calls drawn
-into a 32-bit integer image give an object-id buffer that matches the RGB
+Why Pillow: it is already a dependency; it draws a 512 px canvas of twelve
+glyphs, backdrop, labels and id buffer in 4–7 ms on a shared 2-core machine
+(``benchmarks/sketch_render.py``; encoding the PNG costs more); and — the
+reason that decides it — its shapes are not anti-aliased, so the very same calls
+drawn into a 32-bit integer image give an object-id buffer that matches the RGB
 pixels exactly, with no fractional edge pixels to attribute. skia-python and
-pycairo draw prettier anti-aliased edges, but their ids would then need a
-second, aliased pass whose edges differ from the colour pass by a pixel, and
-they would add a compiled dependency. Only label text is anti-aliased, and it
-goes into the RGB pixels alone: a label is not part of its object.
+pycairo draw prettier anti-aliased edges, but their ids would need a second,
+aliased pass whose edges differ from the colour pass by a pixel, and they would
+add a compiled dependency (neither is installed here, so neither was timed).
+Only label text is anti-aliased, and it goes into the RGB pixels alone: a label
+is not part of its object.
 
 A glyph is a list of shapes in the unit square (u right, v down). Each shape is
 filled with the object's colour (``"fill"``) or with outline ink (``"ink"``),
