@@ -1,0 +1,228 @@
+"""A text head at any OpenAI-compatible server (vLLM, ``transformers serve``, a hosted API).
+
+    >>> head = OpenAIHead(base_url="http://127.0.0.1:8000/v1", model="smollm2", vision=False)
+    >>> # plan = await head.chat([{"role": "user", "content": "plan"}], schema=PlanAnswer)
+    >>> # plan = head.chat_sync([{"role": "user", "content": "plan"}], schema=PlanAnswer)
+
+Images go to the last user turn as base64 PNG data URLs. The answer is held to the
+schema in one of two ways (``structured``):
+
+- ``"json_schema"``: ``response_format={"type": "json_schema", ...}``; the server
+  constrains decoding (vLLM does; so do the OpenAI API and most others);
+- ``"prompt"``: the schema is written into the system prompt and the reply is
+  parsed, for servers that refuse ``response_format`` (``transformers serve``).
+
+Either way the reply is validated with pydantic. A server that is down, slow,
+answers 5xx or 429, or replies with JSON that does not match, is retried with
+exponential backoff; after ``max_retries`` retries a ``RunError`` names the model
+and the URL. A 4xx other than 429 is not retried: asking again would not help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ValidationError
+
+from strokeagent.errors import PolicyError, RunError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+T = TypeVar("T", bound=BaseModel)
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+
+
+class OpenAIHead:
+    """``chat(messages, images, schema=...)`` through ``/v1/chat/completions``.
+
+    ``api_key_env`` names the environment variable holding the key; it is read when
+    the head is built, and a name that is not set is refused then. Without it the
+    head sends ``"EMPTY"`` (what a local vLLM without ``--api-key`` accepts).
+    ``vision = false`` says the model reads no images (a text-only model): stages
+    then leave images out instead of getting a 400 from the server.
+    """
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = None,
+        structured: Literal["json_schema", "prompt"] = "json_schema",
+        vision: bool = True,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        seed: int | None = 0,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
+        url = urlparse(base_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise PolicyError(
+                f"openai head: base_url {base_url!r} is not an http(s) URL like http://127.0.0.1:8000/v1"
+            )
+        if not model:
+            raise PolicyError("openai head: 'model' is empty; give the name the server serves")
+        if structured not in ("json_schema", "prompt"):
+            raise PolicyError(f"openai head: structured = {structured!r}; use 'json_schema' or 'prompt'")
+        if timeout <= 0 or max_retries < 0 or backoff < 0 or max_tokens < 1:
+            raise PolicyError("openai head: timeout and max_tokens must be > 0, max_retries and backoff >= 0")
+        self.api_key = "EMPTY"
+        if api_key_env is not None:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise PolicyError(
+                    f"openai head: the environment variable {api_key_env} (api_key_env) is not set"
+                )
+            self.api_key = key
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.structured = structured
+        self.vision = vision
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.extra_body = dict(extra_body or {})
+        self.calls = 0  # requests sent, retries included (the benchmark reads it)
+
+    def __str__(self) -> str:
+        return f"text head openai {self.model!r} at {self.base_url}"
+
+    async def chat(
+        self, messages: list[dict[str, Any]], images: Sequence[Image.Image] = (), *, schema: type[T]
+    ) -> T:
+        """One validated answer; retries transient failures, then raises ``RunError``."""
+        import openai  # lazy: the sketch policy and the CLI never import it
+
+        request = self._request(messages, images, schema)
+        last = "no attempt made"
+        # A fresh client per call: an AsyncOpenAI is bound to the event loop it first ran in,
+        # and a head outlives loops (load_backend caches it; every sync call has its own loop).
+        async with openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=self.api_key, timeout=self.timeout, max_retries=0
+        ) as client:
+            for attempt in range(self.max_retries + 1):
+                if attempt:
+                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+                self.calls += 1
+                try:
+                    response = await client.chat.completions.create(**request)
+                    return self._parse(response, schema)
+                except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as e:
+                    last = _describe(e)  # APITimeoutError is an APIConnectionError
+                except openai.APIStatusError as e:
+                    raise RunError(f"{self}: the server refused the request: {_describe(e)}") from None
+                except (ValidationError, ValueError) as e:
+                    last = f"the reply does not match {schema.__name__}: {_first_line(e)}"
+        raise RunError(f"{self}: no valid answer after {self.max_retries + 1} attempts; last: {last}")
+
+    def chat_sync(
+        self, messages: list[dict[str, Any]], images: Sequence[Image.Image] = (), *, schema: type[T]
+    ) -> T:
+        """``chat`` for scripts and notebooks (not inside a running event loop)."""
+        return asyncio.run(self.chat(messages, images, schema=schema))
+
+    # -- the request and the reply ------------------------------------------------
+
+    def _request(
+        self, messages: list[dict[str, Any]], images: Sequence[Image.Image], schema: type[BaseModel]
+    ) -> dict:
+        messages = [dict(m) for m in messages]
+        if images:
+            if not self.vision:
+                raise RunError(
+                    f"{self}: this model reads no images (vision = false), yet {len(images)} were sent"
+                )
+            _attach_images(messages, images)
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+        if self.seed is not None:
+            request["seed"] = self.seed
+        if self.extra_body:
+            request["extra_body"] = self.extra_body
+        json_schema = schema.model_json_schema()
+        if self.structured == "json_schema":
+            request["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": True},
+            }
+        else:
+            hint = f"Answer with one JSON object only, matching this JSON schema: {json.dumps(json_schema)}"
+            if (
+                messages
+                and messages[0].get("role") == "system"
+                and isinstance(messages[0].get("content"), str)
+            ):
+                messages[0]["content"] = f"{messages[0]['content']}\n\n{hint}"
+            else:
+                messages.insert(0, {"role": "system", "content": hint})
+        return request
+
+    def _parse(self, response: Any, schema: type[T]) -> T:
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content or "") if choice else ""
+        if not text.strip():
+            raise ValueError("empty reply")
+        return schema.model_validate_json(_json_part(text))
+
+
+def _json_part(text: str) -> str:
+    """The JSON object in a reply: fences and chatter around it removed."""
+    text = _FENCE.sub("", text.strip())
+    start, end = text.find("{"), text.rfind("}")
+    return text[start : end + 1] if 0 <= start < end else text
+
+
+def _attach_images(messages: list[dict[str, Any]], images: Sequence[Image.Image]) -> None:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content", "")
+            parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+            message["content"] = [
+                *({"type": "image_url", "image_url": {"url": data_url(i)}} for i in images),
+                *parts,
+            ]
+            return
+    messages.append(
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": data_url(i)}} for i in images],
+        }
+    )
+
+
+def data_url(image: Image.Image) -> str:
+    """``data:image/png;base64,...`` of an image."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _describe(e: Exception) -> str:
+    status = getattr(e, "status_code", None)
+    return f"{type(e).__name__}{f' {status}' if status else ''}: {_first_line(e)}"
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
