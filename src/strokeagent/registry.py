@@ -104,6 +104,8 @@ BACKEND_KINDS = Registry(
         "http-image": "strokeagent.backends.http_image:HttpImageBackend",
         "openai": "strokeagent.backends.openai_head:OpenAIHead",
         "transformers": "strokeagent.backends.transformers_head:TransformersHead",
+        "smollm2": "strokeagent.backends.smollm2:smollm2_head",
+        "tiny-text": "strokeagent.testing_heads:tiny_text_head",
         "janus": "strokeagent.unified.janus:JanusModel",
         "bagel": "strokeagent.unified.bagel:BagelModel",
     },

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from strokeagent.errors import PolicyError
 
@@ -80,3 +81,12 @@ def _convert(gguf: Path, out: Path) -> None:
     model.generation_config = loaded.generation_config
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+
+
+def smollm2_head(max_new_tokens: int = 256, temperature: float = 0.0, seed: int = 0) -> Any:
+    """Backend kind ``smollm2``: the ``transformers`` head on the converted folder (text only)."""
+    from strokeagent.backends.transformers_head import TransformersHead
+
+    return TransformersHead(
+        model=str(smollm2_folder()), max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+    )
