@@ -202,6 +202,35 @@ def scene(
         out.print(f"[yellow]dropped:[/] {escape(note)}")
 
 
+# -- serve: backends as HTTP services -------------------------------------------
+
+serve_app = typer.Typer(no_args_is_help=True, help="Run a backend as an HTTP service.")
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.command("image")
+def serve_image(
+    backend: Annotated[Path, typer.Option("--backend", "-b", help="A diffusers backend description (TOML).")],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback needs --token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STROKEAGENT_IMAGE_TOKEN", help="Bearer token clients must send (or set the variable)."
+        ),
+    ] = None,
+) -> None:
+    """Serve a diffusion backend over HTTP with request batching (POST /v1/images)."""
+    from strokeagent.backends.service import serve_image_command
+
+    try:
+        serve_image_command(backend, host, port, token)
+    except StrokeAgentError as e:
+        raise _fail(str(e)) from None
+
+
 def main() -> None:
     try:
         app()
