@@ -165,3 +165,21 @@ def test_the_default_run_never_imports_torch_diffusers_or_transformers(tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "r" / "final.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("prompt", "note"),
+    [
+        ("a million cats", "'a million' cats capped to 12"),
+        ("the the the", "no drawable noun"),
+        ("a red blue cup", "'blue' contradicts 'red'"),
+        ("a cat left of itself", "self-relation"),
+    ],
+)
+def test_odd_prompts_run_and_the_trajectory_says_what_was_dropped(prompt, note, tmp_path):
+    r = run_cli("run", prompt, "--out", str(tmp_path / "r"))
+    assert r.returncode == 0, r.stderr
+    assert note in r.stderr  # the summary prints the notes
+    traj = json.loads((tmp_path / "r" / "trajectory.json").read_text())
+    assert any(note in n for n in traj["notes"]), traj["notes"]
+    assert (tmp_path / "r" / "final.png").is_file()

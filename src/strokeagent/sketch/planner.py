@@ -29,12 +29,19 @@ class SketchPlanner:
         increments = increments_of_prompt(view.prompt, self.max_steps)
         scene = graph.model_dump(mode="json")
         if not increments:
-            return Plan(instruction="Nothing to draw.", description="", done=True, meta={"scene": scene})
+            return Plan(
+                instruction="Nothing to draw.",
+                description="",
+                done=True,
+                notes=list(graph.dropped),
+                meta={"scene": scene},
+            )
         i = min(view.step, len(increments) - 1)
         inc = increments[i]
         return Plan(
             instruction=inc.instruction,
             description=inc.description,
             done=i == len(increments) - 1,
+            notes=list(graph.dropped),
             meta={"scene": scene, "increment": inc.model_dump(mode="json")},
         )
