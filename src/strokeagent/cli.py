@@ -238,5 +238,161 @@ def main() -> None:
         sys.exit(0)
 
 
+# -- benchmarks (strokeagent.bench) -----------------------------------------------------------------
+
+_SUITE_HELP = (
+    "A GenEval metadata .jsonl (GenEval's own file runs unchanged), a .txt prompt list (T2I-CompBench "
+    "style: the file name is the category), a folder of them, or geneval:N[:SEED] to generate N rows "
+    "in GenEval's proportions (the rows are saved as OUT/suite.jsonl, reusable as a suite)."
+)
+
+
+def _parse_seeds(seeds: str | None, images_per_prompt: int) -> list[int]:
+    from strokeagent.bench import BenchError
+
+    if seeds is None:
+        if images_per_prompt < 1:
+            raise BenchError(f"--images-per-prompt must be at least 1, got {images_per_prompt}")
+        return list(range(images_per_prompt))
+    try:
+        return [int(s) for s in seeds.replace(",", " ").split()]
+    except ValueError:
+        raise BenchError(f"--seeds {seeds!r}: give whole numbers separated by commas, e.g. 0,1,2") from None
+
+
+def _bench(
+    suite: str,
+    policy_refs: list[str],
+    out_dir: Path | None,
+    seeds: str | None,
+    images_per_prompt: int,
+    critic: str,
+    detector: Path | None,
+    clip: Path | None,
+    concurrency: int,
+) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from strokeagent.bench import BenchError
+    from strokeagent.bench.runner import run_bench
+    from strokeagent.bench.suites import load_bench_suite, suite_name
+
+    try:
+        items = load_bench_suite(suite)
+        seed_list = _parse_seeds(seeds, images_per_prompt)
+        critic_spec: str | dict = critic
+        if critic == "geneval" or detector is not None:
+            if detector is None:
+                raise BenchError(
+                    "--critic geneval needs --detector MODEL_DIR (an OWLv2, DETR or Mask2Former folder)"
+                )
+            critic_spec = {
+                "kind": "geneval",
+                "detector": str(detector),
+                **({"clip": str(clip)} if clip else {}),
+            }
+        elif critic == "clip-score":
+            if clip is None:
+                raise BenchError("--critic clip-score needs --clip CLIP_DIR")
+            critic_spec = {"kind": "clip-score", "clip": str(clip)}
+        out_path = out_dir if out_dir is not None else Path("bench") / suite_name(suite)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=True) as progress:
+            task = progress.add_task("bench", total=None)
+
+            def on_sample(record: dict, done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total, description=f"{record['policy']:<22}")
+
+            result = run_bench(
+                items,
+                policy_refs,
+                out_path,
+                seeds=seed_list,
+                critic=critic_spec,
+                concurrency=concurrency,
+                on_sample=on_sample,
+            )
+    except StrokeAgentError as e:
+        raise _fail(str(e)) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: finished samples are kept; run the same command to continue")
+        raise typer.Exit(130) from None
+    out.print((result.out / "table.md").read_text(), markup=False, highlight=False, soft_wrap=True)
+    kept = f" ({len(result.records) - result.ran} already done)" if result.ran < len(result.records) else ""
+    err.print(f"[bold green]done[/]: {len(result.records)} samples{kept}")
+    for name in ("samples.jsonl", "summary.json", "table.md", "table.csv", "chart.png", "index.html"):
+        out.print(f"{name:<14} {result.out / name}")
+
+
+_CRITIC_HELP = (
+    "auto (the sketch critic for stroke canvases), sketch, geneval, clip-score, or a kind from an extension."
+)
+
+
+@app.command()
+def bench(
+    suite: Annotated[str, typer.Argument(help=_SUITE_HELP)],
+    policy: Annotated[
+        list[str], typer.Option("--policy", "-p", help="A policy file or bundled name; repeat for several.")
+    ],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="The bench folder (default bench/<suite>); rerun to continue."),
+    ] = None,
+    images_per_prompt: Annotated[
+        int, typer.Option(help="Images per prompt, seeds 0..N-1 (GenEval uses 4).")
+    ] = 1,
+    seeds: Annotated[
+        str | None, typer.Option(help="Explicit seeds, e.g. 0,1,2 (instead of --images-per-prompt).")
+    ] = None,
+    critic: Annotated[str, typer.Option(help=_CRITIC_HELP)] = "auto",
+    detector: Annotated[
+        Path | None, typer.Option(help="Detector folder for --critic geneval (OWLv2, DETR, Mask2Former).")
+    ] = None,
+    clip: Annotated[
+        Path | None, typer.Option(help="CLIP folder: colours for geneval, or the clip-score model.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Samples running at once.")] = 4,
+) -> None:
+    """Run every prompt of SUITE through every policy; write scores, a table, a chart and index.html.
+
+    Resumable: run the same command again after a kill and it continues where it stopped.
+    """
+    _bench(suite, policy, out_dir, seeds, images_per_prompt, critic, detector, clip, concurrency)
+
+
+@app.command()
+def ablate(
+    suite: Annotated[str, typer.Argument(help=_SUITE_HELP)] = "geneval:200",
+    ablations: Annotated[
+        Path | None, typer.Option(help="A folder of policy files (default: the bundled policies/ablations).")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="The bench folder (default bench/<suite>-ablate).")
+    ] = None,
+    images_per_prompt: Annotated[int, typer.Option(help="Images per prompt, seeds 0..N-1.")] = 1,
+    seeds: Annotated[str | None, typer.Option(help="Explicit seeds, e.g. 0,1,2.")] = None,
+    critic: Annotated[str, typer.Option(help=_CRITIC_HELP)] = "auto",
+    detector: Annotated[Path | None, typer.Option(help="Detector folder for --critic geneval.")] = None,
+    clip: Annotated[Path | None, typer.Option(help="CLIP folder for geneval colours or clip-score.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Samples running at once.")] = 4,
+) -> None:
+    """`bench` with the stage-order ablations as the policies: what each stage adds.
+
+    Example: strokeagent ablate geneval:200 --out benchmarks/ablation
+    """
+    from strokeagent.bench.runner import ablation_policies
+    from strokeagent.bench.suites import suite_name
+
+    if ablations is None:
+        refs = ablation_policies()
+    else:
+        refs = [str(p) for p in sorted(ablations.glob("*.toml"))]
+        if not refs:
+            raise _fail(f"{ablations} has no policy files (*.toml); give a folder of stage-order policies")
+    out_path = out_dir if out_dir is not None else Path("bench") / f"{suite_name(suite)}-ablate"
+    _bench(suite, refs, out_path, seeds, images_per_prompt, critic, detector, clip, concurrency)
+
+
 if __name__ == "__main__":
     main()
