@@ -112,6 +112,33 @@ def write_backend(model_folder: str | Path, toml_path: str | Path, kind: str = "
     return toml_path
 
 
+def tiny_process_policy(
+    backend: str | Path, max_steps: int = 2, max_refines: int = 1, **options: object
+):  # -> Policy
+    """The process policy on ``backend`` with small caps, built from tables as a policy file is (so it resumes).
+
+    Defaults suit a random-weight model: no preamble, 16 text tokens a call, sampled
+    text, and an unreadable inspection counts as a conflict so refine runs.
+    """
+    from strokeagent.policy import policy_from_tables
+
+    stage = {
+        "kind": "process",
+        "backend": str(backend),
+        "max_text_tokens": 16,
+        "temperature": 1.0,
+        "on_unreadable_inspection": "conflict",
+        "format": {"preamble": ""},
+        **options,
+    }
+    tables = {
+        "name": "tiny-process",
+        "loop": {"max_steps": max_steps, "max_refines": max_refines},
+        "stages": {name: dict(stage) for name in ("plan", "draft", "reflect", "refine")},
+    }
+    return policy_from_tables(tables, where="tiny-process")
+
+
 #: Where ``backends/tiny-janus.toml`` looks; ``python -m strokeagent.testing_unified`` builds it there.
 DEFAULT_TINY_JANUS = Path("~/.cache/strokeagent/tiny-janus").expanduser()
 

@@ -159,8 +159,8 @@ class _Live:
 class ProcessStages:
     """All four stages on one unified model's shared context (stage kind ``"process"``).
 
-    ``backend`` names the model's description (``backends/janus-pro-1b.toml``);
-    the same file is loaded once per process. One object serves many runs: each
+    ``backend`` names the model's description (``backends/janus-pro-1b.toml``;
+    the same file is loaded once per process), or is a ``UnifiedModel`` itself. One object serves many runs: each
     run (its folder, prompt and seed) has its own context.
     """
 
@@ -169,7 +169,7 @@ class ProcessStages:
 
     def __init__(
         self,
-        backend: str,
+        backend: str | UnifiedModel,
         max_text_tokens: int = 256,
         temperature: float = 0.0,
         guidance: float = 5.0,
@@ -178,19 +178,12 @@ class ProcessStages:
         on_unreadable_inspection: Literal["ok", "conflict"] = "ok",
         format: dict[str, Any] | None = None,  # noqa: A002 - the TOML key
     ) -> None:
-        from strokeagent.backends import load_backend, resolve_backend_path
-
         if on_unreadable_inspection not in ("ok", "conflict"):
             raise ValueError("on_unreadable_inspection must be 'ok' or 'conflict'")
         if max_text_tokens < 1:
             raise ValueError("max_text_tokens must be at least 1")
         self.format = ProcessFormat.from_table(format)
-        try:
-            self.model: UnifiedModel = load_backend(backend)
-        except PolicyError as e:
-            message = str(e)
-            path = str(resolve_backend_path(backend))
-            raise PolicyError(message if message.startswith(path) else f"{path}: {message}") from None
+        self.model: UnifiedModel = _load_model(backend) if isinstance(backend, str) else backend
         if not isinstance(self.model, UnifiedModel):
             raise PolicyError(
                 f"{backend}: {type(self.model).__name__} is not a unified model (no context operations)"
@@ -341,6 +334,16 @@ class ProcessStages:
     def _last_description(view: TrajectoryView) -> str:
         plans = [s.plan for s in view.steps if s.plan is not None]
         return plans[-1].description if plans else ""
+
+
+def _load_model(backend: str) -> Any:
+    from strokeagent.backends import load_backend, resolve_backend_path
+
+    try:
+        return load_backend(backend)
+    except PolicyError as e:
+        path = str(resolve_backend_path(backend))
+        raise PolicyError(str(e) if str(e).startswith(path) else f"{path}: {e}") from None
 
 
 def _with_process(plan: Plan, out: TextOutput, ops: list[list[Any]], closed: bool = False,
