@@ -28,3 +28,11 @@ class PolicyError(StrokeAgentError, ValueError):
 
 class RunError(StrokeAgentError):
     """A run folder that cannot be created, read or resumed, or a stage that failed mid-run."""
+
+
+class DataError(StrokeAgentError, ValueError):
+    """A data set that cannot be built or read (bad suite, foreign folder, damaged shard)."""
+
+
+class TrainError(StrokeAgentError, ValueError):
+    """A training config or checkpoint that cannot be used."""

@@ -1,0 +1,349 @@
+"""Build the three subsets from a suite of prompts into sharded, resumable, ``datasets``-readable files.
+
+    >>> manifest = build_dataset("gen:8", "data/process", seed=0)          # doctest: +SKIP
+    >>> load_samples("data/process")[0]["subset"]                            # doctest: +SKIP
+    'multi_turn'
+
+Suite items are processed in order, ``shard_size`` at a time; a shard is written
+(to a temporary name, then renamed) only when all its items are done, and its
+images before it. Building again into the same folder skips finished shards,
+so a killed build resumes where it stopped, with the same bytes: every random
+choice comes from a seed derived from (seed, item, subset). The folder format
+is in docs/data-format.md.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from strokeagent.data import alignment, text
+from strokeagent.data.multiturn import Step, multi_turn_steps
+from strokeagent.errors import DataError, StrokeAgentError
+from strokeagent.scene import SuiteItem, generate_suite, graph_from_item, load_suite
+from strokeagent.sketch.glyphs import render
+from strokeagent.stages import stage_seed
+from strokeagent.store import ArtifactStore, atomic_write
+from strokeagent.unified.process import ProcessFormat
+
+FORMAT = "strokeagent-process"
+VERSION = 1
+SUBSETS = ("multi_turn", "conflict", "alignment")
+#: The options that decide the bytes; a resumed build must be given the same.
+_KEYS = ("suite", "policy", "seed", "subsets", "shard_size", "size", "edit_rate", "items")
+
+
+def read_suite(suite: str | Path, seed: int = 0) -> list[SuiteItem]:
+    """A GenEval-format JSONL file, or ``gen:N`` for N generated rows in GenEval's proportions."""
+    name = str(suite)
+    if name.startswith("gen:"):
+        try:
+            n = int(name[4:])
+        except ValueError:
+            raise DataError(f"suite {name!r}: write gen:N with a whole number N, e.g. gen:553") from None
+        if n < 1:
+            raise DataError(f"suite {name!r}: N must be at least 1")
+        return generate_suite(n, seed=seed)
+    path = Path(suite)
+    if not path.is_file():
+        raise DataError(f"no suite file {path}; give a GenEval metadata JSONL file or gen:N")
+    try:
+        return load_suite(path)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+
+
+class _Writer:
+    """Images into the folder's content-addressed store; segment paths relative to the folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.store = ArtifactStore(root / "images")
+
+    def put(self, doc: Any) -> str:
+        ref = self.store.put(render(doc)[0] if not hasattr(doc, "mode") else doc)
+        return f"images/{ref.sha256}.png"
+
+
+def multi_turn_sample(
+    item: SuiteItem, steps: list[Step], fmt: ProcessFormat, put: Callable
+) -> dict[str, Any]:
+    """Subset 1: plan, paint, plan, paint … then close; the model writes and paints everything."""
+    segments = [text.text(fmt.header(item.prompt), False)]
+    for step in steps:
+        segments.append(text.text(text.plan_text(fmt, step.instruction, step.description), True))
+        segments.append(text.image(put(step.document), True))
+    segments.append(text.text(fmt.close, True))
+    edits = sorted({s.edit for s in steps if s.edit})
+    return {"segments": segments, "meta": {"steps": len(steps), "edits": edits}}
+
+
+def alignment_sample(
+    item: SuiteItem,
+    graph: Any,
+    steps: list[Step],
+    fmt: ProcessFormat,
+    put: Callable,
+    rng: np.random.Generator,
+) -> dict[str, Any] | None:
+    """Subset 3: one step's canvas, aligned or perturbed, inspected; a misaligned one is corrected."""
+    candidates = [
+        k for k in range(len(steps)) if steps[k].edit is None and alignment.applicable(graph, steps, k)
+    ]
+    if not candidates:
+        return None
+    k = candidates[int(rng.integers(len(candidates)))]
+    step = steps[k]
+    kinds = alignment.applicable(graph, steps, k)
+    kind = kinds[int(rng.integers(len(kinds)))] if rng.random() < 0.5 else None
+    doc = step.document
+    if kind is not None:
+        doc, kind = alignment.perturb(graph, steps, k, kind, rng)
+    violations = alignment.measure(graph, steps, k, doc)
+    segments = [
+        text.text(fmt.header(item.prompt), False),
+        text.text(text.plan_text(fmt, step.instruction, step.description), False),
+        text.image(put(doc), False),
+        text.text(fmt.inspect[0], False),
+        text.text(text.inspection_text(fmt, [], [v["text"] for v in violations]), True),
+    ]
+    if violations:
+        from strokeagent.sketch.reflector import corrected_instruction
+
+        segments += [
+            text.text(text.refine_text(fmt, corrected_instruction(violations, graph)), True),
+            text.image(put(step.document), True),
+            text.text(fmt.inspect[0], False),
+            text.text(text.inspection_text(fmt, [], []), True),
+        ]
+    label = "misaligned" if violations else "aligned"
+    return {"segments": segments, "meta": {"step": k, "perturbation": kind, "label": label}}
+
+
+def conflict_sample(
+    item: SuiteItem, policy: Any, seed: int, fmt: ProcessFormat, put: Callable, scratch: Path
+) -> dict[str, Any]:
+    """Subset 2: a trajectory self-sampled from ``policy``, judged against the whole prompt.
+
+    The last plan and canvas are the context; the model learns the inspection
+    (the judge's verdict, the reflector's measured conflicts) and, for a
+    negative, the corrected instruction.
+    """
+    from strokeagent.run import generate
+    from strokeagent.scene.graph import SceneGraph
+    from strokeagent.sketch.document import SketchDocument
+    from strokeagent.sketch.judge import judge
+    from strokeagent.sketch.measure import inspect
+    from strokeagent.sketch.reflector import check_image, corrected_instruction
+    from strokeagent.sketch.scenes import scene_of_prompt
+    from strokeagent.stages import Canvas
+
+    out = scratch / f"run-{seed}"
+    try:
+        traj = generate(item.prompt, policy, seed=seed, out=out)
+        ref = traj.final_image
+        image = traj.open_image(ref) if ref is not None else None
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    if ref is None or "sketch" not in ref.meta:
+        raise DataError(
+            f"policy {traj.policy!r} did not leave a stroke canvas; the conflict subset judges sketch canvases, "
+            "so give a policy whose drafter is sketch.draft (e.g. ablations/one_shot)"
+        )
+    doc = SketchDocument.from_meta(ref.meta)
+    passed, reasons = judge(item, Canvas(image, dict(ref.meta)))
+    graph: SceneGraph = scene_of_prompt(item.prompt)
+    violations = check_image(graph, [o.id for o in graph.objects], doc, inspect(image, doc))
+    plan = traj.steps[-1].plan if traj.steps and traj.steps[-1].plan else None
+    instruction = plan.instruction if plan else item.prompt
+    description = plan.description if plan and plan.description else item.prompt
+    conflicts = [] if passed else ([v["text"] for v in violations] or reasons)
+    segments = [
+        text.text(fmt.header(item.prompt), False),
+        text.text(text.plan_text(fmt, instruction, description), False),
+        text.image(put(image), False),
+        text.text(fmt.inspect[0], False),
+        text.text(text.inspection_text(fmt, [], conflicts), True),
+    ]
+    if not passed:
+        fix = corrected_instruction(violations, graph) or f"Follow the prompt: {item.prompt}."
+        segments.append(text.text(text.refine_text(fmt, fix), True))
+    meta = {"label": "positive" if passed else "negative", "judge": reasons, "policy": traj.policy}
+    return {"segments": segments, "meta": meta}
+
+
+def _item_samples(
+    index: int, item: SuiteItem, opts: dict[str, Any], policy: Any, put: Callable, scratch: Path
+) -> list[dict[str, Any]]:
+    fmt = ProcessFormat()
+    seed = opts["seed"]
+    graph = graph_from_item(item)
+    steps = multi_turn_steps(
+        graph,
+        np.random.default_rng(stage_seed(seed, index, "multi_turn")),
+        size=opts["size"],
+        seed=stage_seed(seed, index, "layout"),
+        edit_rate=opts["edit_rate"],
+    )
+    samples = []
+    if "multi_turn" in opts["subsets"] and steps:
+        samples.append(("multi_turn", multi_turn_sample(item, steps, fmt, put)))
+    if "conflict" in opts["subsets"]:
+        run_seed = stage_seed(seed, index, "conflict") % 2**31
+        samples.append(("conflict", conflict_sample(item, policy, run_seed, fmt, put, scratch)))
+    if "alignment" in opts["subsets"]:
+        clean = multi_turn_steps(graph, np.random.default_rng(0), size=opts["size"],
+                                 seed=stage_seed(seed, index, "layout"), edit_rate=0.0)  # fmt: skip
+        rng = np.random.default_rng(stage_seed(seed, index, "alignment"))
+        sample = alignment_sample(item, graph, clean, fmt, put, rng)
+        if sample is not None:
+            samples.append(("alignment", sample))
+    return [
+        {
+            "id": f"{index:06d}-{subset}",
+            "subset": subset,
+            "prompt": item.prompt,
+            "tag": item.tag,
+            "segments": s["segments"],
+            "meta": json.dumps(s["meta"]),
+        }
+        for subset, s in samples
+    ]
+
+
+def _conflict_policy(policy: str | Path, size: int) -> Any:
+    """The self-sampling policy, its sketch canvases drawn at ``size`` like the other subsets."""
+    from strokeagent.policy import policy_from_tables, read_policy_tables, resolve_policy_path
+
+    path = resolve_policy_path(policy)
+    tables = read_policy_tables(path)
+    for table in (tables.get("stages") or {}).values():
+        if isinstance(table, dict) and table.get("kind") in ("sketch.draft", "sketch.refine"):
+            table["size"] = size
+    return policy_from_tables(tables, where=str(path), default_name=path.stem)
+
+
+def build_dataset(
+    suite: str | Path,
+    out: str | Path,
+    *,
+    policy: str | Path = "ablations/one_shot",
+    seed: int = 0,
+    limit: int | None = None,
+    subsets: Sequence[str] = SUBSETS,
+    shard_size: int = 64,
+    size: int = 256,
+    edit_rate: float = 0.3,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Build (or finish building) the data set in ``out``; return its manifest. See the module docstring."""
+    unknown = [s for s in subsets if s not in SUBSETS]
+    if unknown or not subsets:
+        raise DataError(
+            f"unknown subset {unknown[0] if unknown else '(none)'!r}; choose from {', '.join(SUBSETS)}"
+        )
+    if shard_size < 1 or size < 64 or not 0 <= edit_rate <= 1:
+        raise DataError("shard_size must be at least 1, size at least 64 px and edit_rate between 0 and 1")
+    items = read_suite(suite, seed)[: limit if limit is not None else None]
+    if not items:
+        raise DataError(f"suite {suite} has no rows")
+    root = Path(out)
+    opts = {"suite": str(suite), "policy": str(policy), "seed": seed, "subsets": [s for s in SUBSETS if s in subsets],
+            "shard_size": shard_size, "size": size, "edit_rate": edit_rate, "items": len(items)}  # fmt: skip
+    manifest = _open_manifest(root, opts)
+    conflict_policy = None
+    if "conflict" in opts["subsets"]:
+        try:
+            conflict_policy = _conflict_policy(policy, size)
+        except StrokeAgentError as e:
+            raise DataError(f"cannot build the self-sampling policy: {e}") from None
+    writer = _Writer(root)
+    n_shards = (len(items) + shard_size - 1) // shard_size
+    done_items = sum(
+        min(shard_size, len(items) - i * shard_size) for i in range(n_shards) if _shard(root, i).is_file()
+    )
+    if progress:
+        progress(done_items, len(items))
+    with tempfile.TemporaryDirectory(prefix=".runs-", dir=root) as scratch:
+        for shard in range(n_shards):
+            path = _shard(root, shard)
+            if path.is_file():
+                continue
+            rows, counts = [], {s: 0 for s in opts["subsets"]}
+            for index in range(shard * shard_size, min(len(items), (shard + 1) * shard_size)):
+                for row in _item_samples(
+                    index, items[index], opts, conflict_policy, writer.put, Path(scratch)
+                ):
+                    rows.append(json.dumps(row) + "\n")
+                    counts[row["subset"]] += 1
+                done_items += 1
+                if progress:
+                    progress(done_items, len(items))
+            atomic_write(path, "".join(rows))
+            manifest["shards"][path.name] = {"samples": len(rows), "by_subset": counts}
+            _write_manifest(root, manifest)
+    manifest["complete"] = True
+    manifest["samples"] = sum(s["samples"] for s in manifest["shards"].values())
+    _write_manifest(root, manifest)
+    return manifest
+
+
+def _shard(root: Path, i: int) -> Path:
+    return root / "data" / f"shard-{i:05d}.jsonl"
+
+
+def _open_manifest(root: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    path = root / "manifest.json"
+    if path.is_file():
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise DataError(f"{path} is damaged (not JSON); remove the folder and build again") from None
+        if manifest.get("format") != FORMAT:
+            raise DataError(f"{root} holds something else than a strokeagent data set; choose another --out")
+        differ = [k for k in _KEYS if manifest.get("options", {}).get(k) != opts[k]]
+        if differ:
+            k = differ[0]
+            raise DataError(
+                f"{root} was built with {k} = {manifest['options'].get(k)!r}, now {opts[k]!r}; "
+                "resume with the same options, or choose another --out"
+            )
+        return manifest
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise DataError(f"output folder {root} already exists and is not a data set; choose another --out")
+    try:
+        (root / "data").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"cannot write the data folder {root}: {e.strerror}; choose a writable --out"
+        ) from None
+    manifest = {"format": FORMAT, "version": VERSION, "options": opts, "shards": {}, "complete": False}
+    _write_manifest(root, manifest)
+    return manifest
+
+
+def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    atomic_write(root / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+
+
+def load_samples(root: str | Path):  # -> datasets.Dataset
+    """The finished shards of ``root`` as one Hugging Face ``datasets.Dataset`` (the ``json`` loader)."""
+    import datasets
+
+    root = Path(root)
+    if not (root / "manifest.json").is_file():
+        raise DataError(
+            f"{root} is not a strokeagent data set (no manifest.json); build one with `strokeagent data build`"
+        )
+    files = sorted(str(p) for p in (root / "data").glob("shard-*.jsonl"))
+    if not files:
+        raise DataError(
+            f"{root} has no finished shard yet; build (or resume) it with `strokeagent data build`"
+        )
+    # The cache lives beside the shards, so a data set folder is self-contained and removable as one.
+    return datasets.load_dataset("json", data_files=files, split="train", cache_dir=str(root / ".cache"))

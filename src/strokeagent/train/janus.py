@@ -1,0 +1,188 @@
+"""Janus as a trainee: process samples to token streams, and the loss of one packed batch.
+
+    >>> trainee = JanusTrainee.from_pretrained("tiny-janus")               # doctest: +SKIP
+    >>> streams = trainee.streams(sample, root="data/")                     # doctest: +SKIP
+    >>> loss, parts = trainee(trainee.collate([streams], max_tokens=2048), image_weight=1.0)  # doctest: +SKIP
+
+Janus reads images through its SigLIP encoder and paints them as VQ codes
+through its generation head, and the process stages use it that way: a painted
+image is generated in a fork of the context and then added back *as read*
+(``JanusModel.add_image``). Training mirrors that exactly, with two kinds of
+stream per sample:
+
+* the **reading stream**: the whole sample, every image as ``<begin_of_image>``,
+  one placeholder per patch (filled with encoder features) and
+  ``<end_of_image>``. Text targets are the text of segments marked ``loss`` and
+  the ``<begin_of_image>`` that opens a painted image: the modality switch the
+  model must make by itself.
+* one **painting stream** per painted image: the reading stream's prefix up to
+  that image, ``<begin_of_image>``, then the image's VQ codes through the
+  generation embeddings; the generation head is trained to predict each next
+  code (``vq_token_loss``).
+
+The module wraps the transformers model, so accelerate (DDP, FSDP) wraps the
+whole loss computation: ``forward`` is what runs under ``accelerator.prepare``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from strokeagent.train.losses import text_loss, vq_token_loss
+from strokeagent.train.packing import Stream
+
+
+class JanusTrainee(nn.Module):
+    """A ``JanusForConditionalGeneration`` and its processor, with the process-training loss."""
+
+    def __init__(self, model: Any, processor: Any) -> None:
+        super().__init__()
+        self.janus = model
+        self.processor = processor
+        tok = processor.tokenizer
+        self.tokenizer = tok
+        self.boi = tok.convert_tokens_to_ids(tok.boi_token)
+        self.eoi = tok.convert_tokens_to_ids(tok.eoi_token)
+        self.image_token = model.config.image_token_id
+        self.bos, self.eos = tok.bos_token_id, tok.eos_token_id
+        self.pad = tok.pad_token_id if tok.pad_token_id is not None else self.eos
+        self.num_image_tokens = model.config.vision_config.num_image_tokens
+        # FSDP's transformer-based auto wrap reads this from the module it is given.
+        self._no_split_modules = getattr(model, "_no_split_modules", None)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dtype: str = "float32") -> JanusTrainee:
+        from transformers import AutoProcessor, JanusForConditionalGeneration
+
+        model = JanusForConditionalGeneration.from_pretrained(
+            path, dtype=getattr(torch, dtype), local_files_only=True
+        )
+        return cls(model, AutoProcessor.from_pretrained(path, local_files_only=True))
+
+    def freeze_frozen_parts(self) -> None:
+        """Janus keeps its VQ model and SigLIP encoder fixed while the language model learns."""
+        inner = self.base_janus.model
+        for part in (inner.vqmodel, inner.vision_model):
+            part.requires_grad_(False)
+
+    @property
+    def base_janus(self) -> Any:
+        """The transformers model under any peft wrapper."""
+        model = self.janus
+        return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    # -- samples to streams ------------------------------------------------------
+
+    def pixels(self, image: Any) -> torch.Tensor:
+        """The processor's pixels for one PIL image (3, H, W): what the encoder and the VQ model read."""
+        return self.processor.image_processor(image.convert("RGB"), return_tensors="pt").pixel_values[0]
+
+    @torch.no_grad()
+    def codes(self, pixels: torch.Tensor) -> list[int]:
+        """The VQ codes of one image (the model's frozen VQ encoder)."""
+        vq = self.base_janus.model.vqmodel
+        out = vq.encode(pixels[None].to(vq.device, vq.dtype))
+        return [int(c) for c in out.image_tokens.view(-1)]
+
+    def streams(self, sample: dict[str, Any], root: str | Path) -> list[Stream]:
+        """The reading stream and one painting stream per painted image of ``sample``."""
+        from PIL import Image
+
+        ids, labels, pixels = [self.bos], [-100], []
+        paint_at: list[tuple[int, int, torch.Tensor]] = []  # (position of its boi, images before it, pixels)
+        for seg in sample["segments"]:
+            if seg["kind"] == "text":
+                tokens = self.tokenizer(seg["text"], add_special_tokens=False).input_ids
+                ids += tokens
+                labels += tokens if seg["loss"] else [-100] * len(tokens)
+                continue
+            with Image.open(Path(root) / seg["image"]) as im:
+                px = self.pixels(im)
+            if seg["loss"]:
+                paint_at.append((len(ids), len(pixels), px))
+            ids += [self.boi, *[self.image_token] * self.num_image_tokens, self.eoi]
+            labels += [self.boi if seg["loss"] else -100] + [-100] * (self.num_image_tokens + 1)
+            pixels.append(px)
+        last_is_loss = bool(sample["segments"]) and sample["segments"][-1]["loss"]
+        ids.append(self.eos)
+        labels.append(self.eos if last_is_loss and sample["segments"][-1]["kind"] == "text" else -100)
+        reading = Stream(ids=ids, text_targets=labels[1:] + [-100], pixels=pixels)
+        out = [reading]
+        for at, n_before, px in paint_at:
+            codes = self.codes(px)
+            prefix = ids[:at] + [self.boi] + [self.pad] * (len(codes) - 1)
+            n = len(prefix)
+            out.append(
+                Stream(
+                    ids=prefix,
+                    image_targets=[-100] * at + codes,
+                    gen_codes=[-1] * (at + 1) + codes[:-1],
+                    pixels=pixels[:n_before],
+                )
+            )
+            assert len(out[-1]) == n
+        return out
+
+    # -- batches -------------------------------------------------------------------
+
+    def collate(self, rows: list[list[Stream]], max_tokens: int) -> dict[str, torch.Tensor]:
+        """Packed rows to tensors of width ``max_tokens``; positions restart at 0 per stream (and per pad)."""
+        b = len(rows)
+        ids = torch.full((b, max_tokens), self.pad, dtype=torch.long)
+        pos = torch.zeros((b, max_tokens), dtype=torch.long)
+        text = torch.full((b, max_tokens), -100, dtype=torch.long)
+        image = torch.full((b, max_tokens), -100, dtype=torch.long)
+        gen = torch.full((b, max_tokens), -1, dtype=torch.long)
+        pixels: list[torch.Tensor] = []
+        for r, row in enumerate(rows):
+            at = 0
+            for s in row:
+                n = len(s)
+                ids[r, at : at + n] = torch.tensor(s.ids)
+                pos[r, at : at + n] = torch.arange(n)
+                text[r, at : at + n] = torch.tensor(s.text_targets)
+                image[r, at : at + n] = torch.tensor(s.image_targets)
+                gen[r, at : at + n] = torch.tensor(s.gen_codes)
+                pixels += s.pixels
+                at += n
+        batch = {
+            "input_ids": ids,
+            "position_ids": pos,
+            "text_targets": text,
+            "image_targets": image,
+            "gen_codes": gen,
+        }
+        batch["pixel_values"] = torch.stack(pixels) if pixels else torch.zeros(0)
+        return batch
+
+    # -- the loss ------------------------------------------------------------------
+
+    def forward(self, batch: dict[str, torch.Tensor], image_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+        """``CE(text) + image_weight · CE(VQ codes)`` over one packed batch; and the two parts."""
+        janus = self.base_janus
+        ids = batch["input_ids"]
+        embeds = janus.get_input_embeddings()(ids)
+        if batch["pixel_values"].numel():
+            feats = janus.model.get_image_features(batch["pixel_values"].to(embeds.dtype)).pooler_output
+            where = (ids == self.image_token).unsqueeze(-1)
+            embeds = embeds.masked_scatter(where, feats.reshape(-1, embeds.shape[-1]).to(embeds.dtype))
+        painted = batch["gen_codes"] >= 0
+        if bool(painted.any()):
+            gen = janus.prepare_embeddings_for_image_generation(batch["gen_codes"][painted])
+            embeds = embeds.masked_scatter(painted.unsqueeze(-1), gen.to(embeds.dtype))
+        # No attention mask and restarting positions: transformers builds the packed block-diagonal mask.
+        hidden = janus.model.language_model(
+            inputs_embeds=embeds, position_ids=batch["position_ids"], use_cache=False
+        ).last_hidden_state
+        t_at = batch["text_targets"] != -100
+        i_at = batch["image_targets"] != -100
+        lm_head = janus.get_output_embeddings()
+        text = text_loss(lm_head(hidden[t_at]), batch["text_targets"][t_at])
+        image = vq_token_loss(janus.model.generation_head(hidden[i_at]), batch["image_targets"][i_at])
+        loss = text + image_weight * image
+        counts = {"text_tokens": int(t_at.sum()), "image_tokens": int(i_at.sum())}
+        return loss, {"text": text.detach(), "image": image.detach(), **counts}
