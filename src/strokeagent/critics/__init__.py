@@ -25,11 +25,12 @@ or ``None`` (the critic reads the prompt itself). Critics are built by kind from
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from strokeagent.errors import PolicyError
+from strokeagent.scene.graph import Predicate
 from strokeagent.stages import Canvas, TrajectoryView
 from strokeagent.state import Plan, Reflection
 
@@ -112,7 +113,7 @@ _REASON_KINDS: tuple[tuple[re.Pattern[str], ViolationKind], ...] = (
     (re.compile(r"^expected (?P<cls>.+)>=\d+, found \d+$"), "count"),
     (re.compile(r"^expected (?P<cls>.+)<\d+, found \d+$"), "extra"),
     (re.compile(r"^no target for (?P<cls>.+) to be "), "position"),
-    (re.compile(r"^expected (?P<cls>.+) (left of|right of|above|below|[a-z ]+) "), "position"),
+    (re.compile(rf"^expected (?P<cls>.+?) ({'|'.join(get_args(Predicate))}) "), "position"),
 )
 
 
