@@ -1,0 +1,256 @@
+"""Image backends on tiny random-weight diffusers pipelines, built offline and loaded by path."""
+
+import asyncio
+import hashlib
+import io
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from conftest import run_cli  # noqa: E402
+
+from strokeagent.backends import forget_backends, load_backend  # noqa: E402
+from strokeagent.backends.image import ImageBackendError, ImageRequest, MicroBatcher  # noqa: E402
+from strokeagent.errors import PolicyError  # noqa: E402
+from strokeagent.policy import load_policy  # noqa: E402
+from strokeagent.run import generate  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """Tiny SD and InstructPix2Pix folders and their backend descriptions, built once per session."""
+    from strokeagent.testing_diffusers import save_tiny
+
+    root = tmp_path_factory.mktemp("tiny-diffusers")
+    save_tiny(root / "sd", "sd")
+    save_tiny(root / "pix2pix", "pix2pix")
+    (root / "sd.toml").write_text(f'kind = "diffusers"\nmodel = "{root / "sd"}"\nbatch_window_ms = 20\n')
+    (root / "pix.toml").write_text(f'kind = "diffusers"\nmodel = "{root / "pix2pix"}"\n')
+    return root
+
+
+@pytest.fixture(scope="session")
+def sd(tiny):
+    return load_backend(tiny / "sd.toml")
+
+
+@pytest.fixture(scope="session")
+def pix(tiny):
+    return load_backend(tiny / "pix.toml")
+
+
+def req(prompt="a red apple", seed=1, steps=3, size=64, **kw):
+    return ImageRequest(prompt, width=size, height=size, steps=steps, seed=seed, **kw)
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# -- requests ------------------------------------------------------------------
+
+
+def test_requests_know_their_task_and_refuse_bad_values():
+    img = Image.new("RGB", (64, 64))
+    assert req().task == "text-to-image"
+    assert req(image=img).task == "image-to-image"
+    assert req(image=img, mask=Image.new("L", (64, 64))).task == "inpaint"
+    assert req(image=img, edit=True).task == "edit"
+    with pytest.raises(ValueError, match=r"^width and height must be multiples of 8 from 8 up, got 60×64$"):
+        ImageRequest("x", width=60, height=64)
+    with pytest.raises(ValueError, match=r"^a mask or an edit needs an input image$"):
+        ImageRequest("x", edit=True)
+    with pytest.raises(ValueError, match=r"^an image request needs a non-empty prompt$"):
+        ImageRequest(" ")
+    r = req(image=img, strength=0.3, negative_prompt="blur")
+    back = ImageRequest.from_json(r.to_json())
+    assert back == r and back.image.tobytes() == img.tobytes()
+    with pytest.raises(ValueError, match=r"^unknown request field 'colour'"):
+        ImageRequest.from_json({"prompt": "x", "colour": "red"})
+
+
+# -- the diffusers backend -----------------------------------------------------
+
+
+def test_loads_by_path_and_derives_image_to_image_and_inpainting(sd, pix):
+    assert sd.pipeline_class == "StableDiffusionPipeline"
+    assert sd.tasks == {"text-to-image", "image-to-image", "inpaint"}
+    # from_pipe shares the modules: one copy of the weights.
+    assert sd._pipes["image-to-image"].unet is sd._pipes["text-to-image"].unet
+    assert sd._pipes["inpaint"].vae is sd._pipes["text-to-image"].vae
+    assert pix.pipeline_class == "StableDiffusionInstructPix2PixPipeline" and pix.tasks == {"edit"}
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(sd):
+    a, b, c = sd.run([req(seed=5)]) + sd.run([req(seed=5)]) + sd.run([req(seed=6)])
+    assert a.size == (64, 64)
+    assert png(a) == png(b)
+    assert png(a) != png(c)
+
+
+def test_a_batch_runs_one_pipeline_call_per_shape(sd):
+    before = sd.steps_run
+    images = sd.run([req(seed=1), req("a cup", seed=2, steps=2), req("a dog", seed=3)])
+    # Two shapes (3 steps, 2 steps): two pipeline calls, so 3 + 2 step callbacks, not 3 + 2 + 3.
+    assert sd.steps_run - before == 5
+    assert [im.size for im in images] == [(64, 64)] * 3
+    # Each request keeps its own generator: its image is the one it makes alone (to the last bit or one level).
+    alone = np.asarray(sd.run([req("a dog", seed=3)])[0], dtype=int)
+    assert np.abs(alone - np.asarray(images[2], dtype=int)).max() <= 1
+    assert np.abs(alone - np.asarray(images[0], dtype=int)).max() > 10
+
+
+def test_concurrent_callers_share_one_batch(sd):
+    async def go():
+        batcher = MicroBatcher(sd.run, window_s=0.05, max_batch=8)
+        results = await asyncio.gather(*(batcher.submit([req(f"apple {i}", seed=i)]) for i in range(4)))
+        return batcher.stats, results
+
+    stats, results = asyncio.run(go())
+    assert stats.sizes == [4] and stats.calls == 1
+    assert len({png(im) for [im] in results}) == 4
+
+
+def test_image_to_image_inpaint_and_step_progress(sd):
+    base = sd.run([req(seed=1)])[0]
+    seen = []
+    sd.on_step = lambda step, total: seen.append((step, total))
+    try:
+        [i2i] = sd.run([req(image=base, strength=0.5, steps=4)])
+    finally:
+        sd.on_step = None
+    assert seen == [(1, 2), (2, 2)]  # 4 steps at strength 0.5 run the last 2
+    keep = Image.new("L", (64, 64), 0)
+    keep.paste(255, (0, 0, 32, 64))  # repaint the left half only
+    [inp] = sd.run([req(image=base, mask=keep, steps=3)])
+    assert i2i.size == inp.size == (64, 64)
+    assert png(i2i) != png(base) and png(inp) != png(base)
+
+
+def test_instruction_editing_and_what_a_backend_cannot_do(sd, pix):
+    base = sd.run([req(seed=1)])[0]
+    [edited] = pix.run([req("make it blue", image=base, edit=True)])
+    assert edited.size == (64, 64) and png(edited) != png(base)
+    with pytest.raises(
+        ImageBackendError,
+        match=r"^image backend pix2pix \(StableDiffusionInstructPix2PixPipeline\) cannot do text-to-image; it can do edit$",
+    ):
+        asyncio.run(pix.generate([req()]))
+
+
+# -- refused when the policy loads ---------------------------------------------
+
+
+def write_policy(path, draft: str, refine: str, plan='kind = "testing.plan"\nsteps = 2') -> str:
+    path.write_text(
+        f"""name = "t"
+[loop]
+order = ["plan", "draft", "reflect", "refine"]
+max_steps = 3
+max_refines = 1
+[stages.plan]
+{plan}
+[stages.draft]
+{draft}
+[stages.reflect]
+kind = "testing.reflect"
+[stages.refine]
+{refine}
+"""
+    )
+    return str(path)
+
+
+def test_bad_descriptions_are_refused_at_load(tiny, tmp_path):
+    missing = tmp_path / "missing.toml"
+    missing.write_text(f'kind = "diffusers"\nmodel = "{tmp_path / "nowhere"}"\n')
+    with pytest.raises(PolicyError, match=rf"^{missing}: diffusers refused its options: model folder {tmp_path / 'nowhere'} does not exist"):
+        load_backend(missing)
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text('kind = "diffuser"\nmodel = "x"\n')
+    with pytest.raises(PolicyError, match=r"unknown backend kind 'diffuser'"):
+        load_backend(wrong)
+    refine_sd = f'kind = "diffusion.refine"\nbackend = "{tiny / "sd.toml"}"\nsize = 64\nsteps = 2'
+    # An editing-only model cannot draw step 1 from scratch.
+    policy = write_policy(tmp_path / "a.toml", f'kind = "diffusion.draft"\nbackend = "{tiny / "pix.toml"}"', refine_sd)
+    with pytest.raises(PolicyError, match=r"backend pix2pix cannot do text-to-image \(it can do edit\)"):
+        load_policy(policy)
+    # A text-to-image model asked to edit.
+    edit_sd = f'kind = "diffusion.refine"\nbackend = "{tiny / "sd.toml"}"\nmode = "edit"'
+    policy = write_policy(tmp_path / "b.toml", f'kind = "diffusion.draft"\nbackend = "{tiny / "sd.toml"}"', edit_sd)
+    with pytest.raises(
+        PolicyError, match=r"diffusion.refine: backend sd cannot do edit \(it can do image-to-image, inpaint, text-to-image\)"
+    ):
+        load_policy(policy)
+
+
+def test_the_bundled_tiny_description_loads_from_the_home_cache(tiny, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(tiny / "sd", tmp_path / ".cache" / "strokeagent" / "tiny-sd")
+    backend = load_backend("tiny-sd")
+    assert backend.pipeline_class == "StableDiffusionPipeline"
+    assert backend.source == str(tmp_path / ".cache" / "strokeagent" / "tiny-sd")
+    forget_backends()
+
+
+# -- the composite stages, end to end ------------------------------------------
+
+
+def composite_policy(tiny, tmp_path) -> str:
+    draft = f'kind = "diffusion.draft"\nbackend = "{tiny / "sd.toml"}"\nedit_backend = "{tiny / "pix.toml"}"\nsize = 64\nsteps = 3'
+    refine = f'kind = "diffusion.refine"\nbackend = "{tiny / "sd.toml"}"\nsize = 64\nsteps = 4\nstrength = 0.5'
+    return write_policy(tmp_path / "composite.toml", draft, refine)
+
+
+def test_composite_draws_then_edits_then_refines_and_repeats_by_seed(tiny, tmp_path):
+    policy = composite_policy(tiny, tmp_path)
+    traj = generate("a red apple left of a blue cup", policy=policy, seed=3, out=tmp_path / "r1")
+    assert [len(s.images) for s in traj.steps] == [2, 2]
+    tasks = [[im.meta["diffusion"]["task"] for im in s.images] for s in traj.steps]
+    assert tasks == [["text-to-image", "image-to-image"], ["edit", "image-to-image"]]
+    step2 = traj.steps[1].images
+    assert step2[0].meta["diffusion"]["prompt"] == "add shape 2"  # the editor gets the step's instruction
+    assert step2[1].meta["diffusion"]["prompt"] == "redraw shape 2 darker. a red apple left of a blue cup: 2 of 2 shapes"
+    final = tmp_path / "r1" / "final.png"
+    assert final.is_file() and (tmp_path / "r1" / "index.html").is_file()
+    assert hashlib.sha256(final.read_bytes()).hexdigest() == traj.final_image.sha256
+    again = generate("a red apple left of a blue cup", policy=policy, seed=3, out=tmp_path / "r2")
+    assert again.final_image.sha256 == traj.final_image.sha256
+    other = generate("a red apple left of a blue cup", policy=policy, seed=4, out=tmp_path / "r3")
+    assert other.final_image.sha256 != traj.final_image.sha256
+
+
+def test_sketch_then_paint_keeps_the_sketch_document(tiny, tmp_path):
+    draft = f'kind = "hybrid.draft"\nbackend = "{tiny / "sd.toml"}"\nsize = 64\nsteps = 4\nstrength = 0.75'
+    refine = f'kind = "diffusion.refine"\nbackend = "{tiny / "pix.toml"}"\nsize = 64\nsteps = 2'
+    policy = write_policy(tmp_path / "hybrid.toml", draft, refine, plan='kind = "sketch.plan"')
+    traj = generate("a red apple left of a blue cup", policy=policy, seed=0, out=tmp_path / "h")
+    assert [s.plan.instruction for s in traj.steps] == ["Draw a blue cup.", "Add a red apple to the left of the cup."]
+    draft2 = traj.steps[1].images[0]
+    # The second sketch added to the first: both objects are in the document the painting carries.
+    assert sorted(i["cls"] for i in draft2.meta["sketch"]["instances"]) == ["apple", "cup"]
+    assert draft2.meta["diffusion"] == {
+        "backend": "sd",
+        "task": "image-to-image",
+        "prompt": traj.steps[1].plan.description,
+        "seed": draft2.meta["diffusion"]["seed"],
+        "steps": 4,
+        "strength": 0.75,
+    }
+    assert traj.steps[1].images[1].meta["diffusion"]["task"] == "edit"
+
+
+@pytest.mark.slow
+def test_composite_from_the_cli(tiny, tmp_path):
+    policy = composite_policy(tiny, tmp_path)
+    r = run_cli("run", "a red apple", "--policy", policy, "--seed", "3", "--out", str(tmp_path / "cli"), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "done: 2 step(s)" in r.stderr
+    assert (tmp_path / "cli" / "final.png").is_file() and (tmp_path / "cli" / "trajectory.json").is_file()
