@@ -81,7 +81,11 @@ def test_each_stage_prefills_only_what_it_added(straight):
             assert x.prefilled_tokens == 0  # the model continues where the last inspection ended
     # What the trajectory records agrees with the timings.
     plan0 = straight.steps[0].plan.meta["process"]
-    assert plan0["usage"] == {"prefilled": t[0].prefilled_tokens, "generated": t[0].generated_tokens}
+    assert plan0["usage"] == {
+        "prefilled": t[0].prefilled_tokens,
+        "generated": t[0].generated_tokens,
+        "history": 0,
+    }
     assert t[0].generated_tokens == len(plan0["ops"][-1][1])
 
 

@@ -164,7 +164,7 @@ class ProcessStages:
     run (its folder, prompt and seed) has its own context.
     """
 
-    #: How many runs keep a live context; older ones are rebuilt if they come back.
+    #: How many runs keep a live context; older ones are rebuilt if they come back (0: rebuild every stage).
     max_live = 4
 
     def __init__(
@@ -279,18 +279,18 @@ class ProcessStages:
         key = (view.trajectory.run_dir, view.prompt, view.trajectory.seed)
         live = self._live.pop(key, None)  # out while in use: a stage that fails leaves nothing stale
         expected = _event_keys(view)
-        before = live.ctx.snapshot() if live else Usage()
-        live = self._sync(view, live, expected)
+        kept = self._sync(view, live, expected)
+        before = live.ctx.snapshot() if kept is live else Usage()  # a rebuild is paid by this stage
+        live = kept
+        history = live.ctx.length  # what a model without a kept context would have to encode again
         ops: list[list[Any]] = []
         result = write(live, ops)
         usage = live.ctx.usage.since(before)
-        meta = result.meta.get("process", {})
+        meta = {**result.meta.get("process", {}), "usage": {**vars(usage), "history": history}}
         if isinstance(result, Canvas):
-            result = Canvas(result.image, {**result.meta, "process": {**meta, "usage": vars(usage)}})
+            result = Canvas(result.image, {**result.meta, "process": meta})
         else:
-            result = result.model_copy(
-                update={"meta": {**result.meta, "process": {**meta, "usage": vars(usage)}}}
-            )
+            result = result.model_copy(update={"meta": {**result.meta, "process": meta}})
         live.keys = [*expected, *_output_keys(result)]
         self._keep(key, live)
         self.last_usage = (usage.prefilled, usage.generated)
