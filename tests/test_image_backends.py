@@ -24,13 +24,18 @@ from strokeagent.run import generate  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """Tiny SD and InstructPix2Pix folders and their backend descriptions, built once per session."""
+    import torch
+
     from strokeagent.testing_diffusers import save_tiny
 
+    torch.set_num_threads(1)  # what the descriptions below ask for; a busy 2-core machine spins with more
     root = tmp_path_factory.mktemp("tiny-diffusers")
     save_tiny(root / "sd", "sd")
     save_tiny(root / "pix2pix", "pix2pix")
-    (root / "sd.toml").write_text(f'kind = "diffusers"\nmodel = "{root / "sd"}"\nbatch_window_ms = 20\n')
-    (root / "pix.toml").write_text(f'kind = "diffusers"\nmodel = "{root / "pix2pix"}"\n')
+    (root / "sd.toml").write_text(
+        f'kind = "diffusers"\nmodel = "{root / "sd"}"\nbatch_window_ms = 20\nthreads = 1\n'
+    )
+    (root / "pix.toml").write_text(f'kind = "diffusers"\nmodel = "{root / "pix2pix"}"\nthreads = 1\n')
     return root
 
 
@@ -171,7 +176,10 @@ kind = "testing.reflect"
 def test_bad_descriptions_are_refused_at_load(tiny, tmp_path):
     missing = tmp_path / "missing.toml"
     missing.write_text(f'kind = "diffusers"\nmodel = "{tmp_path / "nowhere"}"\n')
-    with pytest.raises(PolicyError, match=rf"^{missing}: diffusers refused its options: model folder {tmp_path / 'nowhere'} does not exist"):
+    with pytest.raises(
+        PolicyError,
+        match=rf"^{missing}: diffusers refused its options: model folder {tmp_path / 'nowhere'} does not exist",
+    ):
         load_backend(missing)
     wrong = tmp_path / "wrong.toml"
     wrong.write_text('kind = "diffuser"\nmodel = "x"\n')
@@ -179,14 +187,19 @@ def test_bad_descriptions_are_refused_at_load(tiny, tmp_path):
         load_backend(wrong)
     refine_sd = f'kind = "diffusion.refine"\nbackend = "{tiny / "sd.toml"}"\nsize = 64\nsteps = 2'
     # An editing-only model cannot draw step 1 from scratch.
-    policy = write_policy(tmp_path / "a.toml", f'kind = "diffusion.draft"\nbackend = "{tiny / "pix.toml"}"', refine_sd)
+    policy = write_policy(
+        tmp_path / "a.toml", f'kind = "diffusion.draft"\nbackend = "{tiny / "pix.toml"}"', refine_sd
+    )
     with pytest.raises(PolicyError, match=r"backend pix2pix cannot do text-to-image \(it can do edit\)"):
         load_policy(policy)
     # A text-to-image model asked to edit.
     edit_sd = f'kind = "diffusion.refine"\nbackend = "{tiny / "sd.toml"}"\nmode = "edit"'
-    policy = write_policy(tmp_path / "b.toml", f'kind = "diffusion.draft"\nbackend = "{tiny / "sd.toml"}"', edit_sd)
+    policy = write_policy(
+        tmp_path / "b.toml", f'kind = "diffusion.draft"\nbackend = "{tiny / "sd.toml"}"', edit_sd
+    )
     with pytest.raises(
-        PolicyError, match=r"diffusion.refine: backend sd cannot do edit \(it can do image-to-image, inpaint, text-to-image\)"
+        PolicyError,
+        match=r"diffusion.refine: backend sd cannot do edit \(it can do image-to-image, inpaint, text-to-image\)",
     ):
         load_policy(policy)
 
@@ -205,7 +218,9 @@ def test_the_bundled_tiny_description_loads_from_the_home_cache(tiny, monkeypatc
 
 def composite_policy(tiny, tmp_path) -> str:
     draft = f'kind = "diffusion.draft"\nbackend = "{tiny / "sd.toml"}"\nedit_backend = "{tiny / "pix.toml"}"\nsize = 64\nsteps = 3'
-    refine = f'kind = "diffusion.refine"\nbackend = "{tiny / "sd.toml"}"\nsize = 64\nsteps = 4\nstrength = 0.5'
+    refine = (
+        f'kind = "diffusion.refine"\nbackend = "{tiny / "sd.toml"}"\nsize = 64\nsteps = 4\nstrength = 0.5'
+    )
     return write_policy(tmp_path / "composite.toml", draft, refine)
 
 
@@ -217,7 +232,10 @@ def test_composite_draws_then_edits_then_refines_and_repeats_by_seed(tiny, tmp_p
     assert tasks == [["text-to-image", "image-to-image"], ["edit", "image-to-image"]]
     step2 = traj.steps[1].images
     assert step2[0].meta["diffusion"]["prompt"] == "add shape 2"  # the editor gets the step's instruction
-    assert step2[1].meta["diffusion"]["prompt"] == "redraw shape 2 darker. a red apple left of a blue cup: 2 of 2 shapes"
+    assert (
+        step2[1].meta["diffusion"]["prompt"]
+        == "redraw shape 2 darker. a red apple left of a blue cup: 2 of 2 shapes"
+    )
     final = tmp_path / "r1" / "final.png"
     assert final.is_file() and (tmp_path / "r1" / "index.html").is_file()
     assert hashlib.sha256(final.read_bytes()).hexdigest() == traj.final_image.sha256
@@ -232,7 +250,10 @@ def test_sketch_then_paint_keeps_the_sketch_document(tiny, tmp_path):
     refine = f'kind = "diffusion.refine"\nbackend = "{tiny / "pix.toml"}"\nsize = 64\nsteps = 2'
     policy = write_policy(tmp_path / "hybrid.toml", draft, refine, plan='kind = "sketch.plan"')
     traj = generate("a red apple left of a blue cup", policy=policy, seed=0, out=tmp_path / "h")
-    assert [s.plan.instruction for s in traj.steps] == ["Draw a blue cup.", "Add a red apple to the left of the cup."]
+    assert [s.plan.instruction for s in traj.steps] == [
+        "Draw a blue cup.",
+        "Add a red apple to the left of the cup.",
+    ]
     draft2 = traj.steps[1].images[0]
     # The second sketch added to the first: both objects are in the document the painting carries.
     assert sorted(i["cls"] for i in draft2.meta["sketch"]["instances"]) == ["apple", "cup"]
@@ -250,7 +271,9 @@ def test_sketch_then_paint_keeps_the_sketch_document(tiny, tmp_path):
 @pytest.mark.slow
 def test_composite_from_the_cli(tiny, tmp_path):
     policy = composite_policy(tiny, tmp_path)
-    r = run_cli("run", "a red apple", "--policy", policy, "--seed", "3", "--out", str(tmp_path / "cli"), timeout=300)
+    r = run_cli(
+        "run", "a red apple", "--policy", policy, "--seed", "3", "--out", str(tmp_path / "cli"), timeout=300
+    )
     assert r.returncode == 0, r.stderr
     assert "done: 2 step(s)" in r.stderr
     assert (tmp_path / "cli" / "final.png").is_file() and (tmp_path / "cli" / "trajectory.json").is_file()

@@ -1,0 +1,159 @@
+"""The diffusion service (`strokeagent serve image`) and its http-image client, over real loopback HTTP."""
+
+import asyncio
+import http.server
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from test_image_backends import png, req, tiny  # noqa: E402,F401 - the session's tiny pipelines
+
+from strokeagent.backends.http_image import HttpImageBackend  # noqa: E402
+from strokeagent.backends.image import ImageBackendError  # noqa: E402
+
+pytestmark = pytest.mark.slow  # starts a server process that loads torch (~10-30 s on a busy 2-core machine)
+TOKEN = "test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(tiny):  # noqa: F811
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "strokeagent.cli", "serve", "image", "--backend", str(tiny / "sd.toml")]
+        + ["--port", str(port), "--token", TOKEN],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,  # its worker processes share the group: one signal ends them all
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            if (
+                httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2).text
+                == "ok"
+            ):
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"the service did not start: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.5)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_concurrent_requests_are_batched_and_match_the_local_backend(service, tiny):  # noqa: F811
+    from strokeagent.backends import load_backend
+
+    client = HttpImageBackend(service, token=TOKEN)
+    images = asyncio.run(client.generate([req(f"apple {i}", seed=i) for i in range(6)]))
+    assert len(images) == 6 and all(im.size == (64, 64) for im in images)
+    assert max(client.last_batch_sizes) > 1, client.last_batch_sizes
+    # Alone on the server, a request gives the bytes it gives in this process.
+    [served] = asyncio.run(client.generate([req("a cup", seed=9)]))
+    [local] = load_backend(tiny / "sd.toml").run([req("a cup", seed=9)])
+    assert client.last_batch_sizes[-1] == 1
+    assert png(served) == png(local)
+
+
+def test_a_token_is_required_and_bad_requests_do_not_spoil_a_batch(service):
+    with pytest.raises(
+        ImageBackendError,
+        match=r"^image backend http-image at http://127\.0\.0\.1:\d+/v1/images refused the request: HTTP 401: "
+        r"missing or wrong token: send 'Authorization: Bearer <token>'$",
+    ):
+        asyncio.run(HttpImageBackend(service, token="wrong").generate([req()]))
+    editor = HttpImageBackend(service, token=TOKEN, tasks=["edit", "text-to-image"])
+    base = asyncio.run(editor.generate([req()]))[0]
+
+    async def mixed():
+        good = editor.generate([req("a cat", seed=2)])
+        bad = editor.generate([req("make it blue", image=base, edit=True)])
+        return await asyncio.gather(good, bad, return_exceptions=True)
+
+    good, bad = asyncio.run(mixed())
+    assert good[0].size == (64, 64)
+    assert isinstance(bad, ImageBackendError)
+    assert str(bad).endswith(
+        "HTTP 400: backend sd cannot do edit; it can do image-to-image, inpaint, text-to-image"
+    )
+
+
+class Flaky(http.server.BaseHTTPRequestHandler):
+    hits = 0
+    delay = 0.0
+
+    def do_POST(self):  # noqa: N802
+        type(self).hits += 1
+        time.sleep(self.delay)
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"detail": "overloaded"}')
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    Flaky.hits, Flaky.delay = 0, 0.0
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_5xx_slow_and_down_servers_are_retried_then_named(flaky):
+    client = HttpImageBackend(flaky, retries=2, backoff=0.01)
+    with pytest.raises(ImageBackendError) as e:
+        asyncio.run(client.generate([req()]))
+    assert Flaky.hits == 3
+    assert str(e.value) == (
+        f"image backend http-image at {flaky}/v1/images failed after 3 attempts: HTTP 503: overloaded; "
+        "start it (`strokeagent serve image --backend FILE`) or fix the url, then resume the run"
+    )
+    Flaky.delay = 0.5
+    with pytest.raises(ImageBackendError, match=r"failed after 2 attempts: no answer within 0\.1 s;"):
+        asyncio.run(HttpImageBackend(flaky, retries=1, backoff=0, timeout=0.1).generate([req()]))
+    down = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ImageBackendError, match=r"failed after 1 attempts: cannot connect \(ConnectError"):
+        asyncio.run(HttpImageBackend(down, retries=0).generate([req()]))
+
+
+def test_listening_beyond_loopback_needs_a_token(tiny, cli):  # noqa: F811
+    env_token = os.environ.pop("STROKEAGENT_IMAGE_TOKEN", None)
+    try:
+        r = cli("serve", "image", "--backend", str(tiny / "sd.toml"), "--host", "0.0.0.0")
+    finally:
+        if env_token is not None:
+            os.environ["STROKEAGENT_IMAGE_TOKEN"] = env_token
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        "error: listening on 0.0.0.0 lets other machines in: give --token (or set STROKEAGENT_IMAGE_TOKEN), "
+        "or listen on 127.0.0.1"
+    )
