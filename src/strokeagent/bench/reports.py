@@ -146,22 +146,30 @@ def write_chart(path: Path, summary: dict[str, Any]) -> None:
         acc.annotate(
             f"{p['overall']:.2f}",
             (last.get_x() + last.get_width() / 2, last.get_height()),
-            xytext=(0, 2),
+            xytext=(0, 3),
             textcoords="offset points",
             ha="center",
-            fontsize=9,
+            rotation=90,
+            fontsize=8,
             fontweight="bold",
         )
     acc.axvspan(len(groups) - 1.5, len(groups) - 0.5, color="#00000008", zorder=0)
     acc.set_xticks(range(len(groups)), groups)
-    acc.set_ylim(0, 1.08)
+    acc.set_ylim(0, 1.2)
     acc.set_ylabel("accuracy (GenEval rules)")
     acc.set_title(
         f"Accuracy by category — {summary['prompts']} prompts × {len(summary['seeds'])} seed(s)", loc="left"
     )
     acc.grid(axis="y", alpha=0.3)
     acc.spines[["top", "right"]].set_visible(False)
-    acc.legend(frameon=False, ncols=min(len(policies), 4), loc="upper left", fontsize=9)
+    # Below the axes, so it never covers a bar.
+    acc.legend(
+        frameon=False,
+        ncols=min(len(policies), 4),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.08),
+        fontsize=9,
+    )
     names = [p["policy"] for p in policies]
     left = [0.0] * len(policies)
     for stage in STAGES:
