@@ -82,18 +82,40 @@ class JanusTrainee(nn.Module):
         return self.processor.image_processor(image.convert("RGB"), return_tensors="pt").pixel_values[0]
 
     @torch.no_grad()
-    def codes(self, pixels: torch.Tensor) -> list[int]:
-        """The VQ codes of one image (the model's frozen VQ encoder)."""
+    def codes(self, pixels: torch.Tensor) -> list[list[int]]:
+        """The VQ codes of a batch of images (N, 3, H, W), by the model's frozen VQ encoder."""
         vq = self.base_janus.model.vqmodel
-        out = vq.encode(pixels[None].to(vq.device, vq.dtype))
-        return [int(c) for c in out.image_tokens.view(-1)]
+        out = vq.encode(pixels.to(vq.device, vq.dtype))
+        return out.image_tokens.view(pixels.shape[0], -1).tolist()
 
-    def streams(self, sample: dict[str, Any], root: str | Path) -> list[Stream]:
-        """The reading stream and one painting stream per painted image of ``sample``."""
+    def all_streams(self, samples: Any, root: str | Path, chunk: int = 32) -> list[Stream]:
+        """Streams of every sample; each distinct painted image is VQ-encoded once, in batches."""
+        from PIL import Image
+
+        painted = sorted(
+            {seg["image"] for s in samples for seg in s["segments"] if seg["kind"] == "image" and seg["loss"]}
+        )
+        codes: dict[str, list[int]] = {}
+        for i in range(0, len(painted), chunk):
+            names = painted[i : i + chunk]
+            batch = []
+            for name in names:
+                with Image.open(Path(root) / name) as im:
+                    batch.append(self.pixels(im))
+            codes.update(zip(names, self.codes(torch.stack(batch)), strict=True))
+        return [stream for s in samples for stream in self.streams(s, root, codes)]
+
+    def streams(
+        self, sample: dict[str, Any], root: str | Path, codes: dict[str, list[int]] | None = None
+    ) -> list[Stream]:
+        """The reading stream and one painting stream per painted image of ``sample``.
+
+        ``codes`` maps image paths to their VQ codes when known (``all_streams``); else they are encoded here.
+        """
         from PIL import Image
 
         ids, labels, pixels = [self.bos], [-100], []
-        paint_at: list[tuple[int, int, torch.Tensor]] = []  # (position of its boi, images before it, pixels)
+        paint_at: list[tuple[int, int, list[int]]] = []  # (position of its boi, images before it, its codes)
         for seg in sample["segments"]:
             if seg["kind"] == "text":
                 tokens = self.tokenizer(seg["text"], add_special_tokens=False).input_ids
@@ -103,25 +125,25 @@ class JanusTrainee(nn.Module):
             with Image.open(Path(root) / seg["image"]) as im:
                 px = self.pixels(im)
             if seg["loss"]:
-                paint_at.append((len(ids), len(pixels), px))
+                known = (codes or {}).get(seg["image"])
+                paint_at.append(
+                    (len(ids), len(pixels), known if known is not None else self.codes(px[None])[0])
+                )
             ids += [self.boi, *[self.image_token] * self.num_image_tokens, self.eoi]
             labels += [self.boi if seg["loss"] else -100] + [-100] * (self.num_image_tokens + 1)
             pixels.append(px)
-        last_is_loss = bool(sample["segments"]) and sample["segments"][-1]["loss"]
-        ids.append(self.eos)
-        labels.append(self.eos if last_is_loss and sample["segments"][-1]["kind"] == "text" else -100)
-        reading = Stream(ids=ids, text_targets=labels[1:] + [-100], pixels=pixels)
+        reading = Stream(ids=ids, text_targets=labels[1:] + [-100], pixels=pixels, kind="reading")
         out = [reading]
-        for at, n_before, px in paint_at:
-            codes = self.codes(px)
-            prefix = ids[:at] + [self.boi] + [self.pad] * (len(codes) - 1)
+        for at, n_before, image_codes in paint_at:
+            prefix = ids[:at] + [self.boi] + [self.pad] * (len(image_codes) - 1)
             n = len(prefix)
             out.append(
                 Stream(
                     ids=prefix,
-                    image_targets=[-100] * at + codes,
-                    gen_codes=[-1] * (at + 1) + codes[:-1],
+                    image_targets=[-100] * at + image_codes,
+                    gen_codes=[-1] * (at + 1) + image_codes[:-1],
                     pixels=pixels[:n_before],
+                    kind="painting",
                 )
             )
             assert len(out[-1]) == n
@@ -138,6 +160,8 @@ class JanusTrainee(nn.Module):
         image = torch.full((b, max_tokens), -100, dtype=torch.long)
         gen = torch.full((b, max_tokens), -1, dtype=torch.long)
         pixels: list[torch.Tensor] = []
+        samples = sum(s.kind == "reading" for row in rows for s in row)
+        tokens = sum(len(s) for row in rows for s in row)
         for r, row in enumerate(rows):
             at = 0
             for s in row:
@@ -157,6 +181,8 @@ class JanusTrainee(nn.Module):
             "gen_codes": gen,
         }
         batch["pixel_values"] = torch.stack(pixels) if pixels else torch.zeros(0)
+        # Counts for throughput: samples (reading streams) and real (non-padding) tokens.
+        batch["samples"], batch["tokens"] = torch.tensor(samples), torch.tensor(tokens)
         return batch
 
     # -- the loss ------------------------------------------------------------------

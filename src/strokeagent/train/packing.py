@@ -38,6 +38,7 @@ class Stream:
     image_targets: list[int] = field(default_factory=list)
     gen_codes: list[int] = field(default_factory=list)
     pixels: list = field(default_factory=list)  # torch tensors (3, H, W)
+    kind: str = "reading"  # "reading" (a whole sample) or "painting" (one painted image's stream)
 
     def __post_init__(self) -> None:
         n = len(self.ids)

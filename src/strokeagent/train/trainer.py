@@ -1,0 +1,226 @@
+"""Supervised fine-tuning on process samples, through accelerate: the whole loop in one screen.
+
+    >>> result = train(TrainConfig(model="tiny-janus", data="data/process", out="runs/t", steps=40))  # doctest: +SKIP
+    >>> result.history[0]["loss"] > result.history[-1]["loss"]                                         # doctest: +SKIP
+    True
+
+The loop is nanoGPT's, with accelerate doing everything about devices and
+processes (DDP, FSDP, mixed precision, gradient accumulation, checkpoint
+state): run it as a plain script on one device, or under ``accelerate launch``
+on many (docs/training.md).
+
+1. Samples are read with ``datasets`` (``strokeagent.data.load_samples``), turned
+   into token streams by the trainee (``JanusTrainee.streams``) and packed into
+   rows of ``max_tokens`` (``packing.pack``), once, deterministically.
+2. Each epoch visits the rows in an order drawn from ``seed + epoch``; accelerate
+   shards the batches across processes.
+3. Every ``save_every`` optimizer steps, and at the end, a checkpoint folder
+   ``out/checkpoint-NNNNNN/`` holds the model as a transformers folder
+   (safetensors weights, processor and tokenizer: what the ``janus`` backend
+   loads, no conversion), ``state/`` (accelerate's optimizer, scheduler and RNG
+   state) and ``trainer.json`` (step counters and loss history).
+4. ``train`` resumes from the newest checkpoint in ``out``: the same rows in the
+   same order, skipping the batches already seen, so a resumed run ends with
+   the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from strokeagent.errors import TrainError
+from strokeagent.store import atomic_write
+from strokeagent.train.config import TrainConfig
+from strokeagent.train.janus import JanusTrainee
+from strokeagent.train.packing import Stream, pack, padding_share
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path  # the newest checkpoint folder: load it as a Janus model
+    step: int
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per optimizer step
+    samples_per_s: float = 0.0  # over this call's steps (a resumed call counts only its own)
+    tokens_per_s: float = 0.0
+    padding: float = 0.0  # share of row positions that are padding
+
+
+class Rows(torch.utils.data.Dataset):
+    """Packed rows, visited in an order drawn from ``seed + epoch`` (``set_epoch``)."""
+
+    def __init__(self, rows: list[list[Stream]], seed: int) -> None:
+        self.rows, self.seed = rows, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        gen = torch.Generator().manual_seed(self.seed + epoch)
+        self.order = torch.randperm(len(self.rows), generator=gen).tolist()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> list[Stream]:
+        return self.rows[self.order[i]]
+
+
+def latest_checkpoint(out: str | Path) -> Path | None:
+    found = sorted(Path(out).glob("checkpoint-*/trainer.json"))
+    return found[-1].parent if found else None
+
+
+def build_trainee(cfg: TrainConfig) -> JanusTrainee:
+    if not (Path(cfg.model) / "config.json").is_file():
+        raise TrainError(
+            f"no model at {cfg.model} (no config.json); point `model` at a transformers-format Janus folder"
+        )
+    trainee = JanusTrainee.from_pretrained(cfg.model, dtype=cfg.dtype)
+    trainee.freeze_frozen_parts()
+    if cfg.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                          target_modules=cfg.lora.target_modules)  # fmt: skip
+        # Only the language model: the same projection names exist in the (frozen) vision tower.
+        lora.target_modules = rf".*language_model.*\.({'|'.join(cfg.lora.target_modules)})"
+        trainee.janus = get_peft_model(trainee.janus, lora)
+    return trainee
+
+
+def training_rows(trainee: JanusTrainee, cfg: TrainConfig) -> tuple[list[list[Stream]], int]:
+    """The data set's samples as packed rows, and how many samples they hold."""
+    from strokeagent.data import load_samples
+
+    samples = load_samples(cfg.data)
+    if cfg.subsets is not None:
+        samples = samples.filter(lambda s: s["subset"] in cfg.subsets)
+    if samples.num_rows == 0:
+        raise TrainError(f"{cfg.data} holds no samples of the subsets {cfg.subsets}")
+    streams = trainee.all_streams(samples, cfg.data)
+    return pack(streams, cfg.max_tokens), samples.num_rows
+
+
+def train(
+    cfg: TrainConfig, *, resume: bool = True, stop_after: int | None = None, log: Any = None
+) -> TrainResult:
+    """Train per ``cfg``; continue from the newest checkpoint in ``cfg.out`` when ``resume``.
+
+    ``stop_after`` ends this call after that optimizer step (saving a checkpoint),
+    as a killed run would after its last save; ``log`` gets one line per ``log_every`` steps.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    acc = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+    set_seed(cfg.seed)
+    out = Path(cfg.out)
+    trainee = build_trainee(cfg)
+    rows, n_samples = training_rows(trainee, cfg)
+    data = Rows(rows, cfg.seed)
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=cfg.micro_batch,
+        shuffle=False,
+        collate_fn=partial(trainee.collate, max_tokens=cfg.max_tokens),
+    )
+    params = [p for p in trainee.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Linear warmup over `warmup` optimizer steps, then constant; stepped once per optimizer step.
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (cfg.warmup + 1)))
+    model, opt, loader = acc.prepare(trainee, opt, loader)
+    acc.register_for_checkpointing(sched)
+
+    state = {"step": 0, "micro": 0, "history": []}
+    last = latest_checkpoint(out) if resume else None
+    if last is not None:
+        acc.load_state(str(last / "state"))
+        state = json.loads((last / "trainer.json").read_text())
+    if state["step"] >= cfg.steps:
+        return TrainResult(last, state["step"], state["history"])  # type: ignore[arg-type]
+
+    per_epoch = len(loader)
+    seen_samples = seen_tokens = 0
+    sums = {"loss": 0.0, "text": 0.0, "image": 0.0}
+    started = time.perf_counter()
+    checkpoint = last
+    while state["step"] < cfg.steps:
+        epoch, skip = divmod(state["micro"], per_epoch)
+        data.set_epoch(epoch)
+        batches = acc.skip_first_batches(loader, skip) if skip else loader
+        for batch in batches:
+            with acc.accumulate(model):
+                loss, parts = model(batch, image_weight=cfg.image_weight)
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.grad_clip > 0:
+                    acc.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                opt.zero_grad()
+            state["micro"] += 1
+            seen_samples += int(batch["samples"])
+            seen_tokens += int(batch["tokens"])
+            for k in sums:
+                sums[k] += float(loss.detach() if k == "loss" else parts[k])
+            if not acc.sync_gradients:
+                continue
+            sched.step()
+            state["step"] += 1
+            micro = state["micro"] - (state["history"][-1]["micro"] if state["history"] else 0)
+            entry = {k: v / micro for k, v in sums.items()}
+            sums = dict.fromkeys(sums, 0.0)
+            state["history"].append({"step": state["step"], "micro": state["micro"], **entry})
+            if log is not None and (state["step"] % cfg.log_every == 0 or state["step"] == 1):
+                log(f"step {state['step']}/{cfg.steps}  loss {entry['loss']:.4f}  text {entry['text']:.4f}  "
+                    f"image {entry['image']:.4f}  lr {sched.get_last_lr()[0]:.2e}")  # fmt: skip
+            done = state["step"] >= cfg.steps or state["step"] == stop_after
+            if done or (cfg.save_every and state["step"] % cfg.save_every == 0):
+                checkpoint = save_checkpoint(acc, model, out, state)
+            if done:
+                break
+        if state["step"] == stop_after:
+            break
+    seconds = time.perf_counter() - started
+    acc.wait_for_everyone()
+    return TrainResult(
+        checkpoint,  # type: ignore[arg-type]
+        state["step"],
+        state["history"],
+        samples_per_s=seen_samples / seconds,
+        tokens_per_s=seen_tokens / seconds,
+        padding=padding_share(rows, cfg.max_tokens),
+    )
+
+
+def save_checkpoint(acc: Any, model: Any, out: Path, state: dict[str, Any]) -> Path:
+    """``out/checkpoint-NNNNNN``: a loadable Janus folder, accelerate's state and the counters."""
+    folder = out / f"checkpoint-{state['step']:06d}"
+    acc.save_state(str(folder / "state"))
+    save_model(acc, model, folder)
+    if acc.is_main_process:
+        # Written last: a folder without trainer.json is an unfinished save and is never resumed from.
+        atomic_write(folder / "trainer.json", json.dumps(state) + "\n")
+    acc.wait_for_everyone()
+    return folder
+
+
+def save_model(acc: Any, model: Any, folder: Path) -> None:
+    """The model as transformers saves it (safetensors), LoRA merged in, plus the processor files."""
+    trainee: JanusTrainee = acc.unwrap_model(model)
+    full = acc.get_state_dict(model)  # gathered from every shard under FSDP
+    if not acc.is_main_process:
+        return
+    janus = trainee.janus
+    if hasattr(janus, "merge_and_unload"):  # peft: keep the adapter, and save a merged copy as the model
+        import copy
+
+        janus.save_pretrained(folder / "adapter")
+        copy.deepcopy(janus).merge_and_unload().save_pretrained(folder)
+    else:
+        weights = {k.removeprefix("janus."): v for k, v in full.items() if k.startswith("janus.")}
+        janus.save_pretrained(folder, state_dict=weights)
+    trainee.processor.save_pretrained(folder)

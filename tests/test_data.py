@@ -1,0 +1,152 @@
+"""The trajectory data builder: three subsets in the process format, sharded, resumable, read by datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from strokeagent.data import build_dataset, load_samples
+from strokeagent.data.alignment import measure, perturb
+from strokeagent.data.multiturn import multi_turn_steps
+from strokeagent.data.text import inspection_text, plan_text, refine_text
+from strokeagent.errors import DataError
+from strokeagent.scene import generate_suite, graph_from_item, parse_prompt
+from strokeagent.unified.process import ProcessFormat, between, parse_inspection, parse_plan
+
+FMT = ProcessFormat()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "process"
+    build_dataset("gen:6", out, seed=0, shard_size=2)
+    return out
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+            and ".cache" not in p.parts and p.name != "manifest.json"}  # fmt: skip
+
+
+def test_three_subsets_in_the_process_format_readable_with_datasets(built):
+    ds = load_samples(built)
+    assert set(ds["subset"]) == {"multi_turn", "conflict", "alignment"}
+    assert ds.num_rows == 18  # six prompts, one sample of each subset each
+    for row in ds:
+        segs = row["segments"]
+        assert segs[0]["text"] == FMT.header(row["prompt"]) and not segs[0]["loss"]  # the header is given
+        for seg in segs:
+            if seg["kind"] == "image":
+                assert (built / seg["image"]).is_file()
+        plan = parse_plan(FMT, segs[1]["text"])
+        assert plan.instruction and not plan.meta["process"]["malformed"]
+        meta = json.loads(row["meta"])
+        texts = "".join(s["text"] or "" for s in segs)
+        if row["subset"] == "multi_turn":
+            assert texts.endswith(FMT.close)
+            assert all(s["loss"] for s in segs if s["kind"] == "image")  # the model paints every step
+        else:
+            at = next(i for i, seg in enumerate(segs) if seg["text"] == FMT.inspect[0])  # added by the stage
+            reflection = parse_inspection(FMT, segs[at + 1]["text"])
+            bad = meta["label"] in ("negative", "misaligned")
+            assert reflection.ok is not bad
+            assert (
+                between(texts.removeprefix(segs[0]["text"]), FMT.refine)[0] is not None
+            ) is bad  # a corrected instruction iff a conflict
+
+
+def test_negatives_and_misaligned_samples_occur(tmp_path):
+    # Over a few more prompts, the one-shot policy's seeded mistakes and the perturbations give both labels.
+    out = tmp_path / "d"
+    build_dataset("gen:12", out, seed=3, shard_size=12, subsets=["conflict", "alignment"])
+    labels = {json.loads(m)["label"] for m in load_samples(out)["meta"]}
+    assert {"positive", "negative", "aligned", "misaligned"} <= labels
+
+
+def test_killed_build_resumes_to_the_same_bytes(built, tmp_path):
+    out = tmp_path / "d"
+
+    def die_after_three(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset("gen:6", out, seed=0, shard_size=2, progress=die_after_three)
+    assert sorted(p.name for p in (out / "data").glob("*.jsonl")) == [
+        "shard-00000.jsonl"
+    ]  # shard 1 unfinished
+    assert not json.loads((out / "manifest.json").read_text())["complete"]
+    manifest = build_dataset("gen:6", out, seed=0, shard_size=2)
+    assert manifest["complete"] and manifest["samples"] == 18
+    assert _files(out) == _files(built)
+
+
+def test_resume_with_other_options_is_refused(built):
+    with pytest.raises(DataError, match="seed = 0, now 1"):
+        build_dataset("gen:6", built, seed=1, shard_size=2)
+
+
+def test_bad_suite_and_foreign_folder(tmp_path):
+    with pytest.raises(DataError, match="no suite file"):
+        build_dataset(tmp_path / "nope.jsonl", tmp_path / "out")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"tag": "x"}\n')
+    with pytest.raises(DataError, match="bad.jsonl:1"):
+        build_dataset(bad, tmp_path / "out")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file").write_text("x")
+    with pytest.raises(DataError, match="not a data set"):
+        build_dataset("gen:2", tmp_path / "busy")
+    with pytest.raises(DataError, match="not a strokeagent data set"):
+        load_samples(tmp_path)
+
+
+def test_edits_end_on_the_prompts_scene():
+    seen = set()
+    for i, item in enumerate(generate_suite(24, seed=1)):
+        graph = graph_from_item(item)
+        plain = multi_turn_steps(graph, np.random.default_rng(i), size=256, seed=i, edit_rate=0.0)
+        edited = multi_turn_steps(graph, np.random.default_rng(i), size=256, seed=i, edit_rate=1.0)
+        seen |= {s.edit for s in edited if s.edit}
+        assert edited[-1].document == plain[-1].document  # the detour ends exactly where the plain build does
+        assert edited[-1].description == plain[-1].description
+        if any(s.edit for s in edited):
+            assert len(edited) == len(plain) + 1 or len(edited) == len(plain) + 2
+    assert seen == {"modify", "swap", "remove"}
+
+
+def test_a_modify_edit_reads_right():
+    graph = parse_prompt("a red apple left of a blue cup")
+    for seed in range(40):
+        steps = multi_turn_steps(graph, np.random.default_rng(seed), size=256, seed=0, edit_rate=1.0)
+        fix = [s for s in steps if s.edit == "modify"]
+        if fix:
+            wrong, right = fix
+            assert right.instruction in ("Make the apple red.", "Make the cup blue.")
+            changed = [d for d in wrong.document.instances if d not in right.document.instances]
+            assert len(changed) == 1 and changed[0].rgb != right.document.instances[changed[0].iid - 1].rgb
+            return
+    pytest.fail("no modify edit in 40 seeds")
+
+
+@pytest.mark.parametrize(("kind", "found"), [("count", "count"), ("color", "color"),
+                                             ("position", "relation"), ("missing", "count")])  # fmt: skip
+def test_each_perturbation_is_measured(kind, found):
+    graph = parse_prompt("two red apples left of a blue cup")
+    steps = multi_turn_steps(graph, np.random.default_rng(0), size=256, seed=0, edit_rate=0.0)
+    assert measure(graph, steps, 1, steps[1].document) == []  # the clean step is aligned
+    doc, _ = perturb(graph, steps, 1, kind, np.random.default_rng(1))
+    assert found in {v["kind"] for v in measure(graph, steps, 1, doc)}
+
+
+def test_text_writer_round_trips_through_the_policys_parsers():
+    assert parse_plan(FMT, plan_text(FMT, "Add a cup.", "A cup.")).description == "A cup."
+    r = parse_inspection(
+        FMT, FMT.inspect[0] + inspection_text(FMT, ["the plan leaves out the dog"], ["cup is red"])
+    )
+    assert r.prompt_conflicts == ["the plan leaves out the dog"] and r.image_conflicts == ["cup is red"]
+    assert parse_inspection(FMT, inspection_text(FMT, [], [])).ok
+    assert between(refine_text(FMT, "Recolour the cup blue."), FMT.refine) == ("Recolour the cup blue.", True)
