@@ -23,8 +23,7 @@ what they share. The gain comes from running the UNet, text encoder and VAE
 once on a batch of 8 instead of eight times on one. A tiny model on one CPU
 thread is compute-bound per image, so the gain is small; real models on a GPU
 gain more (OFFLINE-MODELS.md, H200: SD 1.5 at 512², 30 steps, 1.23 s for one
-image, 7.06 s for eight, 0.88 s each). Not measured here: the GPU machine of
-this project has no Python stack of ours and no network to install one.
+image, 7.06 s for eight, 0.88 s each). Not measured on a GPU in this session.
 """
 
 from __future__ import annotations
