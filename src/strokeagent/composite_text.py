@@ -19,7 +19,7 @@ current canvas; one that does not is told so, and its image check stays empty.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -30,6 +30,7 @@ from strokeagent.stages import Canvas, TrajectoryView
 from strokeagent.state import Plan, Reflection
 
 MAX_CONFLICTS = 3
+Conflict = Annotated[str, Field(max_length=100)]  # every string bounded, or a small model can loop in one
 
 
 class PlanAnswer(BaseModel):
@@ -43,8 +44,8 @@ class PlanAnswer(BaseModel):
 class ReflectAnswer(BaseModel):
     """What the head writes to inspect a step: the plan against the prompt, the image against the plan."""
 
-    prompt_conflicts: list[str] = Field(default_factory=list, max_length=MAX_CONFLICTS)
-    image_conflicts: list[str] = Field(default_factory=list, max_length=MAX_CONFLICTS)
+    prompt_conflicts: list[Conflict] = Field(default_factory=list, max_length=MAX_CONFLICTS)
+    image_conflicts: list[Conflict] = Field(default_factory=list, max_length=MAX_CONFLICTS)
     corrected_instruction: str = Field(default="", max_length=160)
     ok: bool = True
 

@@ -224,5 +224,9 @@ def _describe(e: Exception) -> str:
 
 
 def _first_line(e: Exception) -> str:
+    if isinstance(e, ValidationError):
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the reply"
+        return f"{where}: {first['msg']}"[:300]
     text = str(e).strip().splitlines()
     return text[0][:300] if text else type(e).__name__
