@@ -54,6 +54,12 @@ class Sample:
     def key(self) -> str:
         return f"{self.policy.name}/{self.index:05d}-s{self.seed}"
 
+    @property
+    def run_seed(self) -> int:
+        """The run's seed: its own per row. One seed for every prompt would put every prompt's
+        random drafting mistakes on the same draws, and the rows would not be independent samples."""
+        return self.seed * 1_000_003 + self.index
+
 
 @dataclass(frozen=True)
 class BenchResult:
@@ -221,7 +227,7 @@ async def _trajectory(sample: Sample, run_dir: Path) -> Any:
         except RunError:
             shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing worth keeping
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    return await agenerate(sample.item.prompt, sample.policy, seed=sample.seed, out=run_dir)
+    return await agenerate(sample.item.prompt, sample.policy, seed=sample.run_seed, out=run_dir)
 
 
 class _Judge:
@@ -258,6 +264,7 @@ async def _run_sample(sample: Sample, out: Path, judge: _Judge) -> dict[str, Any
         "policy": sample.policy.name,
         "index": sample.index,
         "seed": sample.seed,
+        "run_seed": sample.run_seed,
         # GenEval's own fields, so its summary script reads this file too.
         "filename": f"runs/{sample.key}/final.png",
         "tag": sample.item.tag,
