@@ -157,3 +157,44 @@ def test_listening_beyond_loopback_needs_a_token(tiny, cli):  # noqa: F811
         "error: listening on 0.0.0.0 lets other machines in: give --token (or set STROKEAGENT_IMAGE_TOKEN), "
         "or listen on 127.0.0.1"
     )
+
+
+def test_a_composite_run_drafts_through_the_service(service, tiny, tmp_path):  # noqa: F811
+    from test_image_backends import write_policy
+
+    from strokeagent.run import generate
+
+    client = tmp_path / "client.toml"
+    client.write_text(f'kind = "http-image"\nurl = "{service}"\ntoken = "{TOKEN}"\n')
+    draft = f'kind = "diffusion.draft"\nbackend = "{client}"\nsize = 64\nsteps = 3'
+    refine = f'kind = "diffusion.refine"\nbackend = "{client}"\nsize = 64\nsteps = 4'
+    traj = generate(
+        "two shapes", policy=write_policy(tmp_path / "p.toml", draft, refine), seed=1, out=tmp_path / "r"
+    )
+    assert [[im.meta["diffusion"]["task"] for im in s.images] for s in traj.steps] == [
+        ["text-to-image", "image-to-image"],
+        ["image-to-image", "image-to-image"],
+    ]
+    assert (tmp_path / "r" / "final.png").is_file()
+
+
+def test_a_dead_service_stops_the_run_but_keeps_its_images(tiny, tmp_path):  # noqa: F811
+    from test_image_backends import write_policy
+
+    from strokeagent.errors import RunError
+    from strokeagent.run import generate
+
+    url = f"http://127.0.0.1:{free_port()}"
+    client = tmp_path / "client.toml"
+    client.write_text(f'kind = "http-image"\nurl = "{url}"\nretries = 1\nbackoff = 0.01\n')
+    draft = f'kind = "diffusion.draft"\nbackend = "{tiny / "sd.toml"}"\nsize = 64\nsteps = 2'
+    refine = f'kind = "diffusion.refine"\nbackend = "{client}"\nsize = 64\nsteps = 2'
+    with pytest.raises(RunError) as e:
+        generate(
+            "two shapes", policy=write_policy(tmp_path / "p.toml", draft, refine), seed=1, out=tmp_path / "r"
+        )
+    assert f"image backend http-image at {url}/v1/images failed after 2 attempts: cannot connect" in str(
+        e.value
+    )
+    assert "it kept 1 images" in str(e.value) and "strokeagent resume" in str(e.value)
+    assert len(list((tmp_path / "r" / "images").glob("*.png"))) == 1
