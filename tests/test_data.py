@@ -22,7 +22,7 @@ FMT = ProcessFormat()
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "process"
-    build_dataset("gen:6", out, seed=0, shard_size=2)
+    build_dataset("geneval:6", out, seed=0, shard_size=2)
     return out
 
 
@@ -61,7 +61,7 @@ def test_three_subsets_in_the_process_format_readable_with_datasets(built):
 def test_negatives_and_misaligned_samples_occur(tmp_path):
     # Over a few more prompts, the one-shot policy's seeded mistakes and the perturbations give both labels.
     out = tmp_path / "d"
-    build_dataset("gen:12", out, seed=3, shard_size=12, subsets=["conflict", "alignment"])
+    build_dataset("geneval:12", out, seed=3, shard_size=12, subsets=["conflict", "alignment"])
     labels = {json.loads(m)["label"] for m in load_samples(out)["meta"]}
     assert {"positive", "negative", "aligned", "misaligned"} <= labels
 
@@ -74,19 +74,19 @@ def test_killed_build_resumes_to_the_same_bytes(built, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build_dataset("gen:6", out, seed=0, shard_size=2, progress=die_after_three)
+        build_dataset("geneval:6", out, seed=0, shard_size=2, progress=die_after_three)
     assert sorted(p.name for p in (out / "data").glob("*.jsonl")) == [
         "shard-00000.jsonl"
     ]  # shard 1 unfinished
     assert not json.loads((out / "manifest.json").read_text())["complete"]
-    manifest = build_dataset("gen:6", out, seed=0, shard_size=2)
+    manifest = build_dataset("geneval:6", out, seed=0, shard_size=2)
     assert manifest["complete"] and manifest["samples"] == 18
     assert _files(out) == _files(built)
 
 
 def test_resume_with_other_options_is_refused(built):
     with pytest.raises(DataError, match="seed = 0, now 1"):
-        build_dataset("gen:6", built, seed=1, shard_size=2)
+        build_dataset("geneval:6", built, seed=1, shard_size=2)
 
 
 def test_bad_suite_and_foreign_folder(tmp_path):
@@ -99,7 +99,7 @@ def test_bad_suite_and_foreign_folder(tmp_path):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "file").write_text("x")
     with pytest.raises(DataError, match="not a data set"):
-        build_dataset("gen:2", tmp_path / "busy")
+        build_dataset("geneval:2", tmp_path / "busy")
     with pytest.raises(DataError, match="not a strokeagent data set"):
         load_samples(tmp_path)
 

@@ -26,7 +26,7 @@ def world(tmp_path_factory):
     from strokeagent.testing_unified import build_tiny_janus
 
     root = tmp_path_factory.mktemp("train")
-    build_dataset("gen:2", root / "data", seed=0)
+    build_dataset("geneval:2", root / "data", seed=0)
     return build_tiny_janus(root / "janus"), root / "data"
 
 

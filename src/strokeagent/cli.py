@@ -394,5 +394,89 @@ def ablate(
     _bench(suite, refs, out_path, seeds, images_per_prompt, critic, detector, clip, concurrency)
 
 
+# -- data and training (strokeagent.data, strokeagent.train) ---------------------------------------
+
+data_app = typer.Typer(no_args_is_help=True, help="Build process-trajectory training data.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("build")
+def data_build(
+    suite: Annotated[
+        str, typer.Argument(help="A GenEval metadata .jsonl, or geneval:N for N generated rows.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="The data set folder (resumed if it exists).")],
+    policy: Annotated[
+        str, typer.Option(help="The policy self-sampled for the conflict subset (its drafter: sketch.draft).")
+    ] = "ablations/one_shot",
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N rows of the suite.")] = None,
+    subsets: Annotated[
+        str, typer.Option(help="Comma-separated: multi_turn, conflict, alignment.")
+    ] = "multi_turn,conflict,alignment",
+    shard_size: Annotated[int, typer.Option(help="Suite rows per shard.")] = 64,
+    size: Annotated[int, typer.Option(help="Canvas side in pixels.")] = 256,
+    edit_rate: Annotated[
+        float, typer.Option(help="Share of multi-turn samples with a modify/swap/remove edit.")
+    ] = 0.3,
+) -> None:
+    """Build the three subsets (multi-turn, conflict, alignment) as shards; run again to resume.
+
+    Example: strokeagent data build geneval:553 --out data/process
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from strokeagent.data import build_dataset
+
+    columns = (
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task("prompts", total=None)
+            manifest = build_dataset(
+                suite, out_dir, policy=policy, seed=seed, limit=limit,
+                subsets=[s.strip() for s in subsets.split(",") if s.strip()], shard_size=shard_size, size=size,
+                edit_rate=edit_rate, progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )  # fmt: skip
+    except StrokeAgentError as e:
+        raise _fail(str(e)) from None
+    counts: dict[str, int] = {}
+    for shard in manifest["shards"].values():
+        for name, n in shard["by_subset"].items():
+            counts[name] = counts.get(name, 0) + n
+    out.print(
+        escape(
+            f"{manifest['samples']} samples ({', '.join(f'{k} {v}' for k, v in counts.items())}) in {out_dir}"
+        )
+    )
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[Path, typer.Argument(help="A training config (TOML); see docs/training.md.")],
+    steps: Annotated[int | None, typer.Option(help="Override the config's optimizer steps.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore checkpoints in the output folder.")] = False,
+) -> None:
+    """Fine-tune a unified model on process data; resumes from the newest checkpoint.
+
+    Many GPUs: accelerate launch --multi_gpu -m strokeagent.cli train CONFIG (docs/training.md).
+    """
+    from strokeagent.train import load_config, train
+
+    try:
+        cfg = load_config(config, steps=steps)
+        result = train(cfg, resume=not fresh, log=lambda line: err.print(escape(line)))
+    except StrokeAgentError as e:
+        raise _fail(str(e)) from None
+    out.print(
+        escape(f"step {result.step}: checkpoint {result.checkpoint} ({result.tokens_per_s:.0f} tokens/s)")
+    )
+
+
 if __name__ == "__main__":
     main()

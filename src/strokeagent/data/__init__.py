@@ -1,7 +1,7 @@
 """Process trajectories as training data: the paper's three subsets, sharded and ``datasets``-readable.
 
     >>> from strokeagent.data import build_dataset, load_samples
-    >>> build_dataset("gen:16", "data/process", seed=0, shard_size=8)     # doctest: +SKIP
+    >>> build_dataset("geneval:16", "data/process", seed=0, shard_size=8)     # doctest: +SKIP
     >>> load_samples("data/process").num_rows                              # doctest: +SKIP
     48
 

@@ -1,6 +1,6 @@
 """Build the three subsets from a suite of prompts into sharded, resumable, ``datasets``-readable files.
 
-    >>> manifest = build_dataset("gen:8", "data/process", seed=0)          # doctest: +SKIP
+    >>> manifest = build_dataset("geneval:8", "data/process", seed=0)          # doctest: +SKIP
     >>> load_samples("data/process")[0]["subset"]                            # doctest: +SKIP
     'multi_turn'
 
@@ -40,19 +40,21 @@ _KEYS = ("suite", "policy", "seed", "subsets", "shard_size", "size", "edit_rate"
 
 
 def read_suite(suite: str | Path, seed: int = 0) -> list[SuiteItem]:
-    """A GenEval-format JSONL file, or ``gen:N`` for N generated rows in GenEval's proportions."""
+    """A GenEval-format JSONL file, or ``geneval:N`` for N generated rows in GenEval's proportions."""
     name = str(suite)
-    if name.startswith("gen:"):
+    if name.startswith("geneval:"):
         try:
-            n = int(name[4:])
+            n = int(name.split(":", 1)[1])
         except ValueError:
-            raise DataError(f"suite {name!r}: write gen:N with a whole number N, e.g. gen:553") from None
+            raise DataError(
+                f"suite {name!r}: write geneval:N with a whole number N, e.g. geneval:553"
+            ) from None
         if n < 1:
             raise DataError(f"suite {name!r}: N must be at least 1")
         return generate_suite(n, seed=seed)
     path = Path(suite)
     if not path.is_file():
-        raise DataError(f"no suite file {path}; give a GenEval metadata JSONL file or gen:N")
+        raise DataError(f"no suite file {path}; give a GenEval metadata JSONL file or geneval:N")
     try:
         return load_suite(path)
     except ValueError as e:
