@@ -40,7 +40,9 @@ def resolve_backend_path(ref: str | Path) -> Path:
     bundled = bundled_backends_dir() / f"{str(ref).removesuffix('.toml')}.toml"
     if bundled.is_file():
         return bundled
-    raise PolicyError(f"no backend description {str(ref)!r}: not a file, nor a bundled backend in {bundled_backends_dir()}")
+    raise PolicyError(
+        f"no backend description {str(ref)!r}: not a file, nor a bundled backend in {bundled_backends_dir()}"
+    )
 
 
 def read_backend_table(ref: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -51,9 +53,17 @@ def read_backend_table(ref: str | Path) -> tuple[Path, dict[str, Any]]:
         raise PolicyError(f"{path}: not valid TOML ({e}); fix the file") from None
 
 
+#: Options that name a file or folder; relative ones are read against the description's own folder.
+PATH_OPTIONS = ("model", "path", "checkout")
+
+
 def load_backend(ref: str | Path) -> Any:
     """Build (once per process) the backend a description file names."""
     path, table = read_backend_table(ref)
+    for key in PATH_OPTIONS:
+        value = table.get(key)
+        if isinstance(value, str) and value.startswith(("./", "../")) and (path.parent / value).exists():
+            table[key] = str((path.parent / value).resolve())
     key = (str(path), repr(sorted(table.items())))
     if key not in _BUILT:
         _BUILT[key] = BACKEND_KINDS.build(table, where=str(path))
