@@ -96,7 +96,13 @@ def run(
     prompt: Annotated[str, typer.Argument(help='What to paint, e.g. "a red apple left of a blue cup".')],
     policy: Annotated[
         str,
-        typer.Option("--policy", "-p", help="A policy file, or a bundled name (see `strokeagent policies`)."),
+        typer.Option(
+            "--policy",
+            "-p",
+            envvar="STROKEAGENT_POLICY",
+            help="A policy file, or a bundled name (see `strokeagent policies`). Set STROKEAGENT_POLICY=process "
+            "to make the unified-model policy the default once its model is configured.",
+        ),
     ] = "sketch",
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
     out_dir: Annotated[
