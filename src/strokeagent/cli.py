@@ -479,9 +479,10 @@ def train_command(
         result = train(cfg, resume=not fresh, log=lambda line: err.print(escape(line)))
     except StrokeAgentError as e:
         raise _fail(str(e)) from None
-    out.print(
-        escape(f"step {result.step}: checkpoint {result.checkpoint} ({result.tokens_per_s:.0f} tokens/s)")
-    )
+    if result.main_process:
+        out.print(
+            escape(f"step {result.step}: checkpoint {result.checkpoint} ({result.tokens_per_s:.0f} tokens/s)")
+        )
 
 
 if __name__ == "__main__":

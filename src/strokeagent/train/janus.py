@@ -192,14 +192,17 @@ class JanusTrainee(nn.Module):
         janus = self.base_janus
         ids = batch["input_ids"]
         embeds = janus.get_input_embeddings()(ids)
+        # Every trainable part runs on every batch, on empty inputs if need be: DDP requires each rank
+        # to produce a gradient for every parameter, whatever its batch holds.
         if batch["pixel_values"].numel():
             feats = janus.model.get_image_features(batch["pixel_values"].to(embeds.dtype)).pooler_output
-            where = (ids == self.image_token).unsqueeze(-1)
-            embeds = embeds.masked_scatter(where, feats.reshape(-1, embeds.shape[-1]).to(embeds.dtype))
+        else:
+            feats = janus.model.aligner(embeds.new_zeros(0, janus.config.vision_config.hidden_size))
+        where = (ids == self.image_token).unsqueeze(-1)
+        embeds = embeds.masked_scatter(where, feats.reshape(-1, embeds.shape[-1]).to(embeds.dtype))
         painted = batch["gen_codes"] >= 0
-        if bool(painted.any()):
-            gen = janus.prepare_embeddings_for_image_generation(batch["gen_codes"][painted])
-            embeds = embeds.masked_scatter(painted.unsqueeze(-1), gen.to(embeds.dtype))
+        gen = janus.prepare_embeddings_for_image_generation(batch["gen_codes"][painted])
+        embeds = embeds.masked_scatter(painted.unsqueeze(-1), gen.to(embeds.dtype))
         # No attention mask and restarting positions: transformers builds the packed block-diagonal mask.
         hidden = janus.model.language_model(
             inputs_embeds=embeds, position_ids=batch["position_ids"], use_cache=False

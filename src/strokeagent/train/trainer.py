@@ -50,6 +50,7 @@ class TrainResult:
     samples_per_s: float = 0.0  # over this call's steps (a resumed call counts only its own)
     tokens_per_s: float = 0.0
     padding: float = 0.0  # share of row positions that are padding
+    main_process: bool = True  # False on the other processes of a distributed run (they print nothing)
 
 
 class Rows(torch.utils.data.Dataset):
@@ -145,8 +146,8 @@ def train(
         return TrainResult(last, state["step"], state["history"])  # type: ignore[arg-type]
 
     per_epoch = len(loader)
-    seen_samples = seen_tokens = 0
-    sums = {"loss": 0.0, "text": 0.0, "image": 0.0}
+    sums = torch.zeros(3)  # loss, text, image: summed over this step's micro-batches
+    counts = torch.zeros(2, dtype=torch.long)  # samples, real tokens: this call, this process
     started = time.perf_counter()
     checkpoint = last
     while state["step"] < cfg.steps:
@@ -162,19 +163,23 @@ def train(
                 opt.step()
                 opt.zero_grad()
             state["micro"] += 1
-            seen_samples += int(batch["samples"])
-            seen_tokens += int(batch["tokens"])
-            for k in sums:
-                sums[k] += float(loss.detach() if k == "loss" else parts[k])
+            sums += torch.stack([loss.detach().float(), parts["text"].float(), parts["image"].float()]).cpu()
+            counts += torch.stack([batch["samples"], batch["tokens"]]).cpu()
             if not acc.sync_gradients:
                 continue
             sched.step()
             state["step"] += 1
             micro = state["micro"] - (state["history"][-1]["micro"] if state["history"] else 0)
-            entry = {k: v / micro for k, v in sums.items()}
-            sums = dict.fromkeys(sums, 0.0)
+            # Every process's mean, averaged: the log and history speak for the whole step.
+            means = acc.reduce(sums.to(acc.device) / micro, reduction="mean").cpu()
+            entry = dict(zip(("loss", "text", "image"), means.tolist(), strict=True))
+            sums.zero_()
             state["history"].append({"step": state["step"], "micro": state["micro"], **entry})
-            if log is not None and (state["step"] % cfg.log_every == 0 or state["step"] == 1):
+            if (
+                log is not None
+                and acc.is_main_process
+                and (state["step"] % cfg.log_every == 0 or state["step"] == 1)
+            ):
                 log(f"step {state['step']}/{cfg.steps}  loss {entry['loss']:.4f}  text {entry['text']:.4f}  "
                     f"image {entry['image']:.4f}  lr {sched.get_last_lr()[0]:.2e}")  # fmt: skip
             done = state["step"] >= cfg.steps or state["step"] == stop_after
@@ -185,14 +190,15 @@ def train(
         if state["step"] == stop_after:
             break
     seconds = time.perf_counter() - started
-    acc.wait_for_everyone()
+    samples, tokens = acc.reduce(counts.to(acc.device), reduction="sum").tolist()  # all processes
     return TrainResult(
         checkpoint,  # type: ignore[arg-type]
         state["step"],
         state["history"],
-        samples_per_s=seen_samples / seconds,
-        tokens_per_s=seen_tokens / seconds,
+        samples_per_s=samples / seconds,
+        tokens_per_s=tokens / seconds,
         padding=padding_share(rows, cfg.max_tokens),
+        main_process=acc.is_main_process,
     )
 
 
