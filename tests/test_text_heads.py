@@ -162,6 +162,14 @@ def test_persistent_faults_end_in_one_error_naming_model_and_url(fake, script, e
     assert len(server.requests) == 3
 
 
+def test_a_reply_that_does_not_match_is_retried_with_another_seed_and_temperature(fake):
+    server = fake("not json", json.dumps(PLAN))
+    assert head_at(server).chat_sync(USER, schema=PlanAnswer).done
+    first, second = (r["body"] for r in server.requests)
+    assert (first["temperature"], first["seed"]) == (0.0, 0)
+    assert (second["temperature"], second["seed"]) == (0.7, 1)
+
+
 def test_a_server_that_is_down_is_retried_then_named():
     from strokeagent.backends.vllm_local import free_port
 

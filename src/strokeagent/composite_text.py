@@ -30,14 +30,14 @@ from strokeagent.stages import Canvas, TrajectoryView
 from strokeagent.state import Plan, Reflection
 
 MAX_CONFLICTS = 3
-Conflict = Annotated[str, Field(max_length=100)]  # every string bounded, or a small model can loop in one
+Conflict = Annotated[str, Field(max_length=80)]  # every string bounded, or a small model can loop in one
 
 
 class PlanAnswer(BaseModel):
     """What the head writes to plan a step (the paper's ``<ins>`` and ``<des>``)."""
 
-    instruction: str = Field(min_length=1, max_length=160, description="what to add or change now")
-    description: str = Field(min_length=1, max_length=300, description="the whole picture after this step")
+    instruction: str = Field(min_length=1, max_length=120, description="what to add or change now")
+    description: str = Field(min_length=1, max_length=200, description="the whole picture after this step")
     done: bool = Field(description="true when this step completes everything the prompt asks for")
 
 
@@ -46,7 +46,7 @@ class ReflectAnswer(BaseModel):
 
     prompt_conflicts: list[Conflict] = Field(default_factory=list, max_length=MAX_CONFLICTS)
     image_conflicts: list[Conflict] = Field(default_factory=list, max_length=MAX_CONFLICTS)
-    corrected_instruction: str = Field(default="", max_length=160)
+    corrected_instruction: str = Field(default="", max_length=120)
     ok: bool = True
 
 

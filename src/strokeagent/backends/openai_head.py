@@ -15,7 +15,8 @@ schema in one of two ways (``structured``):
 Either way the reply is validated with pydantic. A server that is down, slow,
 answers 5xx or 429, or replies with JSON that does not match, is retried with
 exponential backoff; after ``max_retries`` retries a ``RunError`` names the model
-and the URL. A 4xx other than 429 is not retried: asking again would not help.
+and the URL. A reply that did not match is retried at ``retry_temperature`` with
+another seed: at temperature 0 the server would repeat the same mistake. A 4xx other than 429 is not retried: asking again would not help.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class OpenAIHead:
         max_retries: int = 3,
         backoff: float = 0.5,
         temperature: float = 0.0,
+        retry_temperature: float = 0.7,
         max_tokens: int = 512,
         seed: int | None = 0,
         extra_body: dict[str, Any] | None = None,
@@ -96,6 +98,7 @@ class OpenAIHead:
         self.max_retries = max_retries
         self.backoff = backoff
         self.temperature = temperature
+        self.retry_temperature = retry_temperature
         self.max_tokens = max_tokens
         self.seed = seed
         self.extra_body = dict(extra_body or {})
@@ -117,18 +120,20 @@ class OpenAIHead:
         async with openai.AsyncOpenAI(
             base_url=self.base_url, api_key=self.api_key, timeout=self.timeout, max_retries=0
         ) as client:
+            invalid = 0  # replies so far that did not match the schema
             for attempt in range(self.max_retries + 1):
                 if attempt:
                     await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
                 self.calls += 1
                 try:
-                    response = await client.chat.completions.create(**request)
+                    response = await client.chat.completions.create(**self._vary(request, invalid))
                     return self._parse(response, schema)
                 except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as e:
                     last = _describe(e)  # APITimeoutError is an APIConnectionError
                 except openai.APIStatusError as e:
                     raise RunError(f"{self}: the server refused the request: {_describe(e)}") from None
                 except (ValidationError, ValueError) as e:
+                    invalid += 1
                     last = f"the reply does not match {schema.__name__}: {_first_line(e)}"
         raise RunError(f"{self}: no valid answer after {self.max_retries + 1} attempts; last: {last}")
 
@@ -177,6 +182,16 @@ class OpenAIHead:
             else:
                 messages.insert(0, {"role": "system", "content": hint})
         return request
+
+    def _vary(self, request: dict[str, Any], invalid: int) -> dict[str, Any]:
+        if not invalid:
+            return request
+        seed = request.get("seed")
+        return {
+            **request,
+            "temperature": self.retry_temperature,
+            "seed": None if seed is None else seed + invalid,
+        }
 
     def _parse(self, response: Any, schema: type[T]) -> T:
         choice = response.choices[0] if response.choices else None
