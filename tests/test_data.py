@@ -150,3 +150,14 @@ def test_text_writer_round_trips_through_the_policys_parsers():
     assert r.prompt_conflicts == ["the plan leaves out the dog"] and r.image_conflicts == ["cup is red"]
     assert parse_inspection(FMT, inspection_text(FMT, [], [])).ok
     assert between(refine_text(FMT, "Recolour the cup blue."), FMT.refine) == ("Recolour the cup blue.", True)
+
+
+def test_cli_builds_resumes_and_refuses_in_one_line(cli, tmp_path):
+    done = cli("data", "build", "geneval:2", "--out", str(tmp_path / "d"), "--shard-size", "1")
+    assert done.returncode == 0, done.stderr
+    assert "6 samples (multi_turn 2, conflict 2, alignment 2)" in done.stdout
+    again = cli("data", "build", "geneval:2", "--out", str(tmp_path / "d"), "--shard-size", "1")
+    assert again.returncode == 0 and "6 samples" in again.stdout  # finished shards are kept, not rebuilt
+    bad = cli("data", "build", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "e"))
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: no suite file")
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -51,8 +51,12 @@ class JanusTrainee(nn.Module):
         self.bos, self.eos = tok.bos_token_id, tok.eos_token_id
         self.pad = tok.pad_token_id if tok.pad_token_id is not None else self.eos
         self.num_image_tokens = model.config.vision_config.num_image_tokens
-        # FSDP's transformer-based auto wrap reads this from the module it is given.
-        self._no_split_modules = getattr(model, "_no_split_modules", None)
+        # FSDP's transformer-based auto wrap reads this from the module it is given: the vision
+        # encoder's layers (Janus's own list) and the language model's decoder layers.
+        language = model.model.language_model
+        self._no_split_modules = list(
+            dict.fromkeys([*(model._no_split_modules or []), *(language._no_split_modules or [])])
+        )
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: str = "float32") -> JanusTrainee:
