@@ -126,8 +126,9 @@ def test_prompt_mode_puts_the_schema_in_the_system_turn_and_reads_fenced_json(fa
     assert answer.instruction == "draw a red apple"
     body = server.requests[0]["body"]
     assert "response_format" not in body
-    assert body["messages"][0]["content"].startswith("plan\n\nAnswer with one JSON object only")
-    assert json.dumps(PlanAnswer.model_json_schema()) in body["messages"][0]["content"]
+    assert body["messages"][0]["content"] == (
+        'plan\n\nAnswer with one JSON object only, like {"instruction": "...", "description": "...", "done": false}'
+    )
 
 
 def test_5xx_is_retried_with_backoff_then_succeeds(fake):

@@ -172,7 +172,8 @@ class OpenAIHead:
                 "json_schema": {"name": schema.__name__, "schema": json_schema, "strict": True},
             }
         else:
-            hint = f"Answer with one JSON object only, matching this JSON schema: {json.dumps(json_schema)}"
+            # An example object, not the JSON Schema: small models copy a schema back instead of filling it.
+            hint = f"Answer with one JSON object only, like {json.dumps(skeleton(json_schema))}"
             if (
                 messages
                 and messages[0].get("role") == "system"
@@ -199,6 +200,18 @@ class OpenAIHead:
         if not text.strip():
             raise ValueError("empty reply")
         return schema.model_validate_json(_json_part(text))
+
+
+def skeleton(json_schema: dict[str, Any]) -> dict[str, Any]:
+    """An example object for a pydantic JSON schema: ``{"instruction": "...", "done": false}``."""
+    examples = {"string": "...", "boolean": False, "integer": 0, "number": 0.0, "array": [], "object": {}}
+    out = {}
+    for name, prop in json_schema.get("properties", {}).items():
+        kind = prop.get("type") or next(
+            (p.get("type") for p in prop.get("anyOf", []) if p.get("type") != "null"), None
+        )
+        out[name] = prop["enum"][0] if "enum" in prop else examples.get(kind, "...")
+    return out
 
 
 def _json_part(text: str) -> str:
