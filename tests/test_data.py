@@ -161,3 +161,22 @@ def test_cli_builds_resumes_and_refuses_in_one_line(cli, tmp_path):
     bad = cli("data", "build", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "e"))
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: no suite file")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_an_editing_model_renders_the_multi_turn_steps(tmp_path):
+    pytest.importorskip("diffusers")
+    from PIL import Image
+
+    from strokeagent.testing_diffusers import save_tiny_pix2pix
+
+    folder = save_tiny_pix2pix(tmp_path / "pix2pix")
+    editor = tmp_path / "editor.toml"
+    editor.write_text(f'kind = "diffusers"\nmodel = "{folder.as_posix()}"\ndevice = "cpu"\nthreads = 1\n')
+    out = tmp_path / "d"
+    build_dataset("geneval:2", out, seed=0, subsets=["multi_turn"], editor=editor, editor_steps=2, size=128)
+    rows = list(load_samples(out))
+    steps = [json.loads(r["meta"])["steps"] for r in rows]
+    images = [seg["image"] for r in rows for seg in r["segments"] if seg["kind"] == "image"]
+    assert len(images) == sum(steps) and all(Image.open(out / p).size == (128, 128) for p in images)
+    with pytest.raises(DataError, match="cannot use the editor"):
+        build_dataset("geneval:1", tmp_path / "e", editor=tmp_path / "nope.toml")

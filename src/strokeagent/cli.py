@@ -425,6 +425,13 @@ def data_build(
     edit_rate: Annotated[
         float, typer.Option(help="Share of multi-turn samples with a modify/swap/remove edit.")
     ] = 0.3,
+    editor: Annotated[
+        Path | None,
+        typer.Option(
+            help="An image backend (TOML) that can edit: renders the multi-turn steps instead of the stroke canvas."
+        ),
+    ] = None,
+    editor_steps: Annotated[int, typer.Option(help="Denoising steps per edit with --editor.")] = 30,
 ) -> None:
     """Build the three subsets (multi-turn, conflict, alignment) as shards; run again to resume.
 
@@ -447,7 +454,8 @@ def data_build(
             manifest = build_dataset(
                 suite, out_dir, policy=policy, seed=seed, limit=limit,
                 subsets=[s.strip() for s in subsets.split(",") if s.strip()], shard_size=shard_size, size=size,
-                edit_rate=edit_rate, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                edit_rate=edit_rate, editor=editor, editor_steps=editor_steps,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
             )  # fmt: skip
     except StrokeAgentError as e:
         raise _fail(str(e)) from None

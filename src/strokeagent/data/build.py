@@ -36,7 +36,18 @@ FORMAT = "strokeagent-process"
 VERSION = 1
 SUBSETS = ("multi_turn", "conflict", "alignment")
 #: The options that decide the bytes; a resumed build must be given the same.
-_KEYS = ("suite", "policy", "seed", "subsets", "shard_size", "size", "edit_rate", "items")
+_KEYS = (
+    "suite",
+    "policy",
+    "seed",
+    "subsets",
+    "shard_size",
+    "size",
+    "edit_rate",
+    "items",
+    "editor",
+    "editor_steps",
+)
 
 
 def read_suite(suite: str | Path, seed: int = 0) -> list[SuiteItem]:
@@ -73,16 +84,37 @@ class _Writer:
 
 
 def multi_turn_sample(
-    item: SuiteItem, steps: list[Step], fmt: ProcessFormat, put: Callable
+    item: SuiteItem, steps: list[Step], fmt: ProcessFormat, put: Callable, pictures: list[Any] | None = None
 ) -> dict[str, Any]:
-    """Subset 1: plan, paint, plan, paint … then close; the model writes and paints everything."""
+    """Subset 1: plan, paint, plan, paint … then close; the model writes and paints everything.
+
+    ``pictures`` are the steps' images when an editing model rendered them (else the stroke canvas).
+    """
     segments = [text.text(fmt.header(item.prompt), False)]
-    for step in steps:
+    for k, step in enumerate(steps):
         segments.append(text.text(text.plan_text(fmt, step.instruction, step.description), True))
-        segments.append(text.image(put(step.document), True))
+        segments.append(text.image(put(step.document if pictures is None else pictures[k]), True))
     segments.append(text.text(fmt.close, True))
     edits = sorted({s.edit for s in steps if s.edit})
     return {"segments": segments, "meta": {"steps": len(steps), "edits": edits}}
+
+
+def edited_pictures(editor: Any, steps: list[Step], size: int, seed: int, num_steps: int) -> list[Any]:
+    """Each step rendered by an instruction-editing model: the step's instruction applied to the
+    previous picture, starting from a blank canvas (any backend that can ``edit``)."""
+    import asyncio
+
+    from PIL import Image
+
+    from strokeagent.backends.image import ImageRequest
+
+    picture, out = Image.new("RGB", (size, size), "white"), []
+    for k, step in enumerate(steps):
+        request = ImageRequest(prompt=step.instruction, image=picture, edit=True, width=size, height=size,
+                               steps=num_steps, seed=stage_seed(seed, k, "edit"))  # fmt: skip
+        picture = asyncio.run(editor.generate([request]))[0].convert("RGB")
+        out.append(picture)
+    return out
 
 
 def alignment_sample(
@@ -180,7 +212,13 @@ def conflict_sample(
 
 
 def _item_samples(
-    index: int, item: SuiteItem, opts: dict[str, Any], policy: Any, put: Callable, scratch: Path
+    index: int,
+    item: SuiteItem,
+    opts: dict[str, Any],
+    policy: Any,
+    put: Callable,
+    scratch: Path,
+    editor: Any = None,
 ) -> list[dict[str, Any]]:
     fmt = ProcessFormat()
     seed = opts["seed"]
@@ -194,7 +232,11 @@ def _item_samples(
     )
     samples = []
     if "multi_turn" in opts["subsets"] and steps:
-        samples.append(("multi_turn", multi_turn_sample(item, steps, fmt, put)))
+        pictures = None
+        if editor is not None:
+            editor_seed = stage_seed(seed, index, "editor")
+            pictures = edited_pictures(editor, steps, opts["size"], editor_seed, opts["editor_steps"])
+        samples.append(("multi_turn", multi_turn_sample(item, steps, fmt, put, pictures)))
     if "conflict" in opts["subsets"]:
         run_seed = stage_seed(seed, index, "conflict") % 2**31
         samples.append(("conflict", conflict_sample(item, policy, run_seed, fmt, put, scratch)))
@@ -241,6 +283,8 @@ def build_dataset(
     shard_size: int = 64,
     size: int = 256,
     edit_rate: float = 0.3,
+    editor: str | Path | None = None,
+    editor_steps: int = 30,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Build (or finish building) the data set in ``out``; return its manifest. See the module docstring."""
@@ -249,14 +293,17 @@ def build_dataset(
         raise DataError(
             f"unknown subset {unknown[0] if unknown else '(none)'!r}; choose from {', '.join(SUBSETS)}"
         )
-    if shard_size < 1 or size < 64 or not 0 <= edit_rate <= 1:
-        raise DataError("shard_size must be at least 1, size at least 64 px and edit_rate between 0 and 1")
+    if shard_size < 1 or editor_steps < 1 or size < 64 or not 0 <= edit_rate <= 1:
+        raise DataError(
+            "shard_size and editor_steps must be at least 1, size at least 64 px and edit_rate between 0 and 1"
+        )
     items = read_suite(suite, seed)[: limit if limit is not None else None]
     if not items:
         raise DataError(f"suite {suite} has no rows")
     root = Path(out)
     opts = {"suite": str(suite), "policy": str(policy), "seed": seed, "subsets": [s for s in SUBSETS if s in subsets],
-            "shard_size": shard_size, "size": size, "edit_rate": edit_rate, "items": len(items)}  # fmt: skip
+            "shard_size": shard_size, "size": size, "edit_rate": edit_rate, "items": len(items),
+            "editor": None if editor is None else str(editor), "editor_steps": editor_steps}  # fmt: skip
     manifest = _open_manifest(root, opts)
     conflict_policy = None
     if "conflict" in opts["subsets"]:
@@ -264,6 +311,7 @@ def build_dataset(
             conflict_policy = _conflict_policy(policy, size)
         except StrokeAgentError as e:
             raise DataError(f"cannot build the self-sampling policy: {e}") from None
+    editor_backend = _editor(editor) if editor is not None else None
     writer = _Writer(root)
     n_shards = (len(items) + shard_size - 1) // shard_size
     done_items = sum(
@@ -279,7 +327,7 @@ def build_dataset(
             rows, counts = [], {s: 0 for s in opts["subsets"]}
             for index in range(shard * shard_size, min(len(items), (shard + 1) * shard_size)):
                 for row in _item_samples(
-                    index, items[index], opts, conflict_policy, writer.put, Path(scratch)
+                    index, items[index], opts, conflict_policy, writer.put, Path(scratch), editor_backend
                 ):
                     rows.append(json.dumps(row) + "\n")
                     counts[row["subset"]] += 1
@@ -293,6 +341,19 @@ def build_dataset(
     manifest["samples"] = sum(s["samples"] for s in manifest["shards"].values())
     _write_manifest(root, manifest)
     return manifest
+
+
+def _editor(ref: str | Path) -> Any:
+    """The image backend that renders multi-turn steps; it must be able to edit."""
+    from strokeagent.backends import load_backend
+    from strokeagent.backends.image import require_task
+
+    try:
+        backend = load_backend(ref)
+        require_task(backend, "edit", str(ref))
+    except (StrokeAgentError, ValueError) as e:
+        raise DataError(f"cannot use the editor {ref}: {e}") from None
+    return backend
 
 
 def _shard(root: Path, i: int) -> Path:
