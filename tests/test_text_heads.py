@@ -408,3 +408,24 @@ def test_smollm2_writes_a_real_plan_offline():
     words = set(plan.instruction.lower().split()) | set(plan.description.lower().split())
     assert words & {"apple", "cup", "red", "blue"}, plan  # it read the prompt
     forget_backends()
+
+
+def test_an_image_text_to_text_model_sees_the_canvas(tmp_path):
+    from strokeagent.backends.transformers_head import TransformersHead
+    from strokeagent.testing_heads import tiny_vision_model
+
+    head = TransformersHead(model=str(tiny_vision_model(tmp_path / "tiny-llava")), max_new_tokens=1000)
+    assert head.vision is True
+    red, blue = Image.new("RGB", (40, 40), "red"), Image.new("RGB", (40, 40), "blue")
+    inputs = head._inputs([{"role": "user", "content": "inspect"}], [red])
+    image_tokens = int((inputs["input_ids"] == head.model.config.image_token_id).sum())
+    assert inputs["pixel_values"].shape == (1, 3, 32, 32) and image_tokens == 16  # 4x4 patches
+    answers = [head.chat_sync(USER, [image], schema=ReflectAnswer) for image in (red, red, blue)]
+    assert all(isinstance(a, ReflectAnswer) for a in answers) and answers[0] == answers[1]
+    # The reflect stage hands it the image it inspects.
+    reflection = asyncio.run(
+        HeadReflector(head).reflect(
+            _view(), strokeagent.Plan(instruction="x"), strokeagent.stages.Canvas(red)
+        )
+    )
+    assert isinstance(reflection, strokeagent.Reflection) and head.calls == 4

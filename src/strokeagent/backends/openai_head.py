@@ -199,7 +199,8 @@ class OpenAIHead:
         text = (choice.message.content or "") if choice else ""
         if not text.strip():
             raise ValueError("empty reply")
-        return schema.model_validate_json(_json_part(text))
+        # strict=False: grammar engines let raw control characters into strings, which JSON forbids.
+        return schema.model_validate(json.loads(_json_part(text), strict=False))
 
 
 def skeleton(json_schema: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ tokens, even from a random-weight model.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -155,11 +156,16 @@ class TransformersHead:
                 )
             text = self.tokenizer.decode(out[0, prompt_len:], skip_special_tokens=True)
         try:
-            return schema.model_validate_json(text)
+            # strict=False: the grammar lets raw control characters into strings, which JSON forbids.
+            return schema.model_validate(json.loads(text, strict=False))
+        except json.JSONDecodeError as e:
+            raise RunError(
+                f"{self}: the answer is not JSON (cut off at max_new_tokens={self.max_new_tokens}?): {e}"
+            ) from None
         except ValidationError as e:
             raise RunError(
                 f"{self}: the answer does not match {schema.__name__} (cut off at max_new_tokens="
-                f"{self.max_new_tokens}? bound the schema's lengths): {str(e).splitlines()[0]}"
+                f"{self.max_new_tokens}? bound the schema's lengths): {_first_error(e)}"
             ) from None
 
     def _grammar(self, schema: type[BaseModel]) -> Any:
@@ -177,6 +183,11 @@ class TransformersHead:
                 _with_images(messages, images), tokenize=True, **template
             )
         return {k: v.to(self.device) for k, v in inputs.items()}
+
+
+def _first_error(e: ValidationError) -> str:
+    first = e.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc']) or 'the answer'}: {first['msg']}"[:300]
 
 
 def _resolve(model: str) -> str:
