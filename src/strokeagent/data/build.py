@@ -155,18 +155,27 @@ def alignment_sample(
             text.text(fmt.inspect[0], False),
             text.text(text.inspection_text(fmt, [], []), True),
         ]
+    if k == len(steps) - 1:
+        segments.append(text.text(fmt.close, True))
     label = "misaligned" if violations else "aligned"
     return {"segments": segments, "meta": {"step": k, "perturbation": kind, "label": label}}
 
 
 def conflict_sample(
-    item: SuiteItem, policy: Any, seed: int, fmt: ProcessFormat, put: Callable, scratch: Path
+    item: SuiteItem,
+    policy: Any,
+    seed: int,
+    fmt: ProcessFormat,
+    put: Callable,
+    scratch: Path,
+    right: Any = None,
 ) -> dict[str, Any]:
     """Subset 2: a trajectory self-sampled from ``policy``, judged against the whole prompt.
 
     The last plan and canvas are the context; the model learns the inspection
     (the judge's verdict, the reflector's measured conflicts) and, for a
-    negative, the corrected instruction.
+    negative, the corrected instruction, then paints ``right`` (the scene drawn
+    right) and passes its inspection; both labels end with ``</process>``.
     """
     from strokeagent.run import generate
     from strokeagent.scene.graph import SceneGraph
@@ -207,6 +216,14 @@ def conflict_sample(
     if not passed:
         fix = corrected_instruction(violations, graph) or f"Follow the prompt: {item.prompt}."
         segments.append(text.text(text.refine_text(fmt, fix), True))
+        if right is not None:  # the scene drawn right (the clean build's last canvas), painted anew
+            segments += [
+                text.image(put(right), True),
+                text.text(fmt.inspect[0], False),
+                text.text(text.inspection_text(fmt, [], []), True),
+            ]
+    if passed or right is not None:
+        segments.append(text.text(fmt.close, True))  # the picture is complete: the model closes
     meta = {"label": "positive" if passed else "negative", "judge": reasons, "policy": traj.policy}
     return {"segments": segments, "meta": meta}
 
@@ -237,12 +254,13 @@ def _item_samples(
             editor_seed = stage_seed(seed, index, "editor")
             pictures = edited_pictures(editor, steps, opts["size"], editor_seed, opts["editor_steps"])
         samples.append(("multi_turn", multi_turn_sample(item, steps, fmt, put, pictures)))
+    clean = multi_turn_steps(graph, np.random.default_rng(0), size=opts["size"],
+                             seed=stage_seed(seed, index, "layout"), edit_rate=0.0)  # fmt: skip
     if "conflict" in opts["subsets"]:
         run_seed = stage_seed(seed, index, "conflict") % 2**31
-        samples.append(("conflict", conflict_sample(item, policy, run_seed, fmt, put, scratch)))
+        right = clean[-1].document if clean else None
+        samples.append(("conflict", conflict_sample(item, policy, run_seed, fmt, put, scratch, right)))
     if "alignment" in opts["subsets"]:
-        clean = multi_turn_steps(graph, np.random.default_rng(0), size=opts["size"],
-                                 seed=stage_seed(seed, index, "layout"), edit_rate=0.0)  # fmt: skip
         rng = np.random.default_rng(stage_seed(seed, index, "alignment"))
         sample = alignment_sample(item, graph, clean, fmt, put, rng)
         if sample is not None:
