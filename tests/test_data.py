@@ -56,6 +56,11 @@ def test_three_subsets_in_the_process_format_readable_with_datasets(built):
             assert (
                 between(texts.removeprefix(segs[0]["text"]), FMT.refine)[0] is not None
             ) is bad  # a corrected instruction iff a conflict
+            if row["subset"] == "conflict":  # a negative is corrected, repainted and passes; both close
+                assert texts.endswith(FMT.close)
+                assert [s["loss"] for s in segs if s["kind"] == "image"] == (
+                    [False, True] if bad else [False]
+                )
 
 
 def test_negatives_and_misaligned_samples_occur(tmp_path):
