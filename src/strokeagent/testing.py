@@ -10,6 +10,13 @@ reflector finds a conflict in the first ``fail_rounds`` inspections of every
 step. ``delay`` makes each call take a known time (for the overhead benchmark
 and for killing a run mid-way). Policy files can use them as kinds
 ``testing.plan``, ``testing.draft``, ``testing.reflect``, ``testing.refine``.
+
+Doubles for the other interfaces live beside their builders and are
+re-exported here where they are light: ``ScriptedTextHead`` (a text head that
+answers from a script). Tiny random-weight models: ``strokeagent.testing_diffusers``
+(pipelines), ``strokeagent.testing_heads`` (chat and vision heads),
+``strokeagent.testing_unified`` (Janus), ``strokeagent.testing_critics`` (detectors,
+CLIP, and the critic conformance suite).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from strokeagent.loop import LoopSpec
 from strokeagent.policy import Policy
 from strokeagent.stages import Canvas, TrajectoryView
 from strokeagent.state import Plan, Reflection
+from strokeagent.testing_heads import HeadCall, ScriptedTextHead  # noqa: F401 - the text-head double, here too
 
 
 class _Delayed:
