@@ -1,6 +1,8 @@
 # Two commands do everything on a fresh machine:
 #   make run    create .venv if missing, install the light core, run the default policy on an example prompt
-#   make test   create .venv if missing, install everything the tests need, run the whole suite (what CI runs)
+#   make test   create .venv if missing, install everything the tests need, run the whole suite (what CI runs),
+#               then the integration test against a real vLLM server (its venv is built once, under ~/.cache)
+#   make test-fast   the same without the vLLM server
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +12,7 @@ SEED ?= 0
 # Elsewhere: make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test test-vllm lint bench clean
+.PHONY: run test test-fast test-vllm lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +32,9 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.core
 	$(BIN)/strokeagent run "$(PROMPT)" --seed $(SEED)
 
-test: $(VENV)/.dev
+test: test-fast test-vllm
+
+test-fast: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 tests notebooks --nbmake
 
