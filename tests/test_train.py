@@ -166,3 +166,34 @@ def test_bad_config_is_one_line(tmp_path):
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_cli_train_refuses_a_bad_config_in_one_line(cli, tmp_path):
+    bad = _write(tmp_path / "train.toml", 'model = "m"\ndata = "d"\nout = "o"\nmicro_batch = 0\n')
+    done = cli("train", str(bad))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {bad}: micro_batch: Input should be greater than or equal to 1"
+    ]
+
+
+@pytest.mark.slow  # ~30 s: two processes each load torch and the model
+def test_two_processes_train_through_accelerate(world, tmp_path):
+    # DDP on CPU (gloo) via torchrun: accelerate shards the batches; the model folder is written once.
+    import os
+    import subprocess
+    import sys
+
+    model, data = world
+    cfg = _write(tmp_path / "ddp.toml", f'model = "{model}"\ndata = "{data}"\nout = "{tmp_path / "run"}"\n'
+                 "steps = 2\nmicro_batch = 1\nmax_tokens = 1024\nlog_every = 1\n")  # fmt: skip
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200", "NO_COLOR": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "strokeagent.cli", "train", str(cfg)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("step 2: checkpoint") == 1  # only the main process reports
+    assert done.stderr.count("step 2/2") == 1
+    state = tmp_path / "run" / "checkpoint-000002" / "state"
+    assert (state.parent / "model.safetensors").is_file() and any(state.iterdir())
