@@ -122,7 +122,7 @@ def train(
     set_seed(cfg.seed)
     out = Path(cfg.out)
     trainee = build_trainee(cfg)
-    rows, n_samples = training_rows(trainee, cfg)
+    rows, _ = training_rows(trainee, cfg)
     data = Rows(rows, cfg.seed)
     loader = torch.utils.data.DataLoader(
         data,
@@ -159,7 +159,9 @@ def train(
                 loss, parts = model(batch, image_weight=cfg.image_weight)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.grad_clip > 0:
-                    acc.clip_grad_norm_(params, cfg.grad_clip)
+                    # All of the wrapped model's parameters (frozen ones have no gradient): under FSDP
+                    # accelerate then clips by the norm over every shard.
+                    acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 opt.zero_grad()
             state["micro"] += 1
