@@ -168,6 +168,7 @@ def test_cli_builds_resumes_and_refuses_in_one_line(cli, tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # ~15-20 s: loads diffusers and runs a tiny InstructPix2Pix
 def test_an_editing_model_renders_the_multi_turn_steps(tmp_path):
     pytest.importorskip("diffusers")
     from PIL import Image
