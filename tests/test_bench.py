@@ -113,7 +113,8 @@ def test_killed_bench_continues_where_it_stopped(tmp_path):
         run_bench(items, POLICIES, out, seeds=(0,), concurrency=3, on_sample=kill_after_five)
     log = out / "samples.jsonl"
     kept = log.read_text().splitlines()
-    assert len(kept) == 5
+    # Samples already in flight when the kill lands may still finish: up to concurrency - 1 more.
+    assert 5 <= len(kept) <= 5 + 2
     # A kill can also tear the line being written: it is dropped, and that sample is scored again.
     log.write_text("\n".join(kept) + "\n" + kept[-1][:20])
     finished = {
@@ -121,7 +122,7 @@ def test_killed_bench_continues_where_it_stopped(tmp_path):
         for line in kept
     }
     resumed = run_bench(items, POLICIES, out, seeds=(0,))
-    assert resumed.ran == 16 - 5
+    assert resumed.ran == 16 - len(kept)
     assert _figures(resumed.records) == _figures(whole.records)
     for key, text in finished.items():
         assert (out / "runs" / key / "run.json").read_text() == text  # not run again

@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import TEST_POLICIES, run_cli
 
 SHAPES = str(TEST_POLICIES / "shapes.toml")
