@@ -11,7 +11,6 @@ import pytest
 from strokeagent.data import build_dataset, load_samples
 from strokeagent.data.alignment import measure, perturb
 from strokeagent.data.multiturn import multi_turn_steps
-from strokeagent.data.text import inspection_text, plan_text, refine_text
 from strokeagent.errors import DataError
 from strokeagent.scene import generate_suite, graph_from_item, parse_prompt
 from strokeagent.unified.process import ProcessFormat, between, parse_inspection, parse_plan
@@ -148,13 +147,13 @@ def test_each_perturbation_is_measured(kind, found):
 
 
 def test_text_writer_round_trips_through_the_policys_parsers():
-    assert parse_plan(FMT, plan_text(FMT, "Add a cup.", "A cup.")).description == "A cup."
+    assert parse_plan(FMT, FMT.write_plan("Add a cup.", "A cup.")).description == "A cup."
     r = parse_inspection(
-        FMT, FMT.inspect[0] + inspection_text(FMT, ["the plan leaves out the dog"], ["cup is red"])
+        FMT, FMT.inspect[0] + FMT.write_inspection(["the plan leaves out the dog"], ["cup is red"])
     )
     assert r.prompt_conflicts == ["the plan leaves out the dog"] and r.image_conflicts == ["cup is red"]
-    assert parse_inspection(FMT, inspection_text(FMT, [], [])).ok
-    assert between(refine_text(FMT, "Recolour the cup blue."), FMT.refine) == ("Recolour the cup blue.", True)
+    assert parse_inspection(FMT, FMT.write_inspection([], [])).ok
+    assert between(FMT.write_refine("Recolour the cup blue."), FMT.refine) == ("Recolour the cup blue.", True)
 
 
 def test_cli_builds_resumes_and_refuses_in_one_line(cli, tmp_path):

@@ -92,7 +92,7 @@ def multi_turn_sample(
     """
     segments = [text.text(fmt.header(item.prompt), False)]
     for k, step in enumerate(steps):
-        segments.append(text.text(text.plan_text(fmt, step.instruction, step.description), True))
+        segments.append(text.text(fmt.write_plan(step.instruction, step.description), True))
         segments.append(text.image(put(step.document if pictures is None else pictures[k]), True))
     segments.append(text.text(fmt.close, True))
     edits = sorted({s.edit for s in steps if s.edit})
@@ -141,19 +141,19 @@ def alignment_sample(
     violations = alignment.measure(graph, steps, k, doc)
     segments = [
         text.text(fmt.header(item.prompt), False),
-        text.text(text.plan_text(fmt, step.instruction, step.description), False),
+        text.text(fmt.write_plan(step.instruction, step.description), False),
         text.image(put(doc), False),
         text.text(fmt.inspect[0], False),
-        text.text(text.inspection_text(fmt, [], [v["text"] for v in violations]), True),
+        text.text(fmt.write_inspection([], [v["text"] for v in violations]), True),
     ]
     if violations:
         from strokeagent.sketch.reflector import corrected_instruction
 
         segments += [
-            text.text(text.refine_text(fmt, corrected_instruction(violations, graph)), True),
+            text.text(fmt.write_refine(corrected_instruction(violations, graph)), True),
             text.image(put(step.document), True),
             text.text(fmt.inspect[0], False),
-            text.text(text.inspection_text(fmt, [], []), True),
+            text.text(fmt.write_inspection([], []), True),
         ]
     if k == len(steps) - 1:
         segments.append(text.text(fmt.close, True))
@@ -208,19 +208,19 @@ def conflict_sample(
     conflicts = [] if passed else ([v["text"] for v in violations] or reasons)
     segments = [
         text.text(fmt.header(item.prompt), False),
-        text.text(text.plan_text(fmt, instruction, description), False),
+        text.text(fmt.write_plan(instruction, description), False),
         text.image(put(image), False),
         text.text(fmt.inspect[0], False),
-        text.text(text.inspection_text(fmt, [], conflicts), True),
+        text.text(fmt.write_inspection([], conflicts), True),
     ]
     if not passed:
         fix = corrected_instruction(violations, graph) or f"Follow the prompt: {item.prompt}."
-        segments.append(text.text(text.refine_text(fmt, fix), True))
+        segments.append(text.text(fmt.write_refine(fix), True))
         if right is not None:  # the scene drawn right (the clean build's last canvas), painted anew
             segments += [
                 text.image(put(right), True),
                 text.text(fmt.inspect[0], False),
-                text.text(text.inspection_text(fmt, [], []), True),
+                text.text(fmt.write_inspection([], []), True),
             ]
     if passed or right is not None:
         segments.append(text.text(fmt.close, True))  # the picture is complete: the model closes

@@ -94,6 +94,25 @@ class ProcessFormat:
     def header(self, prompt: str) -> str:
         return f"{self.preamble}{self.prompt[0]}{prompt}{self.prompt[1]}"
 
+    # The writers: the inverse of parse_plan / parse_inspection, for training data
+    # (strokeagent.data). Each stops where ProcessStages cuts the context.
+
+    def write_plan(self, instruction: str, description: str) -> str:
+        """What the model writes for a plan: ``<ins>…</ins><des>…</des>``."""
+        return f"{self.ins[0]}{instruction}{self.ins[1]}{self.des[0]}{description}{self.des[1]}"
+
+    def write_inspection(self, plan_conflicts: list[str], image_conflicts: list[str]) -> str:
+        """What the model writes after ``<inspect>``: each check ``ok`` or its conflicts, then ``</inspect>``."""
+        plan = "; ".join(plan_conflicts) or self.ok
+        image = "; ".join(image_conflicts) or self.ok
+        return (
+            f"{self.plan_check[0]}{plan}{self.plan_check[1]}{self.image_check[0]}{image}{self.image_check[1]}"
+            f"{self.inspect[1]}"
+        )
+
+    def write_refine(self, corrected: str) -> str:
+        return f"{self.refine[0]}{corrected}{self.refine[1]}"
+
 
 def between(text: str, tag: Tag) -> tuple[str | None, bool]:
     """The text inside the first ``tag`` and whether it was closed: ``(None, False)`` when it never opens."""
