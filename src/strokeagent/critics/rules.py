@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from strokeagent.scene.vocab import GENEVAL_COLORS
 from strokeagent.sketch.measure import relative_position
 
 THRESHOLD = 0.3
@@ -37,18 +38,7 @@ COUNTING_THRESHOLD = 0.9
 MAX_OBJECTS = 16
 MAX_OVERLAP = 1.0
 POSITION_THRESHOLD = 0.1
-COLORS: tuple[str, ...] = (
-    "red",
-    "orange",
-    "yellow",
-    "green",
-    "blue",
-    "purple",
-    "pink",
-    "brown",
-    "black",
-    "white",
-)
+COLORS = GENEVAL_COLORS  # the order GenEval lists them in
 
 Box = tuple[float, float, float, float]
 
