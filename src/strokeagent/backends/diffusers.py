@@ -223,6 +223,10 @@ class DiffusersBackend:
             "generator": [torch.Generator("cpu").manual_seed(r.seed) for r in batch],
             "output_type": "pil",
             "callback_on_step_end": self._step_callback(first),
+            # Kontext-style editors rescale to max_area (about a megapixel by default) and snap the input to
+            # their preferred sizes: ask for the requested area, and keep the input as given.
+            "max_area": first.width * first.height,
+            "_auto_resize": False,
         }
         if first.negative_prompt is not None:
             kwargs["negative_prompt"] = [r.negative_prompt for r in batch]
