@@ -26,11 +26,11 @@ main{padding:20px 32px}
 .final img{width:320px;border-radius:6px;box-shadow:0 2px 8px #0002}
 .step{background:#fff;border-radius:8px;box-shadow:0 1px 4px #0001;margin:0 0 20px;padding:16px 20px}
 .step h2{margin:0 0 10px;font-size:16px}
-.strip{display:flex;gap:14px;overflow-x:auto;align-items:flex-start}
-.frame{flex:0 0 auto;width:220px}
-.frame img{width:220px;border-radius:4px;border:1px solid #ddd;display:block}
+.strip{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
+.frame{flex:0 0 auto;width:200px}
+.frame img{width:200px;border-radius:4px;border:1px solid #ddd;display:block}
 .frame .cap{font-size:12px;color:#555;margin-top:4px}
-.text{flex:0 0 260px;font-size:13px}
+.text{flex:0 0 200px;font-size:13px}
 .text .ins{font-weight:600}
 .ok{color:#1b7f3b;font-weight:600}.bad{color:#b3261e;font-weight:600}
 .conf{margin:4px 0 0;padding-left:18px;color:#b3261e}
