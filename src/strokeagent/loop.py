@@ -142,7 +142,9 @@ class StageNodes:
         return self.policy.loop
 
     def node(self, stage: StageName) -> Callable[[LoopState], Awaitable[LoopState]]:
-        return {"plan": self.plan, "draft": self.draft, "reflect": self.reflect, "refine": self.refine}[stage]
+        return _StageNode(
+            {"plan": self.plan, "draft": self.draft, "reflect": self.reflect, "refine": self.refine}[stage]
+        )
 
     async def plan(self, state: LoopState) -> LoopState:
         traj = Trajectory.model_validate(state["trajectory"])
@@ -240,6 +242,17 @@ class StageNodes:
         )
         new = traj.model_copy(update={"steps": steps, "timings": [*traj.timings, timing]})
         return {"trajectory": new.model_dump(mode="json")}
+
+
+class _StageNode:
+    """A stage node as a callable object, not a bound method: LangGraph scans a function's bytecode
+    for subgraphs when it compiles, which was most of the cost of compiling a loop for every run."""
+
+    def __init__(self, run: Callable[[LoopState], Awaitable[LoopState]]) -> None:
+        self.run = run
+
+    async def __call__(self, state: LoopState) -> LoopState:
+        return await self.run(state)
 
 
 async def _timed(call: Awaitable[Any]) -> tuple[Any, float]:
