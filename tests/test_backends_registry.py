@@ -56,3 +56,20 @@ def test_bad_descriptions_are_one_clear_line(tmp_path, monkeypatch, text, messag
 def test_a_missing_description_names_where_it_looked(tmp_path):
     with pytest.raises(PolicyError, match="no backend description 'nowhere.toml'"):
         load_backend("nowhere.toml")
+
+
+@pytest.mark.parametrize("registry_name", ["STAGE_KINDS", "BACKEND_KINDS", "CRITIC_KINDS"])
+def test_every_built_in_kind_resolves_without_importing_torch(registry_name):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        f"from strokeagent.registry import {registry_name} as r\n"
+        "for kind in r.builtins:\n"
+        "    assert callable(r.factory(kind, where='test')), kind\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
