@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -136,10 +136,23 @@ class StageNodes:
 
     policy: Policy
     store: ArtifactStore
+    # The last trajectory this object wrote or read, with the JSON it came from: the next node and the
+    # routers get that very dict back from LangGraph, and validating it again on every transition cost
+    # more than the rest of the framework's own work.
+    _last: tuple[dict[str, Any], Trajectory] | None = field(default=None, init=False, repr=False)
 
     @property
     def spec(self) -> LoopSpec:
         return self.policy.loop
+
+    def trajectory(self, state: LoopState | dict[str, Any]) -> Trajectory:
+        """The ``Trajectory`` in ``state``, validated once per version."""
+        data = state["trajectory"]
+        if self._last is not None and self._last[0] is data:
+            return self._last[1]
+        traj = Trajectory.model_validate(data)
+        self._last = (data, traj)
+        return traj
 
     def node(self, stage: StageName) -> Callable[[LoopState], Awaitable[LoopState]]:
         return _StageNode(
@@ -147,7 +160,7 @@ class StageNodes:
         )
 
     async def plan(self, state: LoopState) -> LoopState:
-        traj = Trajectory.model_validate(state["trajectory"])
+        traj = self.trajectory(state)
         index = len(traj.steps)
         view = self._view(traj, index, "plan", 0)
         plan, seconds = await _timed(self.policy.planner.plan(view))  # type: ignore[union-attr]
@@ -156,7 +169,7 @@ class StageNodes:
         return self._out(traj.model_copy(update={"notes": notes}), steps, "plan", index, seconds)
 
     async def draft(self, state: LoopState) -> LoopState:
-        traj = Trajectory.model_validate(state["trajectory"])
+        traj = self.trajectory(state)
         steps = list(traj.steps)
         if "plan" not in self.spec.order:
             # No planner: every step draws the prompt itself.
@@ -171,7 +184,7 @@ class StageNodes:
         return self._out(traj, steps, "draft", step.index, seconds)
 
     async def reflect(self, state: LoopState) -> LoopState:
-        traj = Trajectory.model_validate(state["trajectory"])
+        traj = self.trajectory(state)
         step = traj.steps[-1]
         view = self._view(traj, step.index, "reflect", len(step.reflections))
         image = view.open(step.image)  # type: ignore[arg-type]
@@ -180,7 +193,7 @@ class StageNodes:
         return self._out(traj, steps, "reflect", step.index, seconds)
 
     async def refine(self, state: LoopState) -> LoopState:
-        traj = Trajectory.model_validate(state["trajectory"])
+        traj = self.trajectory(state)
         step = traj.steps[-1]
         view = self._view(traj, step.index, "refine", len(step.images))
         image = view.open(step.image)  # type: ignore[arg-type]
@@ -195,7 +208,7 @@ class StageNodes:
 
     def after_reflect(self, state: LoopState) -> str:
         """``refine`` when the image has conflicts and rounds are left; else what follows the step."""
-        step = Trajectory.model_validate(state["trajectory"]).steps[-1]
+        step = self.trajectory(state).steps[-1]
         reflection = step.reflections[-1]
         if (
             not reflection.ok
@@ -209,7 +222,7 @@ class StageNodes:
         """The first stage of the next step, or ``END``."""
         from langgraph.graph import END
 
-        traj = Trajectory.model_validate(state["trajectory"])
+        traj = self.trajectory(state)
         step = traj.steps[-1]
         done = len(traj.steps) >= self.spec.max_steps or (
             self.spec.stop == "planner" and step.plan is not None and step.plan.done
@@ -241,7 +254,9 @@ class StageNodes:
             step=step, stage=stage, seconds=seconds, prefilled_tokens=prefilled, generated_tokens=generated
         )
         new = traj.model_copy(update={"steps": steps, "timings": [*traj.timings, timing]})
-        return {"trajectory": new.model_dump(mode="json")}
+        data = new.model_dump(mode="json")
+        self._last = (data, new)
+        return {"trajectory": data}
 
 
 class _StageNode:
@@ -289,16 +304,18 @@ def compile_loop(
     *,
     checkpointer: Any = None,
     pause_before: tuple[StageName, ...] = (),
+    nodes: StageNodes | None = None,
 ) -> CompiledStateGraph:
     """Compile ``policy.loop`` into a runnable LangGraph graph.
 
     ``pause_before`` names stages to interrupt before (human in the loop): the
-    run stops there, and ``resume`` continues it.
+    run stops there, and ``resume`` continues it. Pass ``nodes`` to keep a handle
+    on the graph's nodes (``nodes.trajectory(update)`` reads a streamed update).
     """
     for stage in pause_before:
         if stage not in policy.loop.order:
             raise LoopError(f"cannot pause before {stage!r}: the loop has {', '.join(policy.loop.order)}")
-    graph = build_graph(StageNodes(policy, store))
+    graph = build_graph(nodes or StageNodes(policy, store))
     return graph.compile(checkpointer=checkpointer, interrupt_before=list(pause_before) or None)
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from strokeagent.errors import PolicyError, PromptError, RunError
-from strokeagent.loop import compile_loop, recursion_limit
+from strokeagent.loop import StageNodes, compile_loop, recursion_limit
 from strokeagent.policy import Policy, load_policy, policy_from_tables
 from strokeagent.state import StageName, Trajectory
 from strokeagent.store import ArtifactStore, atomic_write
@@ -250,7 +250,8 @@ async def _drive(
         # the per-commit fsync that only a power cut needs, which would dominate a fast stage.
         await conn.execute("PRAGMA synchronous=NORMAL")
         saver = AsyncSqliteSaver(conn)
-        graph = compile_loop(policy, folder.store, checkpointer=saver, pause_before=pause_before)
+        nodes = StageNodes(policy, folder.store)
+        graph = compile_loop(policy, folder.store, checkpointer=saver, pause_before=pause_before, nodes=nodes)
         if initial is None:
             snapshot = await graph.aget_state(config)
             if not snapshot.values:
@@ -267,7 +268,7 @@ async def _drive(
                 for stage, value in update.items():
                     if stage.startswith("__") or not value:
                         continue
-                    traj = Trajectory.model_validate(value["trajectory"])
+                    traj = nodes.trajectory(value)
                     if time.perf_counter() - last_write > TRAJECTORY_WRITE_INTERVAL:
                         folder.write_trajectory(traj)
                         last_write = time.perf_counter()
