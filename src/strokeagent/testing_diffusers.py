@@ -53,7 +53,7 @@ def tiny_clip_tokenizer():  # -> CLIPTokenizer
 
 def _sd_components(unet_in_channels: int = 4) -> dict[str, Any]:
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = tiny_clip_tokenizer()
@@ -69,16 +69,7 @@ def _sd_components(unet_in_channels: int = 4) -> dict[str, Any]:
         cross_attention_dim=CROSS_DIM,
         norm_num_groups=32,
     )
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=32,
-    )
+    vae = _tiny_vae()
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
@@ -129,6 +120,24 @@ def tiny_pix2pix_pipeline():  # -> StableDiffusionInstructPix2PixPipeline
     )
 
 
+def _tiny_vae(**extra: Any) -> Any:
+    """The SD-family tiny VAE: two blocks of 32 and 64 channels, 4 latent channels."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=32,
+        **extra,
+    )
+
+
 def _clip_text_config(tokenizer: Any, hidden_size: int = CROSS_DIM):  # -> CLIPTextConfig
     from transformers import CLIPTextConfig
 
@@ -153,7 +162,6 @@ def tiny_sdxl_pipeline():  # -> StableDiffusionXLPipeline
     ``text_time`` embedding), their hidden states concatenated as the cross-attention input."""
     import torch
     from diffusers import (
-        AutoencoderKL,
         EulerDiscreteScheduler,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
@@ -180,17 +188,7 @@ def tiny_sdxl_pipeline():  # -> StableDiffusionXLPipeline
         cross_attention_dim=2 * CROSS_DIM,  # both encoders' hidden states, side by side
         norm_num_groups=32,
     )
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=128,
-    )
+    vae = _tiny_vae(sample_size=128)
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(_clip_text_config(tokenizer))
     torch.manual_seed(0)
