@@ -14,10 +14,11 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from test_image_backends import png, req, tiny  # noqa: E402,F401 - the session's tiny pipelines
+from test_image_backends import req, tiny  # noqa: E402,F401 - the session's tiny pipelines
 
 from strokeagent.backends.http_image import HttpImageBackend  # noqa: E402
 from strokeagent.backends.image import ImageBackendError  # noqa: E402
+from strokeagent.store import png_bytes  # noqa: E402
 
 pytestmark = pytest.mark.slow  # starts a server process that loads torch (~10-30 s on a busy 2-core machine)
 TOKEN = "test-token"
@@ -77,7 +78,7 @@ def test_concurrent_requests_are_batched_and_match_the_local_backend(service, ti
     [served] = asyncio.run(client.generate([req("a cup", seed=9)]))
     [local] = load_backend(tiny / "sd.toml").run([req("a cup", seed=9)])
     assert client.last_batch_sizes[-1] == 1
-    assert png(served) == png(local)
+    assert png_bytes(served) == png_bytes(local)
 
 
 def test_a_token_is_required_and_bad_requests_do_not_spoil_a_batch(service):

@@ -2,7 +2,6 @@
 
 import asyncio
 import hashlib
-import io
 import os
 import shutil
 
@@ -19,6 +18,7 @@ from strokeagent.backends.image import ImageBackendError, ImageRequest, MicroBat
 from strokeagent.errors import PolicyError  # noqa: E402
 from strokeagent.policy import load_policy  # noqa: E402
 from strokeagent.run import generate  # noqa: E402
+from strokeagent.store import png_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -51,12 +51,6 @@ def pix(tiny):
 
 def req(prompt="a red apple", seed=1, steps=3, size=64, **kw):
     return ImageRequest(prompt, width=size, height=size, steps=steps, seed=seed, **kw)
-
-
-def png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 # -- requests ------------------------------------------------------------------
@@ -96,8 +90,8 @@ def test_loads_by_path_and_derives_image_to_image_and_inpainting(sd, pix):
 def test_same_seed_same_bytes_other_seed_other_bytes(sd):
     a, b, c = sd.run([req(seed=5)]) + sd.run([req(seed=5)]) + sd.run([req(seed=6)])
     assert a.size == (64, 64)
-    assert png(a) == png(b)
-    assert png(a) != png(c)
+    assert png_bytes(a) == png_bytes(b)
+    assert png_bytes(a) != png_bytes(c)
 
 
 def test_a_batch_runs_one_pipeline_call_per_shape(sd):
@@ -120,7 +114,7 @@ def test_concurrent_callers_share_one_batch(sd):
 
     stats, results = asyncio.run(go())
     assert stats.sizes == [4] and stats.calls == 1
-    assert len({png(im) for [im] in results}) == 4
+    assert len({png_bytes(im) for [im] in results}) == 4
 
 
 def test_image_to_image_inpaint_and_step_progress(sd):
@@ -136,13 +130,13 @@ def test_image_to_image_inpaint_and_step_progress(sd):
     keep.paste(255, (0, 0, 32, 64))  # repaint the left half only
     [inp] = sd.run([req(image=base, mask=keep, steps=3)])
     assert i2i.size == inp.size == (64, 64)
-    assert png(i2i) != png(base) and png(inp) != png(base)
+    assert png_bytes(i2i) != png_bytes(base) and png_bytes(inp) != png_bytes(base)
 
 
 def test_instruction_editing_and_what_a_backend_cannot_do(sd, pix):
     base = sd.run([req(seed=1)])[0]
     [edited] = pix.run([req("make it blue", image=base, edit=True)])
-    assert edited.size == (64, 64) and png(edited) != png(base)
+    assert edited.size == (64, 64) and png_bytes(edited) != png_bytes(base)
     with pytest.raises(
         ImageBackendError,
         match=r"^image backend pix2pix \(StableDiffusionInstructPix2PixPipeline\) cannot do text-to-image; it can do edit$",

@@ -1,7 +1,6 @@
 """More backend kinds on tiny random-weight diffusers pipelines: SDXL (two text encoders) and FLUX.1 Kontext
 (an instruction editor with a flow-matching transformer), built offline, saved, and loaded by path."""
 
-import io
 import os
 
 import pytest
@@ -11,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from strokeagent.backends import load_backend  # noqa: E402
 from strokeagent.backends.image import ImageRequest  # noqa: E402
+from strokeagent.store import png_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +42,6 @@ def req(prompt="a red apple", seed=1, steps=2, size=64, **kw):
     return ImageRequest(prompt, width=size, height=size, steps=steps, seed=seed, **kw)
 
 
-def png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_sdxl_loads_by_path_and_derives_its_twins(sdxl):
     assert sdxl.pipeline_class == "StableDiffusionXLPipeline"
     assert sdxl.tasks == {"text-to-image", "image-to-image", "inpaint"}
@@ -61,20 +55,20 @@ def test_sdxl_loads_by_path_and_derives_its_twins(sdxl):
 def test_sdxl_text_to_image_repeats_by_seed(sdxl):
     a, b, c = sdxl.run([req(seed=5)]) + sdxl.run([req(seed=5)]) + sdxl.run([req(seed=6)])
     assert a.size == (64, 64)
-    assert png(a) == png(b)
-    assert png(a) != png(c)
+    assert png_bytes(a) == png_bytes(b)
+    assert png_bytes(a) != png_bytes(c)
 
 
 def test_sdxl_image_to_image_and_one_call_per_batch(sdxl):
     base = sdxl.run([req(seed=1)])[0]
     [i2i] = sdxl.run([req(image=base, strength=0.5, steps=4, seed=2)])
-    assert i2i.size == (64, 64) and png(i2i) != png(base)
+    assert i2i.size == (64, 64) and png_bytes(i2i) != png_bytes(base)
     [again] = sdxl.run([req(image=base, strength=0.5, steps=4, seed=2)])
-    assert png(again) == png(i2i)
+    assert png_bytes(again) == png_bytes(i2i)
     before = sdxl.steps_run
     images = sdxl.run([req("a red apple", seed=1), req("a blue cup", seed=2)])
     assert sdxl.steps_run - before == 2  # one pipeline call of 2 steps for both requests, not 2 + 2
-    assert [im.size for im in images] == [(64, 64)] * 2 and png(images[0]) != png(images[1])
+    assert [im.size for im in images] == [(64, 64)] * 2 and png_bytes(images[0]) != png_bytes(images[1])
 
 
 def test_flux_kontext_loads_by_path_as_an_editor(kontext):
@@ -88,5 +82,5 @@ def test_flux_kontext_edits_an_image_and_repeats_by_seed(kontext):
     source = Image.new("RGB", (64, 64), (200, 30, 30))
     a, b, c = (kontext.run([req("make it blue", image=source, edit=True, seed=s)])[0] for s in (3, 3, 4))
     assert a.size == (64, 64)
-    assert png(a) == png(b)
-    assert png(a) != png(c)
+    assert png_bytes(a) == png_bytes(b)
+    assert png_bytes(a) != png_bytes(c)

@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from PIL import Image
 
 from strokeagent.errors import StrokeAgentError
+from strokeagent.store import png_bytes
 
 Task = Literal["text-to-image", "image-to-image", "inpaint", "edit"]
 TASKS: tuple[Task, ...] = ("text-to-image", "image-to-image", "inpaint", "edit")
@@ -128,9 +129,7 @@ class ImageRequest:
 
 
 def encode_png(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 def decode_png(data: str) -> Image.Image:

@@ -22,8 +22,6 @@ another seed: at temperature 0 the server would repeat the same mistake. A 4xx o
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 import os
 import re
@@ -33,6 +31,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ValidationError
 
+from strokeagent.backends.image import encode_png
 from strokeagent.errors import PolicyError, RunError
 
 if TYPE_CHECKING:
@@ -242,9 +241,7 @@ def _attach_images(messages: list[dict[str, Any]], images: Sequence[Image.Image]
 
 def data_url(image: Image.Image) -> str:
     """``data:image/png;base64,...`` of an image."""
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "data:image/png;base64," + encode_png(image.convert("RGB"))
 
 
 def _describe(e: Exception) -> str:
