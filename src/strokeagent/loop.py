@@ -204,6 +204,20 @@ class StageNodes:
         steps = [*traj.steps[:-1], step.model_copy(update={"images": [*step.images, ref]})]
         return self._out(traj, steps, "refine", step.index, seconds)
 
+    def compile(
+        self, *, checkpointer: Any = None, pause_before: tuple[StageName, ...] = ()
+    ) -> CompiledStateGraph:
+        """The standard graph of these nodes, compiled.
+
+        ``pause_before`` names stages to interrupt before (human in the loop): the
+        run stops there, and ``resume`` continues it.
+        """
+        for stage in pause_before:
+            if stage not in self.spec.order:
+                raise LoopError(f"cannot pause before {stage!r}: the loop has {', '.join(self.spec.order)}")
+        graph = build_graph(self)
+        return graph.compile(checkpointer=checkpointer, interrupt_before=list(pause_before) or None)
+
     # -- routing -------------------------------------------------------------
 
     def after_reflect(self, state: LoopState) -> str:
@@ -304,19 +318,9 @@ def compile_loop(
     *,
     checkpointer: Any = None,
     pause_before: tuple[StageName, ...] = (),
-    nodes: StageNodes | None = None,
 ) -> CompiledStateGraph:
-    """Compile ``policy.loop`` into a runnable LangGraph graph.
-
-    ``pause_before`` names stages to interrupt before (human in the loop): the
-    run stops there, and ``resume`` continues it. Pass ``nodes`` to keep a handle
-    on the graph's nodes (``nodes.trajectory(update)`` reads a streamed update).
-    """
-    for stage in pause_before:
-        if stage not in policy.loop.order:
-            raise LoopError(f"cannot pause before {stage!r}: the loop has {', '.join(policy.loop.order)}")
-    graph = build_graph(nodes or StageNodes(policy, store))
-    return graph.compile(checkpointer=checkpointer, interrupt_before=list(pause_before) or None)
+    """Compile ``policy.loop`` into a runnable LangGraph graph (``StageNodes.compile`` keeps the nodes at hand)."""
+    return StageNodes(policy, store).compile(checkpointer=checkpointer, pause_before=pause_before)
 
 
 def recursion_limit(spec: LoopSpec) -> int:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from strokeagent.errors import PolicyError, PromptError, RunError
-from strokeagent.loop import StageNodes, compile_loop, recursion_limit
+from strokeagent.loop import StageNodes, recursion_limit
 from strokeagent.policy import Policy, load_policy, policy_from_tables
 from strokeagent.state import StageName, Trajectory
 from strokeagent.store import ArtifactStore, atomic_write
@@ -139,6 +139,15 @@ class RunFolder:
         info["error"] = error
         self.write_run(info)
 
+    def settle(self, traj: Trajectory | None, status: RunStatus, error: str | None = None) -> None:
+        """Leave the folder complete for ``status``: the trajectory, the film strip, then run.json."""
+        from strokeagent.report import write_report
+
+        if traj is not None:
+            self.write_trajectory(traj)
+            write_report(self.path, traj, self.store)  # type: ignore[arg-type]
+        self.set_status(status, error)
+
     def write_trajectory(self, traj: Trajectory) -> None:
         atomic_write(self.trajectory_file, traj.model_dump_json(indent=2) + "\n")
 
@@ -238,8 +247,6 @@ async def _drive(
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    from strokeagent.report import write_report
-
     assert folder.store is not None
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": recursion_limit(policy.loop)}
     started = time.perf_counter()
@@ -251,14 +258,14 @@ async def _drive(
         await conn.execute("PRAGMA synchronous=NORMAL")
         saver = AsyncSqliteSaver(conn)
         nodes = StageNodes(policy, folder.store)
-        graph = compile_loop(policy, folder.store, checkpointer=saver, pause_before=pause_before, nodes=nodes)
+        graph = nodes.compile(checkpointer=saver, pause_before=pause_before)
         if initial is None:
             snapshot = await graph.aget_state(config)
             if not snapshot.values:
                 raise RunError(
                     f"the run in {folder.path} has no checkpoint yet; start it again with `strokeagent run`"
                 )
-            traj = Trajectory.model_validate(snapshot.values["trajectory"])
+            traj = nodes.trajectory(snapshot.values)
             if not snapshot.next:
                 raise RunError(
                     f"the run in {folder.path} has nothing left to do; its last stage already finished"
@@ -275,10 +282,7 @@ async def _drive(
                     timing = traj.timings[-1]
                     yield StageEvent(stage, timing.step, timing.seconds, time.perf_counter() - started, traj)  # type: ignore[arg-type]
         except Exception as e:
-            if traj is not None:
-                folder.write_trajectory(traj)
-                write_report(folder.path, traj, folder.store)
-            folder.set_status("failed", f"{type(e).__name__}: {e}")
+            folder.settle(traj, "failed", f"{type(e).__name__}: {e}")
             kept = len(list(folder.store.root.glob("*.png")))
             raise RunError(
                 f"the run stopped in a stage: {type(e).__name__}: {e}; it kept {kept} images in {folder.path}; "
@@ -288,16 +292,12 @@ async def _drive(
     if traj is None:  # pragma: no cover - a loop always runs at least one stage
         raise RunError("the loop ran no stage")
     if snapshot.next:
-        folder.write_trajectory(traj)
-        folder.set_status("paused")
-        write_report(folder.path, traj, folder.store)
+        folder.settle(traj, "paused")
         return
     traj = traj.model_copy(update={"final_image": traj.canvas})
-    folder.write_trajectory(traj)
     if traj.final_image is not None:
         shutil.copyfile(folder.store.path(traj.final_image), folder.final_file)
-    write_report(folder.path, traj, folder.store)
-    folder.set_status("finished")
+    folder.settle(traj, "finished")
     # The final event repeats the last stage with the finished trajectory, so consumers see final_image.
     last = traj.timings[-1]
     yield StageEvent(last.stage, last.step, 0.0, time.perf_counter() - started, traj)
