@@ -76,8 +76,7 @@ def _follow(events: AsyncIterator, quiet: bool):  # noqa: ANN202
 def _summarise(last, run_dir: Path) -> None:  # noqa: ANN001
     traj = last.trajectory
     if traj.final_image is None:
-        paused_at = "a pause"
-        err.print(f"[yellow]paused[/] at {paused_at} after step {last.step + 1} · {last.stage}")
+        err.print(f"[yellow]paused[/] after step {last.step + 1} · {last.stage}")
         out.print(f"run folder: {run_dir}\ncontinue:   strokeagent resume {run_dir}")
         return
     for note in traj.notes:
