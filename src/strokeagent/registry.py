@@ -84,11 +84,11 @@ STAGE_KINDS = Registry(
         "testing.reflect": "strokeagent.testing:ScriptedReflector",
         "testing.refine": "strokeagent.testing:ShapesRefiner",
         # Text heads plan and reflect; image backends draft and refine (the composite policy).
-        "head.plan": "strokeagent.composite:HeadPlanner",
-        "head.reflect": "strokeagent.composite:HeadReflector",
-        "diffusion.draft": "strokeagent.composite:DiffusionDrafter",
-        "diffusion.refine": "strokeagent.composite:DiffusionRefiner",
-        "hybrid.draft": "strokeagent.composite:SketchThenPaintDrafter",
+        "head.plan": "strokeagent.composite_text:HeadPlanner",
+        "head.reflect": "strokeagent.composite_text:HeadReflector",
+        "diffusion.draft": "strokeagent.composite_image:DiffusionDrafter",
+        "diffusion.refine": "strokeagent.composite_image:DiffusionRefiner",
+        "hybrid.draft": "strokeagent.composite_image:SketchThenPaintDrafter",
         # One unified model for all four stages, on a shared context (the paper's policy).
         "process": "strokeagent.unified.process:ProcessStages",
         # A reflect stage built from any critic.
