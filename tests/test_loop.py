@@ -59,7 +59,7 @@ def test_reflect_routes_to_refine_until_max_refines_then_moves_on(tmp_path):
     policy = test_policy(steps=2, fail_rounds=5, max_refines=2)
     nodes = StageNodes(policy, ArtifactStore(tmp_path))
 
-    def state(images: int, reflections_ok: list[bool], done=False, steps=1):
+    def state(images: int, reflections_ok: list[bool], done=False, steps=1, reflection_done=False):
         from strokeagent.state import ImageRef, Plan, Reflection, Step, Trajectory
 
         ref = ImageRef(sha256="a" * 64, width=1, height=1)
@@ -67,7 +67,7 @@ def test_reflect_routes_to_refine_until_max_refines_then_moves_on(tmp_path):
             index=steps - 1,
             plan=Plan(instruction="i", done=done),
             images=[ref] * images,
-            reflections=[Reflection(ok=ok) for ok in reflections_ok],
+            reflections=[Reflection(ok=ok, done=reflection_done) for ok in reflections_ok],
         )
         earlier = [Step(index=i, plan=Plan(instruction="i")) for i in range(steps - 1)]
         return {"trajectory": Trajectory(prompt="p", seed=0, steps=[*earlier, last]).model_dump(mode="json")}
@@ -78,14 +78,19 @@ def test_reflect_routes_to_refine_until_max_refines_then_moves_on(tmp_path):
     assert nodes.after_reflect(state(1, [True])) == "plan"
     assert nodes.after_reflect(state(1, [True], done=True)) == "__end__"
     assert nodes.after_reflect(state(1, [True], steps=2)) == "__end__"  # max_steps reached
+    # A model that closes the process after its inspection ends the run without another plan...
+    assert nodes.after_reflect(state(1, [True], reflection_done=True)) == "__end__"
+    # ...but a conflict it found is still refined first.
+    assert nodes.after_reflect(state(1, [False], reflection_done=True)) == "refine"
 
 
 def test_fixed_stop_rule_ignores_done(tmp_path):
     policy = test_policy(steps=1).with_loop(stop="fixed", max_steps=3)
     nodes = StageNodes(policy, ArtifactStore(tmp_path))
-    from strokeagent.state import Plan, Step, Trajectory
+    from strokeagent.state import Plan, Reflection, Step, Trajectory
 
-    traj = Trajectory(prompt="p", seed=0, steps=[Step(index=0, plan=Plan(instruction="i", done=True))])
+    closed = Step(index=0, plan=Plan(instruction="i", done=True), reflections=[Reflection(done=True)])
+    traj = Trajectory(prompt="p", seed=0, steps=[closed])
     assert nodes.after_step({"trajectory": traj.model_dump(mode="json")}) == "plan"
 
 

@@ -55,8 +55,9 @@ class LoopState(TypedDict):
 class LoopSpec(BaseModel):
     """Stage order inside a step, the limits, and the stop rule.
 
-    ``stop="planner"`` ends after the step whose plan says ``done`` (or at
-    ``max_steps``); ``stop="fixed"`` always runs ``max_steps`` steps. Without a
+    ``stop="planner"`` ends after the step whose plan says ``done``, or whose
+    last reflection does (a model that closes the process after inspecting), or
+    at ``max_steps``; ``stop="fixed"`` always runs ``max_steps`` steps. Without a
     plan stage, each step's plan is the prompt itself, marked done.
     """
 
@@ -238,9 +239,10 @@ class StageNodes:
 
         traj = self.trajectory(state)
         step = traj.steps[-1]
-        done = len(traj.steps) >= self.spec.max_steps or (
-            self.spec.stop == "planner" and step.plan is not None and step.plan.done
+        said_done = (step.plan is not None and step.plan.done) or (
+            bool(step.reflections) and step.reflections[-1].done
         )
+        done = len(traj.steps) >= self.spec.max_steps or (self.spec.stop == "planner" and said_done)
         return END if done else self.spec.order[0]
 
     def _next_in_order(self, stage: StageName, state: LoopState) -> str:

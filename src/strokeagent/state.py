@@ -61,13 +61,17 @@ class Reflection(_Frozen):
     """The paper's Inspect: the plan checked against the prompt, the image against the plan.
 
     ``ok`` is true when both checks pass; otherwise ``corrected_instruction`` says
-    what a refiner should do.
+    what a refiner should do. ``done`` says the picture is complete: a unified
+    model decides to stop after its inspection (the paper's complexity-adaptive
+    stop), so the loop ends after this step (under the ``planner`` stop rule)
+    instead of asking for one more plan.
     """
 
     prompt_conflicts: list[str] = Field(default_factory=list)
     image_conflicts: list[str] = Field(default_factory=list)
     corrected_instruction: str | None = None
     ok: bool = True
+    done: bool = False
     meta: dict[str, Any] = Field(default_factory=dict)
 
     @property
