@@ -107,6 +107,7 @@ BACKEND_KINDS = Registry(
         "smollm2": "strokeagent.backends.smollm2:smollm2_head",
         "tiny-text": "strokeagent.testing_heads:tiny_text_head",
         "janus": "strokeagent.unified.janus:JanusModel",
+        "emu3": "strokeagent.unified.emu3:Emu3Model",
         "bagel": "strokeagent.unified.bagel:BagelModel",
     },
     entry_point_group="strokeagent.backends",
