@@ -141,3 +141,46 @@ def test_the_four_stage_tables_build_one_shared_object(tiny):
     policy = tiny_process_policy(tiny[0])
     assert policy.planner is policy.drafter is policy.reflector is policy.refiner
     assert policy.planner.model is tiny[1]  # the backend description is loaded once per process
+
+
+def test_after_a_passed_inspection_the_model_decides_and_a_kill_there_resumes_the_same(tiny, tmp_path):
+    # Inspections the random model cannot write count as passed here, so each step ends with the model's
+    # own choice after "</inspect>": a new step, the close, or (random weights) neither, which is noted.
+    backend, model = tiny
+    policy = tiny_process_policy(backend, on_unreadable_inspection="ok")
+    straight = strokeagent.generate("a red apple", policy=policy, seed=1, out=tmp_path / "a")
+    assert len(straight.steps) == 2 and all(len(s.images) == 1 for s in straight.steps)
+    for step, timing in zip(
+        straight.steps, [t for t in straight.timings if t.stage == "reflect"], strict=True
+    ):
+        (reflection,) = step.reflections
+        ops = reflection.meta["process"]["ops"]
+        # "<inspect>" added; the inspection and the decision generated, each token once, nothing else.
+        assert [op for op, _ in ops] == ["text", "ids", "ids"] and ops[0][1] == "<inspect>"
+        assert (timing.prefilled_tokens, timing.generated_tokens) == (9, len(ops[1][1]) + len(ops[2][1]))
+        decided = reflection.done or "opened" in reflection.meta["process"]
+        assert decided or reflection.meta["process"]["malformed"][-1].startswith("after the inspection, ")
+
+    real = model.generate_text
+    calls = {"n": 0}
+
+    def dies_at_the_second_plan(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # plan, inspection, decision, then step 2's plan
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    model.generate_text = dies_at_the_second_plan
+    try:
+        with pytest.raises(RunError, match="killed"):
+            strokeagent.generate("a red apple", policy=tiny_process_policy(backend, on_unreadable_inspection="ok"),
+                                 seed=1, out=tmp_path / "b")  # fmt: skip
+    finally:
+        del model.generate_text
+    resumed = strokeagent.resume(tmp_path / "b")
+    assert [r.sha256 for s in resumed.steps for r in s.images] == [
+        r.sha256 for s in straight.steps for r in s.images
+    ]
+    assert [[r.meta["process"]["ops"] for r in s.reflections] for s in resumed.steps] == [
+        [r.meta["process"]["ops"] for r in s.reflections] for s in straight.steps
+    ]

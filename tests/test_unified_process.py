@@ -3,70 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from PIL import Image
 
 import strokeagent
 from strokeagent.errors import PolicyError, RunError
 from strokeagent.loop import LoopSpec
 from strokeagent.policy import Policy
+from strokeagent.testing_unified import ScriptedUnifiedModel as ScriptedModel
 from strokeagent.unified.process import ProcessFormat, ProcessStages, parse_inspection, parse_plan
-from strokeagent.unified.protocol import Context, TextOutput, UnifiedModel
+from strokeagent.unified.protocol import UnifiedModel
 
 FMT = ProcessFormat()
-
-
-class ScriptedModel:
-    """A UnifiedModel whose text is a script; one token per character; images are flat colours by seed.
-
-    The context is the literal transcript, so tests can read what each stage added.
-    """
-
-    native_size = 8
-
-    def __init__(self, script: list[tuple[str, str]]) -> None:
-        self.script = list(script)  # (text, stop reason); "stop" means the text ends with a stop string
-        self.fail_image_at: int | None = None
-        self.images = 0
-
-    def new_context(self) -> Context:
-        return Context(state=[])
-
-    def add_text(self, ctx: Context, text: str) -> None:
-        ctx.state.append(text)
-        ctx.length += len(text)
-        ctx.usage.prefilled += len(text)
-
-    def add_image(self, ctx: Context, image: Image.Image) -> None:
-        ctx.state.append(f"[image {image.getpixel((0, 0))}]")
-        ctx.length += 4
-        ctx.usage.prefilled += 4
-
-    def add_tokens(self, ctx: Context, ids: tuple[int, ...]) -> None:
-        ctx.state.append("".join(map(chr, ids)))
-        ctx.length += len(ids)
-        ctx.usage.generated += len(ids)
-
-    def generate_text(self, ctx, *, stop, max_new_tokens, seed, temperature) -> TextOutput:
-        text, reason = self.script.pop(0)
-        text = text[:max_new_tokens]
-        self.add_tokens(ctx, tuple(map(ord, text)))
-        matched = next((s for s in stop if text.endswith(s)), None)
-        if reason == "stop" and matched is None:
-            reason = "length"
-        return TextOutput(text, tuple(map(ord, text)), reason, matched)  # type: ignore[arg-type]
-
-    def generate_image(self, ctx, *, seed, guidance, steps=None, size=None) -> Image.Image:
-        self.images += 1
-        if self.images == self.fail_image_at:
-            raise RuntimeError("the painter fell over")
-        ctx.usage.generated += 4
-        return Image.new("RGB", (8, 8), (seed % 256, 7, 7))
-
-    def fork(self, ctx: Context) -> Context:
-        return Context(ctx.length, ctx.snapshot(), list(ctx.state))
-
-    def drop(self, ctx: Context) -> None:
-        ctx.state = None
 
 
 def policy_of(model: ScriptedModel, max_steps: int = 5, max_refines: int = 1, **options) -> Policy:
@@ -79,8 +25,10 @@ PLAN_1 = ("<ins>draw a red apple</ins><des>a red apple</des>", "stop")
 OK = ("<plan_check>ok</plan_check><image_check>ok</image_check></inspect>", "stop")
 GREEN = ("<plan_check>ok</plan_check><image_check>the apple is green</image_check></inspect>", "stop")
 FIX = ("\n<refine>make the apple red</refine>", "stop")
-PLAN_2 = ("\n<ins>add a blue cup</ins><des>a red apple and a blue cup</des>", "stop")
-CLOSE = ("\n</process>", "stop")
+OPEN = ("\n<ins>", "stop")  # after a passed inspection: a new step...
+CLOSE = ("\n</process>", "stop")  # ...or the end
+PLAN_2 = ("add a blue cup</ins><des>a red apple and a blue cup</des>", "stop")  # goes on after OPEN
+HEADER = "<prompt>a red apple and a blue cup</prompt>\n"
 
 
 def test_parsers_read_the_tags_and_list_what_is_missing():
@@ -99,33 +47,102 @@ def test_parsers_read_the_tags_and_list_what_is_missing():
         ProcessFormat.from_table({"instructions": ["a", "b"]})
 
 
-def test_a_well_formed_process_runs_the_loop_and_stops_when_the_model_closes(tmp_path):
-    model = ScriptedModel([PLAN_1, GREEN, FIX, OK, PLAN_2, OK, CLOSE])
-    traj = strokeagent.generate(
-        "a red apple and a blue cup", policy=policy_of(model), seed=3, out=tmp_path / "r"
-    )
-    assert [s.plan.instruction for s in traj.steps[:2]] == ["draw a red apple", "add a blue cup"]
+def test_the_model_closes_after_an_inspection_and_the_run_ends_with_that_painted_step(tmp_path):
+    model = ScriptedModel([PLAN_1, GREEN, FIX, OK, OPEN, PLAN_2, OK, CLOSE])
+    policy = policy_of(model)
+    traj = strokeagent.generate("a red apple and a blue cup", policy=policy, seed=3, out=tmp_path / "r")
+    # Two steps, both painted: no closing step after them.
+    assert [s.plan.instruction for s in traj.steps] == ["draw a red apple", "add a blue cup"]
+    assert [s.plan.description for s in traj.steps] == ["a red apple", "a red apple and a blue cup"]
+    assert [len(s.images) for s in traj.steps] == [2, 1] and model.images == 3 and not model.script
+    assert traj.final_image == traj.steps[1].images[0]
+    first, last = traj.steps[0].reflections[-1], traj.steps[1].reflections[-1]
     assert traj.steps[0].reflections[0].image_conflicts == ["the apple is green"]
     assert traj.steps[0].reflections[0].corrected_instruction == "make the apple red"
-    assert [len(s.images) for s in traj.steps] == [2, 1, 1]
-    # The model closed at step 3's plan: that step paints nothing and the run ends there.
-    closing = traj.steps[2]
-    assert closing.plan.done and closing.plan.meta["process"]["closed"]
-    assert closing.images[0].sha256 == traj.steps[1].images[0].sha256 == traj.final_image.sha256
-    assert model.images == 3 and not model.script
+    assert (first.done, first.meta["process"]["opened"]) == (False, OPEN[0])
+    assert last.done and last.meta["process"]["closed"] and "opened" not in last.meta["process"]
+    assert traj.steps[1].plan.meta["process"]["continued"] == OPEN[0]
+    assert not traj.steps[1].plan.done
+    assert all(not s.plan.meta["process"]["malformed"] for s in traj.steps)
+    assert all(not r.meta["process"]["malformed"] for s in traj.steps for r in s.reflections)
     # Prefill per stage is exactly what the stage added: the header, "<inspect>", an image (4); nothing else.
-    header = "<prompt>a red apple and a blue cup</prompt>\n"
+    # Each token the model wrote was generated once: the opener by the reflect, the rest of the plan after it.
     usage = [(t.stage, t.prefilled_tokens, t.generated_tokens) for t in traj.timings]
-    assert usage[:5] == [
-        ("plan", len(header), len(PLAN_1[0])),
+    assert usage == [
+        ("plan", len(HEADER), len(PLAN_1[0])),
         ("draft", 4, 4),
         ("reflect", len("<inspect>"), len(GREEN[0]) + len(FIX[0])),
         ("refine", 4, 4),
-        ("reflect", len("<inspect>"), len(OK[0])),
+        ("reflect", len("<inspect>"), len(OK[0]) + len(OPEN[0])),
+        ("plan", 0, len(PLAN_2[0])),
+        ("draft", 4, 4),
+        ("reflect", len("<inspect>"), len(OK[0]) + len(CLOSE[0])),
     ]
-    assert usage[5] == ("plan", 0, len(PLAN_2[0]))
-    assert usage[-3:] == [("plan", 0, len(CLOSE[0])), ("draft", 0, 0), ("reflect", 0, 0)]
-    assert all(not s.plan.meta["process"]["malformed"] for s in traj.steps)
+    # The context holds the whole process once, in the paper's order.
+    assert transcript(policy) == (
+        HEADER + PLAN_1[0] + "[image]" + "<inspect>" + GREEN[0] + FIX[0] + "[image]" + "<inspect>" + OK[0]
+        + OPEN[0] + PLAN_2[0] + "[image]" + "<inspect>" + OK[0] + CLOSE[0]
+    )  # fmt: skip
+
+
+def test_an_end_of_turn_after_the_inspection_closes_too(tmp_path):
+    model = ScriptedModel([PLAN_1, OK, ("", "eos")])
+    traj = strokeagent.generate("a red apple", policy=policy_of(model), seed=0, out=tmp_path / "r")
+    assert len(traj.steps) == 1 and traj.steps[0].reflections[0].done and model.images == 1
+
+
+def test_a_close_at_a_plan_still_ends_the_run_with_an_unpainted_closing_step(tmp_path):
+    # The model wrote neither an opener nor the close after its inspection; it closes at the next plan.
+    model = ScriptedModel([PLAN_1, OK, ("\nhmm", "length"), CLOSE])
+    traj = strokeagent.generate("a red apple", policy=policy_of(model), seed=0, out=tmp_path / "r")
+    assert traj.steps[0].reflections[0].meta["process"]["malformed"] == [
+        "after the inspection, wrote 200 tokens without opening a new step (<ins>) or closing (</process>): "
+        "the next plan goes on from there"
+    ]
+    first, closing = traj.steps
+    assert closing.plan.done and closing.plan.meta["process"]["closed"]
+    assert closing.images[0].sha256 == first.images[0].sha256 == traj.final_image.sha256
+    assert model.images == 1 and not model.script
+    assert [(t.stage, t.prefilled_tokens, t.generated_tokens) for t in traj.timings[-3:]] == [
+        ("plan", 0, len(CLOSE[0])), ("draft", 0, 0), ("reflect", 0, 0)
+    ]  # fmt: skip
+
+
+def test_a_conflict_left_unrefined_by_the_loop_goes_to_the_next_plan(tmp_path):
+    # max_refines = 0: the reflect still writes the corrected instruction (it cannot know no refine follows);
+    # the model decides at the next plan. An opener there is a plan as before.
+    model = ScriptedModel([PLAN_1, GREEN, FIX, ("\n<ins>" + PLAN_2[0], "stop"), OK, CLOSE])
+    traj = strokeagent.generate("p", policy=policy_of(model, max_refines=0), seed=0, out=tmp_path / "r")
+    assert [s.plan.instruction for s in traj.steps] == ["draw a red apple", "add a blue cup"]
+    assert [len(s.images) for s in traj.steps] == [1, 1] and traj.steps[1].reflections[0].done
+    assert "continued" not in traj.steps[1].plan.meta["process"]
+
+
+def test_an_opener_followed_by_a_close_at_the_plan_is_a_close(tmp_path):
+    model = ScriptedModel([PLAN_1, OK, OPEN, ("</process>", "stop")])
+    traj = strokeagent.generate("p", policy=policy_of(model), seed=0, out=tmp_path / "r")
+    closing = traj.steps[1].plan
+    assert (
+        closing.done and closing.meta["process"]["closed"] and closing.meta["process"]["continued"] == OPEN[0]
+    )
+    assert model.images == 1
+
+
+def test_a_plan_that_closes_after_its_tags_is_painted(tmp_path):
+    model = ScriptedModel([PLAN_1, OK, OPEN, (PLAN_2[0] + "</process>", "stop"), OK, CLOSE])
+    traj = strokeagent.generate("p", policy=policy_of(model), seed=0, out=tmp_path / "r")
+    plan = traj.steps[1].plan
+    assert (plan.instruction, plan.done) == ("add a blue cup", False)
+    assert plan.meta["process"]["malformed"] == [
+        "closed the process inside its plan; painting the plan anyway"
+    ]
+    assert model.images == 2 and len(traj.steps) == 2
+
+
+def transcript(policy: Policy) -> str:
+    """What the one run's live context holds, images written ``[image]``."""
+    (live,) = policy.planner._live.values()
+    return "".join("[image]" if piece.startswith("[image") else piece for piece in live.ctx.state)
 
 
 def test_malformed_output_is_recorded_not_fatal(tmp_path):
@@ -133,8 +150,10 @@ def test_malformed_output_is_recorded_not_fatal(tmp_path):
         [
             ("", "eos"),  # step 1: ends before painting anything
             ("<plan_check>ok</plan_check>", "image"),  # an image where the inspection was expected
-            ("<ins>add a cup" + "x" * 30, "length"),  # an endless plan
+            OPEN,
+            ("add a cup" + "x" * 30, "length"),  # an endless plan
             ("garbage", "length"),  # an unreadable inspection
+            ("\n", "image"),  # an image where a new step or the close was expected
         ]
     )
     traj = strokeagent.generate(
@@ -156,7 +175,11 @@ def test_malformed_output_is_recorded_not_fatal(tmp_path):
     assert "<ins> never closed with </ins>" in second.plan.meta["process"]["malformed"]
     assert second.plan.meta["process"]["stop"] == "length"
     # on_unreadable_inspection = "ok" (the default): an unreadable inspection keeps the image.
-    assert second.reflections[0].ok and second.reflections[0].meta["process"]["malformed"]
+    assert second.reflections[0].ok and second.reflections[0].meta["process"]["malformed"][-1] == (
+        "after the inspection, opened an image without opening a new step (<ins>) or closing (</process>): "
+        "the next plan goes on from there"
+    )
+    assert not second.reflections[0].done and not model.script
     assert len(traj.steps) == 2 and traj.final_image == second.images[0]
 
 
@@ -168,29 +191,59 @@ def test_an_unreadable_inspection_can_mean_repaint(tmp_path):
     assert not r.ok and r.image_conflicts == ["the inspection was unreadable"]
     assert r.corrected_instruction == "draw a red apple"  # no <refine>: the plan's instruction again
     assert len(traj.steps[0].images) == 2
+    assert len(traj.steps) == 1 and traj.steps[0].reflections[-1].done
 
 
-def test_a_resumed_run_rebuilds_the_context_from_the_trajectory(tmp_path):
-    script = [PLAN_1, GREEN, FIX, OK, PLAN_2, OK, CLOSE]
-    straight = ScriptedModel(list(script))
-    a = strokeagent.generate("p", policy=policy_of(straight), seed=5, out=tmp_path / "a")
+SCRIPT = [PLAN_1, GREEN, FIX, OK, OPEN, PLAN_2, OK, CLOSE]
 
-    model = ScriptedModel(list(script))
+
+def outcome(traj) -> list:
+    """Everything a run decided and painted (not the token costs, which a rebuild changes)."""
+    return [
+        (s.plan.instruction, s.plan.description, s.plan.done, [r.sha256 for r in s.images],
+         [(r.ok, r.done, r.conflicts, r.corrected_instruction, r.meta["process"]["ops"]) for r in s.reflections])
+        for s in traj.steps
+    ]  # fmt: skip
+
+
+def test_a_killed_run_resumes_by_rebuilding_the_context_from_the_trajectory(tmp_path):
+    straight = policy_of(ScriptedModel(SCRIPT))
+    a = strokeagent.generate("p", policy=straight, seed=5, out=tmp_path / "a")
+
+    model = ScriptedModel(SCRIPT)
     model.fail_image_at = 2  # the refine of step 1
-    policy = policy_of(model)
     with pytest.raises(RunError, match="the painter fell over"):
-        strokeagent.generate("p", policy=policy, seed=5, out=tmp_path / "b")
+        strokeagent.generate("p", policy=policy_of(model), seed=5, out=tmp_path / "b")
     model.fail_image_at = None
     fresh = policy_of(model)  # a new process: no live context
     b = strokeagent.resume(tmp_path / "b", policy=fresh)
-    assert [r.sha256 for s in b.steps for r in s.images] == [r.sha256 for s in a.steps for r in s.images]
-    (live,) = fresh.planner._live.values()
-    transcript = "".join(live.ctx.state)
-    assert transcript.startswith("<prompt>p</prompt>\n" + PLAN_1[0] + "[image (")
-    assert transcript.count("[image") == 3 and transcript.endswith(CLOSE[0])
+    assert outcome(b) == outcome(a) and len(b.steps) == 2 and not model.script
+    assert transcript(fresh) == transcript(straight)
     # The resumed refine paid for the replay: it prefilled the header, an image and "<inspect>" again.
     refine = [t for t in b.timings if t.stage == "refine"][-1]
     assert refine.prefilled_tokens == len("<prompt>p</prompt>\n") + 4 + len("<inspect>") + 4
+
+
+def test_a_run_killed_after_the_model_opened_a_step_resumes_from_the_opener(tmp_path):
+    straight = policy_of(ScriptedModel(SCRIPT))
+    a = strokeagent.generate("p", policy=straight, seed=5, out=tmp_path / "a")
+    run = tmp_path / "b"
+    with pytest.raises(RunError, match="killed"):  # at step 2's plan: the opener is written, nothing after it
+        strokeagent.generate("p", policy=policy_of(ScriptedModel([*SCRIPT[:5], ("killed", "error")])), seed=5,
+                             out=run)  # fmt: skip
+    last = strokeagent.Trajectory.model_validate_json((run / "trajectory.json").read_text()).steps[-1]
+    assert last.reflections[-1].meta["process"]["opened"] == OPEN[0]
+    fresh = policy_of(ScriptedModel(SCRIPT[5:]))  # a new process: the context is rebuilt from the run
+    b = strokeagent.resume(run, policy=fresh)
+    assert outcome(b) == outcome(a) and not fresh.planner.model.script
+    plan = next(t for t in b.timings if t.stage == "plan" and t.step == 1)
+    # The plan rebuilt the context (the opener included, replayed once), then generated only the rest of it.
+    replayed = sum(len(x[0]) for x in (PLAN_1, GREEN, FIX, OK, OPEN))
+    assert (plan.prefilled_tokens, plan.generated_tokens) == (
+        len("<prompt>p</prompt>\n") + 2 * (4 + len("<inspect>")),
+        replayed + len(PLAN_2[0]),
+    )
+    assert transcript(fresh) == transcript(straight)  # the opener is in the context once
 
 
 def test_a_process_stage_needs_a_unified_model():

@@ -1,8 +1,12 @@
-"""A tiny random-weight Janus, built offline and saved as a real checkpoint folder.
+"""Unified models for tests: a tiny random-weight Janus saved as a real checkpoint, and a scripted one.
 
     >>> folder = build_tiny_janus(tmp_path / "tiny-janus")        # doctest: +SKIP
     >>> JanusModel(str(folder)).native_size                       # doctest: +SKIP
     32
+    >>> model = ScriptedUnifiedModel([("<ins>draw a cat</ins><des>a cat</des>", "stop")])
+    >>> ctx = model.new_context()
+    >>> model.generate_text(ctx, stop=("</des>",), max_new_tokens=99, seed=0, temperature=0.0).matched
+    '</des>'
 
 The folder holds what ``deepseek-community/Janus-Pro-1B`` holds (config,
 safetensors weights, processor and tokenizer files), so tests load it through the
@@ -12,11 +16,21 @@ is a token, so any process tag can be written and counted. Sizes: text 32
 hidden, 2 layers; vision 32×32 images in 8-pixel patches (16 image tokens); a
 64-code VQ that decodes 16 tokens to 32×32 pixels. Building takes about a second
 (after the transformers import); nothing is downloaded.
+
+``ScriptedUnifiedModel`` writes what a test scripts (one token per character)
+and holds its context as a literal transcript, so a test can read exactly what
+each stage added; it needs no torch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from strokeagent.unified.protocol import Context, TextOutput
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 SPECIALS = (
     "<|begin_of_sentence|>",
@@ -137,6 +151,76 @@ def tiny_process_policy(
         "stages": {name: dict(stage) for name in ("plan", "draft", "reflect", "refine")},
     }
     return policy_from_tables(tables, where="tiny-process")
+
+
+class ScriptedUnifiedModel:
+    """A ``UnifiedModel`` whose text is a script: ``(text, stop reason)`` per ``generate_text`` call.
+
+    One token per character (``ord``). ``"stop"`` means the text ends with one of
+    the call's stop strings (else it becomes ``"length"``); ``"eos"``, ``"image"`` and
+    ``"length"`` are taken as given; ``"error"`` raises ``RuntimeError(text)`` (a
+    process killed mid-stage). An image adds 4 tokens; painted images are flat
+    colours from the seed, and ``fail_image_at = n`` makes the n-th painting raise.
+    ``ctx.state`` is the transcript: the pieces each operation added, in order.
+    """
+
+    native_size = 8
+
+    def __init__(self, script: list[tuple[str, str]]) -> None:
+        self.script = list(script)
+        self.fail_image_at: int | None = None
+        self.images = 0
+
+    def new_context(self) -> Context:
+        return Context(state=[])
+
+    def add_text(self, ctx: Context, text: str) -> None:
+        ctx.state.append(text)
+        ctx.length += len(text)
+        ctx.usage.prefilled += len(text)
+
+    def add_image(self, ctx: Context, image: Image.Image) -> None:
+        ctx.state.append(f"[image {image.getpixel((0, 0))}]")
+        ctx.length += 4
+        ctx.usage.prefilled += 4
+
+    def add_tokens(self, ctx: Context, ids: tuple[int, ...]) -> None:
+        ctx.state.append("".join(map(chr, ids)))
+        ctx.length += len(ids)
+        ctx.usage.generated += len(ids)
+
+    def generate_text(
+        self, ctx: Context, *, stop: tuple[str, ...], max_new_tokens: int, seed: int, temperature: float
+    ) -> TextOutput:
+        if not self.script:
+            raise AssertionError("the scripted model was asked for more text than its script holds")
+        text, reason = self.script.pop(0)
+        if reason == "error":
+            raise RuntimeError(text)
+        text = text[:max_new_tokens]
+        ids = tuple(map(ord, text))
+        self.add_tokens(ctx, ids)
+        matched = next((s for s in stop if text.endswith(s)), None)
+        if reason == "stop" and matched is None:
+            reason = "length"
+        return TextOutput(text, ids, reason, matched if reason == "stop" else None)  # type: ignore[arg-type]
+
+    def generate_image(
+        self, ctx: Context, *, seed: int, guidance: float, steps: int | None = None, size: int | None = None
+    ) -> Image.Image:
+        from PIL import Image
+
+        self.images += 1
+        if self.images == self.fail_image_at:
+            raise RuntimeError("the painter fell over")
+        ctx.usage.generated += 4
+        return Image.new("RGB", (8, 8), (seed % 256, 7, 7))
+
+    def fork(self, ctx: Context) -> Context:
+        return Context(ctx.length, ctx.snapshot(), list(ctx.state))
+
+    def drop(self, ctx: Context) -> None:
+        ctx.state = None
 
 
 #: Where ``backends/tiny-janus.toml`` looks; ``python -m strokeagent.testing_unified`` builds it there.

@@ -15,21 +15,30 @@ One trajectory is one context, written in this order (tags configurable)::
     <refine>make the apple red</refine>                                  reflect, on a conflict
     <begin_of_image> … <end_of_image>                                    refine   (model paints again)
     <inspect>…</inspect>                                                 reflect
-    <ins>…</ins><des>…</des> …  or  </process>                           the next plan, or the end
+    <ins>  or  </process>                                                reflect: a new step, or the end
+    …</ins><des>…</des> …                                                the next plan continues
 
-**When it stops.** The model decides: after a step's inspection it either opens a
-new step (``<ins>``) or closes (``</process>`` or its end-of-turn token). The core
-loop asks the *planner* whether a step completes the scene, so the decision is
-read at the next step's plan: a close there returns ``Plan(done=True)`` marked
-``meta["process"]["closed"]``; that closing step paints nothing (its draft is the
-previous canvas, unchanged, and its reflection passes without generating), and
-the loop ends after it. ``max_steps`` caps the whole.
+**When it stops.** The model decides, as in the paper: "the trajectory ends when
+it closes without opening a new image". Once a step's inspection finds no
+conflict, the reflect stage lets the model write on until it opens a new step
+(``<ins>``) or closes (``</process>`` or its end-of-turn token). A close gives
+``Reflection(done=True)`` (``meta["process"]["closed"]``), and the loop's
+``planner`` stop rule ends the run after that step: no extra step. An opener
+stays in the context (``meta["process"]["opened"]``): the next plan continues
+from it and generates only the rest. ``max_steps`` caps the whole.
+
+A close that comes at a plan instead (the step before ended on a conflict the
+loop did not refine, or the model wrote neither opener nor close after its
+inspection) still ends the run: the plan is ``Plan(done=True)`` marked
+``meta["process"]["closed"]``, and that step paints nothing (its draft is the
+previous canvas, its reflection passes without generating).
 
 **Malformed output** never crashes a run; it is recorded in the stage's
 ``meta["process"]["malformed"]``: a missing tag (the instruction falls back to
 the description, else the prompt), an early end at step 1 (nothing painted yet:
-the prompt becomes the instruction), an image opened where text was expected, and
-an endless step (``max_text_tokens`` reached). An unreadable inspection means
+the prompt becomes the instruction), an image opened where text was expected, an
+endless step (``max_text_tokens`` reached), and neither a new step nor the close
+after an inspection (the next plan continues from there). An unreadable inspection means
 ``on_unreadable_inspection``: ``"ok"`` keeps the image, ``"conflict"`` repaints.
 
 **Resuming.** Each stage records in its output's ``meta["process"]["ops"]`` the
@@ -236,20 +245,23 @@ class ProcessStages:
         fmt = self.format
         if not live.keys:
             self._add_text(live.ctx, ops, fmt.header(view.prompt))
+        # The last inspection may have opened this step already: those tokens are in the context; go on from them.
+        opened = _opened(view)
         out = self._generate(live.ctx, ops, view.seed, stop=(fmt.des[1], fmt.close))
         closed = out.stop_reason == "eos" or out.matched == fmt.close
-        if closed and fmt.ins[0] not in out.text and view.step > 0:
+        text = opened + (out.text.removesuffix(fmt.close) if out.matched == fmt.close else out.text)
+        if closed and view.step > 0 and not (between(text, fmt.ins)[0] or between(text, fmt.des)[0]):
             plan = Plan(
                 instruction=fmt.closed_instruction, description=self._last_description(view), done=True
             )
-            return _with_process(plan, out, ops, closed=True)
-        plan = parse_plan(fmt, out.text, fallback=view.prompt)
+            return _with_process(plan, out, ops, opened, closed=True)
+        plan = parse_plan(fmt, text, fallback=view.prompt)
         notes = list(plan.meta["process"]["malformed"])
         if closed:
             notes.append("closed before painting anything; painting the prompt instead" if view.step == 0
                          else "closed the process inside its plan; painting the plan anyway")  # fmt: skip
         notes += _stop_notes(out, "the plan", self.max_text_tokens)
-        return _with_process(plan, out, ops, malformed=notes)
+        return _with_process(plan, out, ops, opened, malformed=notes)
 
     def _paint(self, view: TrajectoryView, plan: Plan, live: _Live, ops: list[list[Any]]) -> Canvas:
         if plan.meta.get("process", {}).get("closed"):
@@ -277,7 +289,7 @@ class ProcessStages:
             reflection = reflection.model_copy(
                 update={"ok": False, "image_conflicts": ["the inspection was unreadable"]}
             )
-        raw = [out.text]
+        raw, extra = [out.text], {}
         if not reflection.ok:
             more = self._generate(live.ctx, ops, view.seed + 1, stop=(fmt.refine[1],))
             raw.append(more.text)
@@ -288,7 +300,21 @@ class ProcessStages:
             reflection = reflection.model_copy(
                 update={"corrected_instruction": corrected or plan.instruction}
             )
-        meta = {"raw": raw, "stop": out.stop_reason, "malformed": notes, "ops": ops}
+        else:
+            # The step passed: the model opens a new step or closes the process, right here.
+            after = self._generate(live.ctx, ops, view.seed + 2, stop=(fmt.ins[0], fmt.close))
+            raw.append(after.text)
+            if after.stop_reason == "eos" or after.matched == fmt.close:
+                reflection, extra = reflection.model_copy(update={"done": True}), {"closed": True}
+            elif after.matched == fmt.ins[0]:
+                extra = {"opened": after.text}
+            else:
+                why = {"image": "opened an image", "length": f"wrote {self.max_text_tokens} tokens"}
+                notes.append(
+                    f"after the inspection, {why.get(after.stop_reason, 'stopped')} without opening a new "
+                    f"step ({fmt.ins[0]}) or closing ({fmt.close}): the next plan goes on from there"
+                )
+        meta = {"raw": raw, "stop": out.stop_reason, "malformed": notes, "ops": ops, **extra}
         return reflection.model_copy(update={"meta": {"process": meta}})
 
     # -- the shared context -------------------------------------------------------
@@ -365,12 +391,26 @@ def _load_model(backend: str) -> Any:
         raise PolicyError(str(e) if str(e).startswith(path) else f"{path}: {e}") from None
 
 
-def _with_process(plan: Plan, out: TextOutput, ops: list[list[Any]], closed: bool = False,
+def _with_process(plan: Plan, out: TextOutput, ops: list[list[Any]], opened: str, closed: bool = False,
                   malformed: list[str] | None = None) -> Plan:  # fmt: skip
-    meta = {"raw": out.text, "stop": out.stop_reason, "malformed": malformed or [], "ops": ops}
+    meta: dict[str, Any] = {
+        "raw": out.text,
+        "stop": out.stop_reason,
+        "malformed": malformed or [],
+        "ops": ops,
+    }
+    if opened:
+        meta["continued"] = opened  # written by the last reflection; "raw" is what this plan wrote after it
     if closed:
         meta["closed"] = True
     return plan.model_copy(update={"meta": {**plan.meta, "process": meta}})
+
+
+def _opened(view: TrajectoryView) -> str:
+    """The opener the previous step's last inspection wrote (``"<ins>"``), if it opened this step."""
+    if view.step == 0 or not view.steps or not view.steps[-1].reflections:
+        return ""
+    return view.steps[-1].reflections[-1].meta.get("process", {}).get("opened", "")
 
 
 def _stop_notes(out: TextOutput, what: str, cap: int) -> list[str]:
