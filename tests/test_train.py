@@ -163,6 +163,21 @@ def test_bad_config_is_one_line(tmp_path):
         train(cfg)
 
 
+def test_the_trainee_is_looked_up_by_name_and_an_unknown_one_is_one_line(world, tmp_path):
+    from strokeagent.train.config import trainee_class
+    from strokeagent.train.janus import JanusTrainee
+
+    assert TrainConfig(model="m", data="d", out="o").trainee == "janus"
+    assert trainee_class("janus") is JanusTrainee
+    assert trainee_class("strokeagent.train.janus:JanusTrainee") is JanusTrainee
+    with pytest.raises(TrainError) as e:
+        train(_cfg(world, tmp_path / "x", trainee="flux"))
+    assert str(e.value) == (
+        "training config: unknown trainee 'flux'; use one of bagel, janus, or 'package.module:Factory'"
+    )
+    assert not (tmp_path / "x").exists()
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

@@ -6,7 +6,8 @@
 
 A file names the same fields at its top level (``[lora]`` turns LoRA on)::
 
-    model = "models/Janus-Pro-1B"     # a transformers-format Janus folder
+    trainee = "janus"                 # which model family trains: janus, bagel (TRAINEES)
+    model = "models/Janus-Pro-1B"     # the trainee's model folder
     data = "data/process"             # a folder written by `strokeagent data build`
     out = "runs/janus-process"        # checkpoints go here; training resumes from the newest
     steps = 2000                      # optimizer steps
@@ -19,7 +20,9 @@ A file names the same fields at its top level (``[lora]`` turns LoRA on)::
     [lora]
     r = 16
 
-Relative paths are relative to the file. No torch import here.
+Relative paths are relative to the file. No torch import here: ``TRAINEES``
+names each trainee's class as a lazy ``"module:attr"`` path, resolved by
+``trainee_class`` when training starts.
 """
 
 from __future__ import annotations
@@ -30,7 +33,26 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from strokeagent.errors import TrainError
+from strokeagent.errors import PolicyError, TrainError
+from strokeagent.registry import Registry
+
+# A trainee is a model family wrapped for process training; its interface is in trainer.py's docstring.
+TRAINEES = Registry(
+    what="trainee",
+    builtins={
+        "janus": "strokeagent.train.janus:JanusTrainee",
+        "bagel": "strokeagent.train.bagel:BagelTrainee",
+    },
+    entry_point_group="strokeagent.trainees",
+)
+
+
+def trainee_class(name: str) -> type:
+    """The class a config's ``trainee`` names, imported now; an unknown name is one ``TrainError`` line."""
+    try:
+        return TRAINEES.factory(name, where="training config")
+    except PolicyError as e:
+        raise TrainError(str(e)) from None
 
 
 class LoraOptions(BaseModel):
@@ -53,6 +75,7 @@ class TrainConfig(BaseModel):
 
     model: str
     data: str
+    trainee: str = "janus"  # a TRAINEES name, or "package.module:Class"
     out: str
     steps: int = Field(100, ge=1)
     micro_batch: int = Field(2, ge=1)

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from strokeagent.errors import TrainError
 from strokeagent.train.losses import text_loss, vq_token_loss
 from strokeagent.train.packing import Stream
 
@@ -62,6 +63,10 @@ class JanusTrainee(nn.Module):
     def from_pretrained(cls, path: str | Path, dtype: str = "float32") -> JanusTrainee:
         from transformers import AutoProcessor, JanusForConditionalGeneration
 
+        if not (Path(path) / "config.json").is_file():
+            raise TrainError(
+                f"no model at {path} (no config.json); point `model` at a transformers-format Janus folder"
+            )
         model = JanusForConditionalGeneration.from_pretrained(
             path, dtype=getattr(torch, dtype), local_files_only=True
         )
@@ -72,6 +77,33 @@ class JanusTrainee(nn.Module):
         inner = self.base_janus.model
         for part in (inner.vqmodel, inner.vision_model):
             part.requires_grad_(False)
+
+    def add_lora(self, options: Any) -> None:
+        """peft LoRA adapters (``LoraOptions``) on the language model's projections only."""
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout)
+        # A regex, not names: the same projection names exist in the (frozen) vision tower.
+        lora.target_modules = rf".*language_model.*\.({'|'.join(options.target_modules)})"
+        self.janus = get_peft_model(self.janus, lora)
+
+    def save_pretrained(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """A transformers Janus folder (safetensors, processor, tokenizer); with LoRA, merged, plus ``adapter/``.
+
+        ``state_dict`` is this module's full state dict when the caller gathered it (FSDP shards it).
+        """
+        folder = Path(folder)
+        janus = self.janus
+        if hasattr(janus, "merge_and_unload"):  # peft: keep the adapter, and save a merged copy as the model
+            import copy
+
+            janus.save_pretrained(folder / "adapter")
+            copy.deepcopy(janus).merge_and_unload().save_pretrained(folder)
+        else:
+            full = self.state_dict() if state_dict is None else state_dict
+            weights = {k.removeprefix("janus."): v for k, v in full.items() if k.startswith("janus.")}
+            janus.save_pretrained(folder, state_dict=weights)
+        self.processor.save_pretrained(folder)
 
     @property
     def base_janus(self) -> Any:

@@ -5,28 +5,38 @@
     True
 
 The loop is nanoGPT's, with accelerate doing everything about devices and
-processes (DDP, FSDP, mixed precision, gradient accumulation, checkpoint
+processes (DDP, FSDP on GPUs, mixed precision, gradient accumulation, checkpoint
 state): run it as a plain script on one device, or under ``accelerate launch``
 on many (docs/training.md).
 
 1. Samples are read with ``datasets`` (``strokeagent.data.load_samples``), turned
-   into token streams by the trainee (``JanusTrainee.streams``) and packed into
+   into token streams by the trainee (``trainee.all_streams``) and packed into
    rows of ``max_tokens`` (``packing.pack``), once, deterministically.
 2. Each epoch visits the rows in an order drawn from ``seed + epoch``; accelerate
    shards the batches across processes.
 3. Every ``save_every`` optimizer steps, and at the end, a checkpoint folder
-   ``out/checkpoint-NNNNNN/`` holds the model as a transformers folder
-   (safetensors weights, processor and tokenizer: what the ``janus`` backend
-   loads, no conversion), ``state/`` (accelerate's optimizer, scheduler and RNG
-   state) and ``trainer.json`` (step counters and loss history).
+   ``out/checkpoint-NNNNNN/`` holds the model as the trainee saves it (Janus: a
+   transformers folder the ``janus`` backend loads, no conversion), ``state/``
+   (accelerate's optimizer, scheduler and RNG state) and ``trainer.json`` (step
+   counters and loss history).
 4. ``train`` resumes from the newest checkpoint in ``out``: the same rows in the
    same order, skipping the batches already seen, so a resumed run ends with
    the same weights as an uninterrupted one.
+
+A trainee (``cfg.trainee``, looked up in ``config.TRAINEES``) is an ``nn.Module`` with:
+
+* ``from_pretrained(path, dtype="float32")`` (classmethod) and ``freeze_frozen_parts()``;
+* ``all_streams(samples, root) -> list[Stream]`` (``streams(sample, root)`` for one sample);
+* ``collate(rows, max_tokens) -> batch``: a dict holding ``samples`` and ``tokens`` counts;
+* ``forward(batch, image_weight) -> (loss, {"text": ..., "image": ...})``;
+* ``save_pretrained(folder, state_dict)``: called on the main process with the full,
+  gathered state dict of the trainee; optional ``add_lora(LoraOptions)`` for ``[lora]``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,14 +47,13 @@ import torch
 
 from strokeagent.errors import TrainError
 from strokeagent.store import atomic_write
-from strokeagent.train.config import TrainConfig
-from strokeagent.train.janus import JanusTrainee
+from strokeagent.train.config import TrainConfig, trainee_class
 from strokeagent.train.packing import Stream, pack, padding_share
 
 
 @dataclass
 class TrainResult:
-    checkpoint: Path  # the newest checkpoint folder: load it as a Janus model
+    checkpoint: Path  # the newest checkpoint folder: for Janus, a model folder the janus backend loads
     step: int
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per optimizer step
     samples_per_s: float = 0.0  # over this call's steps (a resumed call counts only its own)
@@ -76,25 +85,21 @@ def latest_checkpoint(out: str | Path) -> Path | None:
     return found[-1].parent if found else None
 
 
-def build_trainee(cfg: TrainConfig) -> JanusTrainee:
-    if not (Path(cfg.model) / "config.json").is_file():
-        raise TrainError(
-            f"no model at {cfg.model} (no config.json); point `model` at a transformers-format Janus folder"
-        )
-    trainee = JanusTrainee.from_pretrained(cfg.model, dtype=cfg.dtype)
+def build_trainee(cfg: TrainConfig) -> Any:
+    """The config's trainee, loaded from ``cfg.model``, its frozen parts frozen, LoRA added if asked."""
+    cls = trainee_class(cfg.trainee)
+    if not Path(cfg.model).expanduser().exists():
+        raise TrainError(f"no model at {cfg.model}; point `model` at the {cfg.trainee} model's folder")
+    trainee = cls.from_pretrained(cfg.model, dtype=cfg.dtype)
     trainee.freeze_frozen_parts()
     if cfg.lora is not None:
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                          target_modules=cfg.lora.target_modules)  # fmt: skip
-        # Only the language model: the same projection names exist in the (frozen) vision tower.
-        lora.target_modules = rf".*language_model.*\.({'|'.join(cfg.lora.target_modules)})"
-        trainee.janus = get_peft_model(trainee.janus, lora)
+        if not hasattr(trainee, "add_lora"):
+            raise TrainError(f"the {cfg.trainee} trainee has no LoRA support; remove the [lora] table")
+        trainee.add_lora(cfg.lora)
     return trainee
 
 
-def training_rows(trainee: JanusTrainee, cfg: TrainConfig) -> tuple[list[list[Stream]], int]:
+def training_rows(trainee: Any, cfg: TrainConfig) -> tuple[list[list[Stream]], int]:
     """The data set's samples as packed rows, and how many samples they hold."""
     from strokeagent.data import load_samples
 
@@ -118,7 +123,9 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    trainee_class(cfg.trainee)  # an unknown trainee is refused before any process group starts
     acc = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+    check_launch(acc)
     set_seed(cfg.seed)
     out = Path(cfg.out)
     trainee = build_trainee(cfg)
@@ -204,6 +211,32 @@ def train(
     )
 
 
+def check_launch(acc: Any) -> None:
+    """Refuse a launch that accelerate quietly set up as something else than was asked.
+
+    accelerate 1.x turns FSDP on only for GPUs and other accelerators (``AcceleratorState``
+    sets ``DistributedType.FSDP`` in its accelerator-only branch); on CPUs the same flags give
+    DDP (``ACCELERATE_USE_CPU=1``) or N processes that each believe they are alone, every one
+    training the whole data set and writing the same checkpoints.
+    """
+    from accelerate.utils import DistributedType
+
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    fsdp_asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if fsdp_asked and acc.distributed_type != DistributedType.FSDP:
+        raise TrainError(
+            f"FSDP was asked for, but accelerate set up {acc.distributed_type.value} on {acc.device.type} "
+            f"with {acc.num_processes} process(es): accelerate runs FSDP only on GPUs (or other accelerators); "
+            "on CPUs use DDP (ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N ...), see docs/training.md"
+        )
+    if launched > acc.num_processes:
+        raise TrainError(
+            f"launched as {launched} processes, but accelerate runs each alone ({acc.distributed_type.value}): "
+            "they would all train and write the same checkpoints; without GPUs add --cpu "
+            "(or ACCELERATE_USE_CPU=1), see docs/training.md"
+        )
+
+
 def save_checkpoint(acc: Any, model: Any, out: Path, state: dict[str, Any]) -> Path:
     """``out/checkpoint-NNNNNN``: a loadable Janus folder, accelerate's state and the counters."""
     folder = out / f"checkpoint-{state['step']:06d}"
@@ -217,18 +250,7 @@ def save_checkpoint(acc: Any, model: Any, out: Path, state: dict[str, Any]) -> P
 
 
 def save_model(acc: Any, model: Any, folder: Path) -> None:
-    """The model as transformers saves it (safetensors), LoRA merged in, plus the processor files."""
-    trainee: JanusTrainee = acc.unwrap_model(model)
-    full = acc.get_state_dict(model)  # gathered from every shard under FSDP
-    if not acc.is_main_process:
-        return
-    janus = trainee.janus
-    if hasattr(janus, "merge_and_unload"):  # peft: keep the adapter, and save a merged copy as the model
-        import copy
-
-        janus.save_pretrained(folder / "adapter")
-        copy.deepcopy(janus).merge_and_unload().save_pretrained(folder)
-    else:
-        weights = {k.removeprefix("janus."): v for k, v in full.items() if k.startswith("janus.")}
-        janus.save_pretrained(folder, state_dict=weights)
-    trainee.processor.save_pretrained(folder)
+    """The trainee's own save (for Janus: a transformers folder), from the full state dict."""
+    full = acc.get_state_dict(model)  # gathered from every shard under FSDP: every process takes part
+    if acc.is_main_process:
+        acc.unwrap_model(model).save_pretrained(folder, state_dict=full)
