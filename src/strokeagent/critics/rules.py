@@ -19,7 +19,10 @@ Reproduces ``evaluate_image`` and ``evaluate`` of GenEval (djghosh13/geneval,
   stand ``rel`` every object matched by clause ``i`` (GenEval's margin rule,
   ``relative_position``). ``exclude`` clauses fail at ``count`` or more.
 
-Reason strings are GenEval's, so results read the same as its JSONL.
+Reason strings are GenEval's, so results read the same as its JSONL. The canvas
+judge (``strokeagent.sketch.judge``) runs this same ``evaluate`` in its own
+``Dialect``: in-colour instances first, looser rules for the predicates GenEval
+lacks, and its own wording of colour and position failures.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from strokeagent.scene.vocab import GENEVAL_COLORS
-from strokeagent.sketch.measure import relative_position
+from strokeagent.sketch.measure import holds, relative_position
 
 THRESHOLD = 0.3
 COUNTING_THRESHOLD = 0.9
@@ -95,6 +98,42 @@ def keep_detections(
 ColorsOf = Callable[[str, list[Detection]], list[str]]
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """Where a caller of ``evaluate`` departs from GenEval: ``GENEVAL`` nowhere, ``CANVAS`` as below.
+
+        >>> CANVAS.position_reason.format(cls="dog", rel="right of", target="teddy bear", true="above")
+        'expected dog right of teddy bear'
+
+    * ``in_colour_first``: of a class's detections, those already in the asked
+      colour rank first (stably: the detector's order holds within each), so
+      "a red cup and a blue cup" can pass. GenEval checks the colour of its
+      ``count`` most confident detections, whatever their colour.
+    * ``holds(rel, box, target_box)``: the position rule; ``None`` is GenEval's
+      (``relative_position`` with ``position_threshold``: its four predicates only).
+    * ``colour_reason``, ``position_reason``: how those two failures are worded.
+      Colour: ``n`` of the ``count`` checked are in the asked ``color``; ``tally``
+      counts every colour in GenEval's order, ``as_found`` in the order found.
+      Position: ``target`` is the target's class, ``true`` the relations the first
+      failing pair has instead.
+    """
+
+    in_colour_first: bool = False
+    holds: Callable[[str, Box, Box], bool] | None = None
+    colour_reason: str = "expected {color} {cls}>={count}, found {n} {color}; and {tally}"
+    position_reason: str = "expected {cls} {rel} target, found {true} target"
+
+
+GENEVAL = Dialect()
+#: The canvas judge's (``strokeagent.sketch.judge``): its reasons name what it saw, for the reflector.
+CANVAS = Dialect(
+    in_colour_first=True,
+    holds=holds,
+    colour_reason="expected {color} {cls}>={count}, found {as_found}",
+    position_reason="expected {cls} {rel} {target}",
+)
+
+
 def evaluate(
     detected: dict[str, list[Detection]],
     include: Sequence[dict[str, Any]],
@@ -102,58 +141,55 @@ def evaluate(
     *,
     colors_of: ColorsOf | None,
     position_threshold: float = POSITION_THRESHOLD,
+    dialect: Dialect = GENEVAL,
 ) -> tuple[bool, list[str]]:
     """GenEval's ``evaluate``: whether the detections satisfy the row, and one reason per failed clause.
 
+        >>> evaluate({"cup": [Detection((0, 0, 9, 9), 0.9)]}, [{"class": "cup", "count": 2}], [], colors_of=None)
+        (False, ['expected cup>=2, found 1'])
+
     ``colors_of(cls, detections)`` names the colour of each detection (GenEval:
-    CLIP over the box); rows with a ``color`` clause need it.
+    CLIP over the box); rows with a ``color`` clause need it. Detections are
+    anything with a ``box``, most confident first. ``dialect`` is where the caller
+    departs from GenEval (``strokeagent.sketch.judge``: the canvas's).
     """
+    holds = dialect.holds or (lambda rel, a, b: rel in relative_position(a, b, position_threshold))
     reasons: list[str] = []
-    groups: list[list[Detection] | None] = []
+    groups: list[list[Any] | None] = []
     for req in include:
-        cls, count = req["class"], req.get("count", 1)
-        found = detected.get(cls, [])[:count]
+        cls, count, color = req["class"], req.get("count", 1), req.get("color")
+        pool = detected.get(cls, [])
+        if color and dialect.in_colour_first and colors_of is not None:
+            colors = colors_of(cls, pool)
+            pool = [pool[i] for i in sorted(range(len(pool)), key=lambda i: colors[i] != color)]
+        found = pool[:count]
         matched = len(found) >= count
         if not matched:
             reasons.append(f"expected {cls}>={count}, found {len(found)}")
-        elif req.get("color"):
+        elif color:
             if colors_of is None:
-                raise ValueError(
-                    f"the row asks for a {req['color']} {cls}, but this critic cannot see colours"
-                )
+                raise ValueError(f"the row asks for a {color} {cls}, but this critic cannot see colours")
             colors = colors_of(cls, found)
-            if colors.count(req["color"]) < count:
+            if colors.count(color) < count:
                 matched = False
-                seen = ", ".join(f"{colors.count(c)} {c}" for c in COLORS if c in colors)
-                reasons.append(
-                    f"expected {req['color']} {cls}>={count}, found {colors.count(req['color'])} {req['color']}; and {seen}"
-                )
+                words = {"cls": cls, "count": count, "color": color, "n": colors.count(color)}
+                words["tally"] = ", ".join(f"{colors.count(c)} {c}" for c in COLORS if c in colors)
+                words["as_found"] = ", ".join(f"{colors.count(c)} {c}" for c in dict.fromkeys(colors))
+                reasons.append(dialect.colour_reason.format(**words))
         if matched and req.get("position"):
             rel, target = req["position"]
             targets = groups[target] if target < len(groups) else None
             if targets is None:
                 matched = False
                 reasons.append(f"no target for {cls} to be {rel}")
-            else:
-                bad = _first_wrong_relation(found, targets, rel, position_threshold)
-                if bad is not None:
-                    matched = False
-                    reasons.append(f"expected {cls} {rel} target, found {' and '.join(sorted(bad))} target")
+            elif wrong := [(a.box, b.box) for a in found for b in targets if not holds(rel, a.box, b.box)]:
+                matched = False
+                true = " and ".join(sorted(relative_position(*wrong[0], position_threshold)))
+                target_cls = include[target]["class"]
+                reasons.append(dialect.position_reason.format(cls=cls, rel=rel, target=target_cls, true=true))
         groups.append(found if matched else None)
     for req in exclude:
         n = len(detected.get(req["class"], []))
         if n >= req["count"]:
             reasons.append(f"expected {req['class']}<{req['count']}, found {n}")
     return not reasons, reasons
-
-
-def _first_wrong_relation(
-    found: list[Detection], targets: list[Detection], rel: str, margin: float
-) -> set[str] | None:
-    """The true relations of the first (object, target) pair that lacks ``rel``; None when all have it."""
-    for obj in found:
-        for target in targets:
-            true = relative_position(obj.box, target.box, margin)
-            if rel not in true:
-                return true
-    return None

@@ -8,10 +8,11 @@
     >>> judge([{"class": "teddy bear", "count": 1}, {"class": "dog", "count": 1, "position": ["right of", 0]}], doc)
     (True, [])
 
-The rules are GenEval's ``evaluate`` (djghosh13/geneval, ``evaluate_images.py``),
-with the canvas standing in for its detector: the "detections" of a class are
-its instances with at least half their area visible, their boxes the bounding
-boxes of their visible pixels, their colours measured from the pixels.
+The rules are GenEval's ``evaluate`` (djghosh13/geneval, ``evaluate_images.py``;
+here ``strokeagent.critics.rules.evaluate`` in the ``CANVAS`` dialect), with the
+canvas standing in for its detector: the "detections" of a class are its
+instances with at least half their area visible, their boxes the bounding boxes
+of their visible pixels, their colours measured from the pixels.
 
 * ``include`` clauses are ANDed: at least ``count`` of the class; with
   ``color``, that many of those in the colour; with ``position: [rel, i]``, each
@@ -24,7 +25,9 @@ boxes of their visible pixels, their colours measured from the pixels.
 
 A ``SceneGraph`` (free-form prompts) is judged as the clauses it implies, with
 exact counts and every relation, GenEval's four by its rule and the others by
-``measure.holds``. The judge never reads a plan or the document's intent.
+``measure.holds``. Reasons name the target's class ("expected dog right of teddy
+bear") and the colours found ("expected blue cup>=1, found 1 purple"). The judge
+never reads a plan or the document's intent.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from PIL import Image
 from strokeagent.scene.graph import SceneGraph
 from strokeagent.sketch.document import META_KEY, SketchDocument
 from strokeagent.sketch.glyphs import render
-from strokeagent.sketch.measure import Seen, holds, inspect
+from strokeagent.sketch.measure import Seen, inspect
 
 
 def clauses_of(item: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -90,42 +93,14 @@ def detect(image: Image.Image, doc: SketchDocument) -> dict[str, list[Seen]]:
 
 def judge(item: Any, canvas: Any) -> tuple[bool, list[str]]:
     """Whether ``canvas`` satisfies ``item`` by GenEval's rules, and the reasons when not."""
+    # Here, not at the top: critics.rules reads boxes through sketch.measure, whose package imports us.
+    from strokeagent.critics.rules import CANVAS, evaluate
+
     include, exclude = clauses_of(item)
     detected = detect(*_canvas(canvas))
-    reasons: list[str] = []
-    groups: list[list[Seen] | None] = []
-    for req in include:
-        cls, count, color = req["class"], req.get("count", 1), req.get("color")
-        pool = detected.get(cls, [])
-        if color:
-            pool = sorted(pool, key=lambda s: s.color != color)  # stable: largest first within each
-        found = pool[:count]
-        matched = len(found) >= count
-        if not matched:
-            reasons.append(f"expected {cls}>={count}, found {len(found)}")
-        elif color and sum(s.color == color for s in found) < count:
-            matched = False
-            colours = ", ".join(f"{n} {c}" for c, n in _tally(found).items())
-            reasons.append(f"expected {color} {cls}>={count}, found {colours}")
-        if matched and req.get("position"):
-            rel, target = req["position"]
-            targets = groups[target] if target < len(groups) else None
-            if targets is None:
-                matched = False
-                reasons.append(f"no target for {cls} to be {rel}")
-            elif not all(holds(rel, a.box, b.box) for a in found for b in targets):
-                matched = False
-                reasons.append(f"expected {cls} {rel} {include[target]['class']}")
-        groups.append(found if matched else None)
-    for req in exclude:
-        n = len(detected.get(req["class"], []))
-        if n >= req["count"]:
-            reasons.append(f"expected {req['class']}<{req['count']}, found {n}")
-    return not reasons, reasons
+    return evaluate(detected, include, exclude, colors_of=_colors, dialect=CANVAS)
 
 
-def _tally(found: list[Seen]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for s in found:
-        out[str(s.color)] = out.get(str(s.color), 0) + 1
-    return out
+def _colors(cls: str, seen: list[Seen]) -> list[str | None]:
+    """The colours measured from the pixels, where GenEval asks CLIP."""
+    return [s.color for s in seen]
