@@ -56,19 +56,9 @@ def tiny_emu3_tokenizer():  # -> PreTrainedTokenizerFast
 def tiny_emu3_config(vocabulary: dict[str, int], hidden: int = 32, layers: int = 2):  # -> Emu3Config
     from transformers import Emu3Config
 
-    text = {
-        "vocab_size": len(vocabulary),
-        "hidden_size": hidden,
-        "intermediate_size": 2 * hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 4096,
-        "bos_token_id": vocabulary[ROLES["bos_token"]],
-        "eos_token_id": vocabulary[ROLES["eos_token"]],
-        "pad_token_id": vocabulary[ROLES["pad_token"]],
-        "attention_dropout": 0.0,
-    }
+    ids = {f"{role}_id": vocabulary[ROLES[role]] for role in ("bos_token", "eos_token", "pad_token")}
+    text = dict(vocab_size=len(vocabulary), hidden_size=hidden, intermediate_size=2 * hidden, **ids,
+                num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, attention_dropout=0.0)  # fmt: skip
     # Four resolutions (three 2× down/up-samplings): an 8× spatial factor, as in Emu3's VQ.
     vq = {
         "codebook_size": CODES,
