@@ -13,7 +13,7 @@ from strokeagent.data.alignment import measure, perturb
 from strokeagent.data.multiturn import multi_turn_steps
 from strokeagent.errors import DataError
 from strokeagent.scene import generate_suite, graph_from_item, parse_prompt
-from strokeagent.unified.process import ProcessFormat, between, parse_inspection, parse_plan
+from strokeagent.unified.process import ProcessFormat, ProcessStages, between, parse_inspection, parse_plan
 
 FMT = ProcessFormat()
 
@@ -60,6 +60,48 @@ def test_three_subsets_in_the_process_format_readable_with_datasets(built):
                 assert [s["loss"] for s in segs if s["kind"] == "image"] == (
                     [False, True] if bad else [False]
                 )
+
+
+def test_the_process_stages_read_each_sample_as_it_was_written(built, tmp_path):
+    # A model that learned a sample perfectly, run through the process policy: every stage cut falls
+    # where the sample's segments say, and the choice after the last inspection is the sample's ending.
+    import strokeagent
+    from strokeagent.loop import LoopSpec
+    from strokeagent.policy import Policy
+    from strokeagent.testing_unified import SampleModel
+
+    items = {item.prompt: item for item in generate_suite(6, seed=0)}  # the suite `built` was built from
+    opened = 0
+    for n, row in enumerate(load_samples(built)):
+        model = SampleModel(row["segments"])
+        stages = ProcessStages(model, max_text_tokens=10_000)
+        # A multi-turn sample is plans and images only; the others are one step, inspected.
+        if row["subset"] == "multi_turn":
+            loop = LoopSpec(order=("plan", "draft"), max_steps=8)
+        else:
+            loop = LoopSpec(max_steps=1, max_refines=1)
+        policy = Policy("sample", loop, stages, stages, stages, stages)
+        traj = strokeagent.generate(row["prompt"], policy=policy, seed=0, out=tmp_path / str(n))
+        assert model.left == [], (row["id"], model.left)  # the stages read the whole sample
+        images = [s for s in row["segments"] if s["kind"] == "image"]
+        assert model.images == len(images)
+        assert all(not s.plan.meta["process"]["malformed"] for s in traj.steps)
+        last = traj.steps[-1]
+        if row["subset"] == "multi_turn":  # no inspections: the close is read at a plan, after the last image
+            assert len(traj.steps) == len(images) + 1 and last.plan.done
+            continue
+        assert len(traj.steps) == 1 and len(last.images) == len(images)
+        assert [r.ok for r in last.reflections] == [True] if len(images) == 1 else [False, True]
+        closes = row["segments"][-1]["text"] == FMT.close
+        assert row["segments"][-1]["text"] == (FMT.close if closes else FMT.ins[0])
+        assert last.reflections[-1].done is closes
+        assert last.reflections[-1].meta["process"].get("opened") == (None if closes else FMT.ins[0])
+        if row["subset"] == "alignment":  # the last step of the build closes; any other opens the next
+            graph = graph_from_item(items[row["prompt"]])
+            steps = multi_turn_steps(graph, np.random.default_rng(0), size=256, seed=0, edit_rate=0.0)
+            assert closes is (json.loads(row["meta"])["step"] == len(steps) - 1)
+        opened += not closes
+    assert opened  # the built set has samples of both endings
 
 
 def test_negatives_and_misaligned_samples_occur(tmp_path):

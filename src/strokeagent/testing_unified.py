@@ -223,6 +223,69 @@ class ScriptedUnifiedModel:
         ctx.state = None
 
 
+class SampleModel(ScriptedUnifiedModel):
+    """A model that learned one training sample perfectly: it writes the sample's text, cut where the stages cut.
+
+        >>> model = SampleModel([{"kind": "text", "text": "<ins>a cat</ins><des>a cat</des>"}])
+        >>> model.generate_text(model.new_context(), stop=("</ins>",), max_new_tokens=99, seed=0,
+        ...                     temperature=0.0).text
+        '<ins>a cat</ins>'
+
+    ``segments`` are a sample's (``strokeagent.data``). Each ``generate_text``
+    writes on up to the first stop string (``"image"`` where the sample paints
+    next, ``"eos"`` where it ends); ``generate_image`` paints the sample's next
+    image; ``add_text`` must add exactly what the sample holds next, else it
+    raises. ``left`` is what the stages have not read yet.
+    """
+
+    def __init__(self, segments: list[dict]) -> None:
+        super().__init__([])
+        self.left: list[str | None] = []  # text runs, and None for each image
+        for seg in segments:
+            if seg["kind"] == "image":
+                self.left.append(None)
+            elif self.left and isinstance(self.left[-1], str):
+                self.left[-1] += seg["text"]
+            else:
+                self.left.append(seg["text"])
+
+    def _take(self, n: int) -> None:
+        rest = self.left[0][n:]  # type: ignore[index]
+        self.left = [rest, *self.left[1:]] if rest else self.left[1:]
+
+    def add_text(self, ctx: Context, text: str) -> None:
+        head = self.left[0] if self.left else None
+        if head is None or not head.startswith(text):
+            raise AssertionError(f"the stage added {text!r} where the sample has {head!r}")
+        self._take(len(text))
+        super().add_text(ctx, text)
+
+    def generate_text(
+        self, ctx: Context, *, stop: tuple[str, ...], max_new_tokens: int, seed: int, temperature: float
+    ) -> TextOutput:
+        head = self.left[0] if self.left else None
+        if head is None:
+            return TextOutput("", (), "image" if self.left else "eos")
+        ends = sorted((head.find(s) + len(s), s) for s in stop if s in head)
+        text = head[: ends[0][0]] if ends else head
+        self._take(len(text))
+        ids = tuple(map(ord, text))
+        self.add_tokens(ctx, ids)
+        if ends:
+            return TextOutput(text, ids, "stop", ends[0][1])
+        return TextOutput(text, ids, "image" if self.left else "eos")
+
+    def generate_image(
+        self, ctx: Context, *, seed: int, guidance: float, steps: int | None = None, size: int | None = None
+    ) -> Image.Image:
+        if not self.left or self.left[0] is not None:
+            raise AssertionError(
+                f"asked to paint where the sample has {self.left[0] if self.left else 'ended'!r}"
+            )
+        self.left = self.left[1:]
+        return super().generate_image(ctx, seed=seed, guidance=guidance, steps=steps, size=size)
+
+
 #: Where ``backends/tiny-janus.toml`` looks; ``python -m strokeagent.testing_unified`` builds it there.
 DEFAULT_TINY_JANUS = Path("~/.cache/strokeagent/tiny-janus").expanduser()
 

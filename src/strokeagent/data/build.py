@@ -125,7 +125,11 @@ def alignment_sample(
     put: Callable,
     rng: np.random.Generator,
 ) -> dict[str, Any] | None:
-    """Subset 3: one step's canvas, aligned or perturbed, inspected; a misaligned one is corrected."""
+    """Subset 3: one step's canvas, aligned or perturbed, inspected; a misaligned one is corrected.
+
+    The sample ends with the model's choice after its passed inspection: ``</process>`` on the last
+    step, else the opener of the next step (``<ins>``).
+    """
     candidates = [
         k for k in range(len(steps)) if steps[k].edit is None and alignment.applicable(graph, steps, k)
     ]
@@ -155,8 +159,8 @@ def alignment_sample(
             text.text(fmt.inspect[0], False),
             text.text(fmt.write_inspection([], []), True),
         ]
-    if k == len(steps) - 1:
-        segments.append(text.text(fmt.close, True))
+    # After its last inspection the model closes on the last step, else opens the next (what ProcessStages reads).
+    segments.append(text.text(fmt.close if k == len(steps) - 1 else fmt.ins[0], True))
     label = "misaligned" if violations else "aligned"
     return {"segments": segments, "meta": {"step": k, "perturbation": kind, "label": label}}
 
