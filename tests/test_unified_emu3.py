@@ -103,6 +103,9 @@ def test_missing_weights_or_a_bad_size_are_refused_in_one_line_when_the_policy_l
         PolicyError, match="Emu3 paints sides that are a positive multiple of 8px; asked for 30px"
     ):
         Emu3Model(emu3.model.path, size=30)
+    greedy = Emu3Model(emu3.model.path, size=16, top_k=1)  # one code to draw from: the seed does not matter
+    ctx = greedy.new_context()
+    assert greedy.generate_image(ctx, seed=0).tobytes() == greedy.generate_image(ctx, seed=1).tobytes()
     backend = write_emu3_backend(tmp_path / "nowhere", tmp_path / "emu3.toml")
     with pytest.raises(PolicyError) as caught:
         ProcessStages(str(backend))

@@ -21,7 +21,8 @@ differently:
   as transformers' unbatched guidance does. The grid is forced: each position
   of a row draws among the visual tokens only, and each row ends with the
   end-of-line token (transformers' examples force the same layout with a
-  ``prefix_allowed_tokens_fn``). The codes are decoded by the VQ and both forks
+  ``prefix_allowed_tokens_fn``), and draws from the ``top_k`` best codes
+  (2048, as Emu3's own examples sample). The codes are decoded by the VQ and both forks
   dropped; the process stages add the image back with ``add_image``, the same
   representation a resumed run re-reads from the PNG.
 - Emu3 paints any side that is a multiple of its VQ's spatial factor (8): ``size``
@@ -43,7 +44,9 @@ from strokeagent.unified.protocol import Context
 class Emu3Model(JanusModel):
     """An Emu3 checkpoint folder, loaded once; see the module docstring."""
 
-    def __init__(self, path: str, device: str = "cpu", dtype: str = "float32", size: int = 720) -> None:
+    def __init__(
+        self, path: str, device: str = "cpu", dtype: str = "float32", size: int = 720, top_k: int = 2048
+    ) -> None:
         folder = Path(path).expanduser()
         if not (folder / "config.json").is_file():
             raise PolicyError(
@@ -72,16 +75,18 @@ class Emu3Model(JanusModel):
         self.spatial = self.model.model.vqmodel.vision_spatial_factor
         self.native_size: int | None = None  # any multiple of `spatial`
         self.size = self._check_size(size, PolicyError)
+        self.top_k = min(top_k, len(self.visual)) if top_k > 0 else len(self.visual)
         self.path = str(folder)
 
     def add_image(self, ctx: Context, image) -> None:  # noqa: ANN001 - a PIL image
         inputs = self.processor(
             images=[image.convert("RGB")], text=[self.processor.image_token], return_tensors="pt"
         )
-        ids = inputs.input_ids[:, 1:]  # the processor starts every sample with BOS; the context has its own
+        ids = self._after_bos(inputs.input_ids[0].tolist())
         pixels = inputs.pixel_values.to(self.device, self.model.dtype)
-        self._forward(ctx, input_ids=ids.to(self.device), pixel_values=pixels, image_sizes=inputs.image_sizes)
-        ctx.usage.prefilled += ids.shape[1]
+        input_ids = self.torch.tensor([ids], device=self.device)
+        self._forward(ctx, input_ids=input_ids, pixel_values=pixels, image_sizes=inputs.image_sizes)
+        ctx.usage.prefilled += len(ids)
 
     def generate_image(
         self,
@@ -96,13 +101,14 @@ class Emu3Model(JanusModel):
         rows = cols = side // self.spatial
         torch = self.torch
         gen = torch.Generator(device="cpu").manual_seed(seed)
-        # [BOS, <|image start|>, "H*W", <|image token|>]: the conditional branch continues the context after BOS.
-        prompt = self.processor(text=[""], return_for_image_generation=True, image_area=side * side)
-        prompt = prompt.input_ids[0]
+        # [BOS, <|image start|>, "H*W", <|image token|>]: the unconditional branch; the context continues after BOS.
+        prompt = self.processor(
+            text=[""], return_for_image_generation=True, image_area=side * side
+        ).input_ids[0]
         cond, uncond = self.fork(ctx), Context(state=_JanusState(_empty_cache(self)))
-        self._prefill(cond, prompt[1:])
+        self._prefill(cond, self._after_bos(prompt))
         self._prefill(uncond, prompt)
-        ctx.usage.prefilled += 2 * len(prompt) - 1
+        ctx.usage.prefilled += len(self._after_bos(prompt)) + len(prompt)
         tokens: list[int] = []
         total = rows * (cols + 1)
         for i in range(total):
@@ -111,6 +117,7 @@ class Emu3Model(JanusModel):
             else:
                 c, u = (torch.log_softmax(self._image_logits(b), -1) for b in (cond, uncond))
                 scores = (u + guidance * (c - u))[self.visual]
+                scores[scores < scores.topk(self.top_k).values[-1]] = float("-inf")  # Emu3 samples the top k
                 token = int(self.visual[_pick(torch, scores, 1.0, gen)])
             tokens.append(token)
             if i + 1 < total:
@@ -129,6 +136,10 @@ class Emu3Model(JanusModel):
         super()._forward(ctx, **inputs)
         # Text never holds a visual token outside an image: the model opens one with <|image start|> first.
         ctx.state.logits[:, self.visual] = float("-inf")
+
+    def _after_bos(self, ids: list[int]) -> list[int]:
+        """The processor starts every sample with BOS; a context has its own."""
+        return ids[1:] if ids and ids[0] == self.bos else ids
 
     def _image_logits(self, ctx: Context) -> Any:
         with self.torch.no_grad():
