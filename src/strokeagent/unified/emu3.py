@@ -67,7 +67,9 @@ class Emu3Model(JanusModel):
         self.model.eval()
         self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
         tok = self.tokenizer = self.processor.tokenizer
-        self.boi, self.eoi = tok.convert_tokens_to_ids([tok.boi_token, tok.eoi_token])
+        self.boi = tok.convert_tokens_to_ids(
+            tok.boi_token
+        )  # where text generation stops: the model opens an image
         self.image_token = self.model.config.image_token_id
         self.bos, self.eos = tok.bos_token_id, tok.eos_token_id
         mapping = self.model.vocabulary_mapping
