@@ -28,6 +28,14 @@ How the context operations map onto BAGEL:
   is in the context as VAE tokens, so a refinement is an edit.
 - Token counts come from BAGEL's own ``kv_lens``; an image's generated count is
   its latent tokens (painted over ``steps`` passes).
+- BAGEL's inference code casts attention inputs to bfloat16 itself, so every
+  call runs under bfloat16 autocast on the model's device (CPU too). Its VAE
+  samples the posterior: ``add_image`` encodes under a fixed seed, so an image
+  always becomes the same context tokens. Its ``generate_text`` stops before
+  keeping the end-of-turn token: an answer shorter than the cap ended its turn.
+
+Verified against the public repository (commit 056b5fd) with a tiny random-weight
+BAGEL on CPU (``tiny_inferencer``): docs/bagel-check.md.
 """
 
 from __future__ import annotations
@@ -126,10 +134,15 @@ class BagelModel:
         ctx.length = _kv_len(s.full)
 
     def add_image(self, ctx: Context, image) -> None:  # noqa: ANN001 - a PIL image
+        import torch
+
         s = ctx.state
         before = _kv_len(s.full)
         image = self.inferencer.vae_transform.resize_transform(image.convert("RGB"))
-        with self._autocast():
+        # BAGEL's VAE samples its posterior: a fixed seed makes an image's tokens one value, so a
+        # context replayed from a trajectory equals the live one whatever ran before.
+        with self._autocast(), torch.random.fork_rng(devices=_cuda_devices()):
+            torch.manual_seed(0)
             s.full = self.inferencer.update_context_image(image, s.full, vae=True, vit=True)
         s.cfg_text = copy.deepcopy(s.full)
         ctx.usage.prefilled += _kv_len(s.full) - before
@@ -160,10 +173,9 @@ class BagelModel:
                 **inputs,
             )
         ids = [int(t) for t in out[1:, 0]]
-        ctx.usage.generated += len(ids)
-        reason, matched = "length", None
-        if self.ids["eos_token_id"] in ids:
-            ids, reason = ids[: ids.index(self.ids["eos_token_id"])], "eos"
+        # BAGEL stops *before* keeping the end token: a short answer is one that ended its turn.
+        reason, matched = ("eos" if len(ids) < max_new_tokens else "length"), None
+        ctx.usage.generated += len(ids) + (reason == "eos")
         if self.ids["start_of_image"] in ids:
             ids, reason = ids[: ids.index(self.ids["start_of_image"])], "image"
         text = self.tokenizer.decode(ids)
@@ -209,16 +221,27 @@ class BagelModel:
     def _autocast(self):  # noqa: ANN202
         import torch
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.autocast(device_type=device, enabled=device == "cuda", dtype=torch.bfloat16)
+        # BAGEL's inference code casts attention inputs to bfloat16 itself (flash-attn's dtype), so the
+        # rest must run under bfloat16 autocast too, on whatever device the model is (CPU included).
+        device = next(self.inferencer.model.parameters()).device.type
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+
+def _cuda_devices() -> list[int]:
+    import torch
+
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
 def _kv_len(gen_context: dict[str, Any]) -> int:
     return int(gen_context["kv_lens"][0])
 
 
-def load_inferencer(weights: Path, device: str) -> Any:
-    """BAGEL's model, VAE, tokenizer and transforms, built as its ``app.py`` builds them, on one device."""
+def load_inferencer(weights: Path, device: str, dtype: Any = None) -> Any:
+    """BAGEL's model, VAE, tokenizer and transforms, built as its ``app.py`` builds them, on one device.
+
+    ``dtype``: a torch dtype; bfloat16 (BAGEL's) when not given.
+    """
     import torch
     from accelerate import init_empty_weights, load_checkpoint_and_dispatch
     from data.data_utils import add_special_tokens  # the checkout's modules
@@ -235,6 +258,7 @@ def load_inferencer(weights: Path, device: str) -> Any:
     )
     from modeling.qwen2 import Qwen2Tokenizer
 
+    dtype = dtype or torch.bfloat16
     llm_config = Qwen2Config.from_json_file(str(weights / "llm_config.json"))
     llm_config.qk_norm, llm_config.tie_word_embeddings = True, False
     llm_config.layer_module = "Qwen2MoTDecoderLayer"
@@ -260,15 +284,86 @@ def load_inferencer(weights: Path, device: str) -> Any:
         model,
         checkpoint=str(weights / "ema.safetensors"),
         device_map={"": device},
-        dtype=torch.bfloat16,
+        dtype=dtype,
         force_hooks=True,
     ).eval()
     tokenizer, new_token_ids, _ = add_special_tokens(Qwen2Tokenizer.from_pretrained(str(weights)))
     return InterleaveInferencer(
         model=model,
-        vae_model=vae_model.to(device, torch.bfloat16).eval(),
+        vae_model=vae_model.to(device, dtype).eval(),
         tokenizer=tokenizer,
         vae_transform=ImageTransform(1024, 512, 16),
         vit_transform=ImageTransform(980, 224, 14),
         new_token_ids=new_token_ids,
+    )
+
+
+def tiny_inferencer(checkout: str | Path, seed: int = 0) -> Any:
+    """A random-weight BAGEL of a few MB, built from the checkout's own modules (tests, docs/bagel-check.md).
+
+    The shapes are BAGEL-7B-MoT's in miniature: a 2-layer Mixture-of-Transformers Qwen2 (width 64,
+    QK-norm, grouped-query attention), a 1-layer SigLIP (56-pixel images, 14-pixel patches: 4 per
+    side), the FLUX-style VAE (16 latent channels, 8× down) and 2×2 latent patches, so a 64-pixel
+    image is 16 latent tokens. The tokenizer is a 300-token byte-level BPE trained in memory.
+    """
+    folder = check_checkout(checkout)
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    import torch
+    from data.data_utils import add_special_tokens
+    from data.transforms import ImageTransform
+    from inferencer import InterleaveInferencer
+    from modeling.autoencoder import AutoEncoder, AutoEncoderParams
+    from modeling.bagel import (
+        Bagel,
+        BagelConfig,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        SiglipVisionConfig,
+        SiglipVisionModel,
+    )
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    corpus = ["<prompt>a red apple</prompt><ins>Draw a red apple.</ins><des>A red apple.</des>"
+              "<inspect><plan_check>ok</plan_check><image_check>ok</image_check></inspect><refine></refine>"]  # fmt: skip
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    bpe.train_from_iterator(
+        corpus * 4,
+        trainers.BpeTrainer(vocab_size=300, initial_alphabet=alphabet, special_tokens=["<|endoftext|>"]),
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tokenizer, new_ids, _ = add_special_tokens(fast)
+    torch.manual_seed(seed)
+    llm = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, qk_norm=True,
+        tie_word_embeddings=False, layer_module="Qwen2MoTDecoderLayer", freeze_und=False,
+    )  # fmt: skip
+    vit = SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        image_size=56, patch_size=14, rope=False,
+    )  # fmt: skip
+    ae = AutoEncoderParams(
+        resolution=64, in_channels=3, downsample=8, ch=32, out_ch=3, ch_mult=[1, 1, 1, 1],
+        num_res_blocks=1, z_channels=16, scale_factor=0.3611, shift_factor=0.1159,
+    )  # fmt: skip
+    config = BagelConfig(
+        visual_gen=True, visual_und=True, llm_config=llm, vit_config=vit, vae_config=ae,
+        vit_max_num_patch_per_side=4, connector_act="gelu_pytorch_tanh", latent_patch_size=2, max_latent_size=8,
+    )  # fmt: skip
+    model = Bagel(Qwen2ForCausalLM(llm), SiglipVisionModel(vit), config).eval()
+    model.vit_model.vision_model.embeddings.convert_conv2d_to_linear(vit)
+    # BAGEL zero-initialises its flow head (for training from scratch); a random one makes the
+    # painted image depend on the context, as a trained head's does.
+    torch.nn.init.normal_(model.llm2vae.weight, std=0.02)
+    return InterleaveInferencer(
+        model,
+        AutoEncoder(ae).eval(),
+        tokenizer,
+        ImageTransform(64, 32, 16),
+        ImageTransform(56, 28, 14),
+        new_ids,
     )
