@@ -286,6 +286,17 @@ class _StageNode:
         return await self.run(state)
 
 
+class _Router:
+    """A router as an async callable: LangGraph runs a sync one in a worker thread on every call, and that
+    thread hop cost more than the routing itself."""
+
+    def __init__(self, route: Callable[[LoopState], str]) -> None:
+        self.route = route
+
+    async def __call__(self, state: LoopState) -> str:
+        return self.route(state)
+
+
 async def _timed(call: Awaitable[Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     result = await call
@@ -304,13 +315,13 @@ def build_graph(nodes: StageNodes):  # -> StateGraph
     ends = {name: name for name in spec.order} | {END: END}
     for i, stage in enumerate(spec.order):
         if stage == "reflect":
-            graph.add_conditional_edges(stage, nodes.after_reflect, ends)
+            graph.add_conditional_edges(stage, _Router(nodes.after_reflect), ends)
         elif stage == "refine":
             graph.add_edge(stage, "reflect")
         elif i + 1 < len(spec.order):
             graph.add_edge(stage, spec.order[i + 1])
         else:
-            graph.add_conditional_edges(stage, nodes.after_step, ends)
+            graph.add_conditional_edges(stage, _Router(nodes.after_step), ends)
     return graph
 
 

@@ -105,9 +105,6 @@ class RunFolder:
             )
         try:
             (path / "images").mkdir(parents=True, exist_ok=True)
-            probe = path / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
         except OSError as e:
             raise RunError(
                 f"cannot write the run folder {path}: {e.strerror}; choose a writable --out"
@@ -244,19 +241,15 @@ async def _drive(
     initial: dict[str, Any] | None,
     pause_before: tuple[StageName, ...],
 ) -> AsyncIterator[StageEvent]:
-    import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from strokeagent.checkpoints import open_checkpointer
 
     assert folder.store is not None
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": recursion_limit(policy.loop)}
     started = time.perf_counter()
     last_write = started
     traj: Trajectory | None = None
-    async with aiosqlite.connect(str(folder.checkpoint_file)) as conn:
-        # WAL (set by the saver) with synchronous=NORMAL survives a killed process; it skips
-        # the per-commit fsync that only a power cut needs, which would dominate a fast stage.
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        saver = AsyncSqliteSaver(conn)
+    paused = False
+    with open_checkpointer(folder.checkpoint_file) as saver:
         nodes = StageNodes(policy, folder.store)
         graph = nodes.compile(checkpointer=saver, pause_before=pause_before)
         if initial is None:
@@ -272,6 +265,7 @@ async def _drive(
                 )
         try:
             async for update in graph.astream(initial, config, stream_mode="updates"):
+                paused = paused or "__interrupt__" in update
                 for stage, value in update.items():
                     if stage.startswith("__") or not value:
                         continue
@@ -288,16 +282,17 @@ async def _drive(
                 f"the run stopped in a stage: {type(e).__name__}: {e}; it kept {kept} images in {folder.path}; "
                 f"fix the cause, then `strokeagent resume {folder.path}`"
             ) from e
-        snapshot = await graph.aget_state(config)
-    if traj is None:  # pragma: no cover - a loop always runs at least one stage
-        raise RunError("the loop ran no stage")
-    if snapshot.next:
-        folder.settle(traj, "paused")
-        return
-    traj = traj.model_copy(update={"final_image": traj.canvas})
-    if traj.final_image is not None:
-        shutil.copyfile(folder.store.path(traj.final_image), folder.final_file)
-    folder.settle(traj, "finished")
+        # The stream ends once every checkpoint is written: close the file while the folder settles.
+        saver.close_soon()
+        if traj is None:  # pragma: no cover - a loop always runs at least one stage
+            raise RunError("the loop ran no stage")
+        if paused:
+            folder.settle(traj, "paused")
+            return
+        traj = traj.model_copy(update={"final_image": traj.canvas})
+        if traj.final_image is not None:
+            shutil.copyfile(folder.store.path(traj.final_image), folder.final_file)
+        folder.settle(traj, "finished")
     # The final event repeats the last stage with the finished trajectory, so consumers see final_image.
     last = traj.timings[-1]
     yield StageEvent(last.stage, last.step, 0.0, time.perf_counter() - started, traj)
