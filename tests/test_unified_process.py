@@ -85,10 +85,17 @@ def test_the_model_closes_after_an_inspection_and_the_run_ends_with_that_painted
     )  # fmt: skip
 
 
-def test_an_end_of_turn_after_the_inspection_closes_too(tmp_path):
-    model = ScriptedModel([PLAN_1, OK, ("", "eos")])
+@pytest.mark.parametrize(
+    "ending",
+    [[OK, ("", "eos")], [("<plan_check>ok</plan_check><image_check>ok</image_check>", "eos")]],
+    ids=["after-the-inspection", "inside-the-inspection"],
+)
+def test_an_end_of_turn_closes_too(ending, tmp_path):
+    model = ScriptedModel([PLAN_1, *ending])
     traj = strokeagent.generate("a red apple", policy=policy_of(model), seed=0, out=tmp_path / "r")
-    assert len(traj.steps) == 1 and traj.steps[0].reflections[0].done and model.images == 1
+    (step,) = traj.steps
+    assert step.reflections[0].done and step.reflections[0].meta["process"]["closed"]
+    assert model.images == 1 and not model.script
 
 
 def test_a_close_at_a_plan_still_ends_the_run_with_an_unpainted_closing_step(tmp_path):

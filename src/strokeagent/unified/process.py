@@ -21,7 +21,8 @@ One trajectory is one context, written in this order (tags configurable)::
 **When it stops.** The model decides, as in the paper: "the trajectory ends when
 it closes without opening a new image". Once a step's inspection finds no
 conflict, the reflect stage lets the model write on until it opens a new step
-(``<ins>``) or closes (``</process>`` or its end-of-turn token). A close gives
+(``<ins>``) or closes (``</process>`` or its end-of-turn token, also one that
+ends the inspection itself). A close gives
 ``Reflection(done=True)`` (``meta["process"]["closed"]``), and the loop's
 ``planner`` stop rule ends the run after that step: no extra step. An opener
 stays in the context (``meta["process"]["opened"]``): the next plan continues
@@ -300,6 +301,8 @@ class ProcessStages:
             reflection = reflection.model_copy(
                 update={"corrected_instruction": corrected or plan.instruction}
             )
+        elif out.stop_reason == "eos":  # the model ended its turn in a passed inspection: that is its close
+            reflection, extra = reflection.model_copy(update={"done": True}), {"closed": True}
         else:
             # The step passed: the model opens a new step or closes the process, right here.
             after = self._generate(live.ctx, ops, view.seed + 2, stop=(fmt.ins[0], fmt.close))
