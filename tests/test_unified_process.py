@@ -253,6 +253,23 @@ def test_a_run_killed_after_the_model_opened_a_step_resumes_from_the_opener(tmp_
     assert transcript(fresh) == transcript(straight)  # the opener is in the context once
 
 
+def test_a_paused_run_resumed_in_new_processes_equals_an_uninterrupted_one(tmp_path):
+    straight = policy_of(ScriptedModel(SCRIPT))
+    a = strokeagent.generate("p", policy=straight, seed=5, out=tmp_path / "a")
+    model, run = ScriptedModel(SCRIPT), tmp_path / "b"
+    b = strokeagent.generate("p", policy=policy_of(model), seed=5, out=run, pause_before=("draft",))
+    pauses = 1
+    while b.final_image is None:  # each resume is a new process: a new ProcessStages rebuilds the context
+        fresh = policy_of(model)
+        b = strokeagent.resume(run, policy=fresh)
+        pauses += 1
+    assert pauses == 3 and outcome(b) == outcome(a) and not model.script
+    assert transcript(fresh) == transcript(straight)
+    assert [t.generated_tokens for t in b.timings if t.stage != "draft"] == [
+        t.generated_tokens for t in a.timings if t.stage != "draft"
+    ]  # only a draft, the first stage after each pause, paid for a rebuild
+
+
 def test_a_process_stage_needs_a_unified_model():
     with pytest.raises(PolicyError, match="is not a unified model"):
         ProcessStages(object())  # type: ignore[arg-type]
