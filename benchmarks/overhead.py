@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TypedDict
 
 from strokeagent.run import astream
 from strokeagent.testing import test_policy
@@ -56,20 +57,70 @@ async def one_run(delay: float, steps: int, out: Path) -> dict[str, float]:
     }
 
 
+class FloorState(TypedDict):
+    n: int
+
+
+async def langgraph_floor(delay: float, stages: int) -> float:
+    """The same ratio for bare LangGraph: two nodes that only sleep, an in-memory checkpointer, no files.
+
+    What any LangGraph loop pays on this machine; the framework's own cost is the difference.
+    """
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+
+    inside: list[float] = []
+
+    class Sleep:
+        async def __call__(self, state: FloorState) -> FloorState:
+            start = time.perf_counter()
+            await asyncio.sleep(delay)
+            inside.append(time.perf_counter() - start)
+            return {"n": state["n"] + 1}
+
+    class Route:
+        async def __call__(self, state: FloorState) -> str:
+            return END if state["n"] >= stages else "a"
+
+    graph = StateGraph(FloorState)
+    graph.add_node("a", Sleep())
+    graph.add_node("b", Sleep())
+    graph.add_edge(START, "a")
+    graph.add_edge("a", "b")
+    graph.add_conditional_edges("b", Route(), {"a": "a", END: END})
+    compiled = graph.compile(checkpointer=InMemorySaver())
+    start = time.perf_counter()
+    async for _ in compiled.astream(
+        {"n": 0}, {"configurable": {"thread_id": "floor"}}, stream_mode="updates"
+    ):
+        pass
+    return (time.perf_counter() - start) / sum(inside)
+
+
 def main(repeats: int = 5, steps: int = 10) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         asyncio.run(one_run(0.0, 1, root / "warm-up"))
         fast = [asyncio.run(one_run(0.0, steps, root / f"fast-{i}")) for i in range(repeats)]
         slow = [asyncio.run(one_run(0.1, 4, root / f"slow-{i}")) for i in range(3)]
+        floor = [asyncio.run(langgraph_floor(0.1, int(slow[0]["stages"]))) for _ in range(3)]
 
     def med(runs: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
     print(f"python {sys.version.split()[0]}; {steps} steps x 5 stages per run, {repeats} runs (median)")
-    print(f"per stage transition (LangGraph + checkpoint + image store): {med(fast, 'transition') * 1000:.2f} ms")
-    print(f"once per run: start-up {med(fast, 'start') * 1000:.1f} ms, finish {med(fast, 'finish') * 1000:.1f} ms")
-    print(f"whole-run wall / in-stage time, 100 ms stages, {int(slow[0]['stages'])} stages: {med(slow, 'ratio'):.4f}")
+    print(
+        f"per stage transition (LangGraph + checkpoint + image store): {med(fast, 'transition') * 1000:.2f} ms"
+    )
+    print(
+        f"once per run: start-up {med(fast, 'start') * 1000:.1f} ms, finish {med(fast, 'finish') * 1000:.1f} ms"
+    )
+    print(
+        f"whole-run wall / in-stage time, 100 ms stages, {int(slow[0]['stages'])} stages: {med(slow, 'ratio'):.4f}"
+    )
+    print(
+        f"  the same for bare LangGraph (sleeping nodes, in-memory checkpointer): {statistics.median(floor):.4f}"
+    )
 
 
 if __name__ == "__main__":

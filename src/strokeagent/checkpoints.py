@@ -36,24 +36,6 @@ class ThreadSqliteSaver(SqliteSaver):
     def __init__(self, conn: sqlite3.Connection, writer: ThreadPoolExecutor) -> None:
         super().__init__(conn)
         self.writer = writer
-        self.closing = False
-
-    def close_soon(self) -> None:
-        """Close the file on the writer thread, after the writes queued before; later calls do nothing."""
-        if not self.closing:
-            self.closing = True
-            self.writer.submit(self.conn.close)
-
-    def setup(self) -> None:
-        if self.is_setup:
-            return
-        # The tables are made in a new, empty file: syncing that to disk guards nothing a run could lose,
-        # and the syncs of the journal-mode switch cost more than all the rest of starting a run.
-        self.conn.execute("PRAGMA synchronous=OFF")
-        try:
-            super().setup()
-        finally:
-            self.conn.execute("PRAGMA synchronous=NORMAL")
 
     async def _on_writer(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.writer, partial(call, *args, **kwargs))
@@ -87,19 +69,19 @@ class ThreadSqliteSaver(SqliteSaver):
 def open_checkpointer(path: str | Path) -> Iterator[ThreadSqliteSaver]:
     """The checkpointer of one run folder's ``checkpoints.sqlite``; every write done and the file closed on exit.
 
-    The tables are made on the writer thread right away, while the caller compiles its graph; once the
-    graph is done, ``saver.close_soon()`` lets the close (it checkpoints the WAL: an fsync) overlap the
-    caller's own closing work. Exit waits for it: a folder copied right after holds the whole database.
+    The tables are made on the writer thread right away, while the caller compiles its graph.
     """
     conn = sqlite3.connect(str(path), check_same_thread=False)
-    # WAL (set by the saver) with synchronous=NORMAL survives a killed process; it skips
-    # the per-commit fsync that only a power cut needs, which would dominate a fast stage.
-    conn.execute("PRAGMA synchronous=NORMAL")
+    # synchronous=OFF: SQLite hands each write to the OS and does not wait for the disk, so the database
+    # survives a killed process (what resume is for) but not a power cut, like every other file of the
+    # run (atomic renames, no fsync). The syncs it skips -- switching to WAL, checkpointing the WAL on
+    # close -- cost more than all the rest of starting and finishing a run.
+    conn.execute("PRAGMA synchronous=OFF")
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoints")
     saver = ThreadSqliteSaver(conn, writer)
     writer.submit(saver.setup)
     try:
         yield saver
     finally:
-        saver.close_soon()
         writer.shutdown(wait=True)
+        conn.close()

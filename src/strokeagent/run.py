@@ -43,7 +43,7 @@ from strokeagent.store import ArtifactStore, atomic_write
 MAX_PROMPT_CHARS = 2000
 #: trajectory.json is a live view, refreshed at most this often (seconds) while a run goes, and always
 #: when it ends, fails or pauses; the checkpoint, written after every stage, is what resume reads.
-TRAJECTORY_WRITE_INTERVAL = 0.25
+TRAJECTORY_WRITE_INTERVAL = 1.0
 RunStatus = Literal["running", "paused", "failed", "finished"]
 
 
@@ -282,8 +282,6 @@ async def _drive(
                 f"the run stopped in a stage: {type(e).__name__}: {e}; it kept {kept} images in {folder.path}; "
                 f"fix the cause, then `strokeagent resume {folder.path}`"
             ) from e
-        # The stream ends once every checkpoint is written: close the file while the folder settles.
-        saver.close_soon()
         if traj is None:  # pragma: no cover - a loop always runs at least one stage
             raise RunError("the loop ran no stage")
         if paused:
