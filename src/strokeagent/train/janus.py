@@ -101,9 +101,24 @@ class JanusTrainee(nn.Module):
             copy.deepcopy(janus).merge_and_unload().save_pretrained(folder)
         else:
             full = self.state_dict() if state_dict is None else state_dict
-            weights = {k.removeprefix("janus."): v for k, v in full.items() if k.startswith("janus.")}
+            # A tied parameter (lm_head and the embeddings) comes out of an FSDP gather as two copies:
+            # keep the name transformers keeps for it, so every launcher writes the same file.
+            named = list(janus.named_parameters(remove_duplicate=False))
+            first: dict[int, str] = {}
+            for name, param in named:
+                first.setdefault(id(param), name)
+            copies = {name for name, param in named if first[id(param)] != name}
+            weights = {
+                k.removeprefix("janus."): v
+                for k, v in full.items()
+                if k.startswith("janus.") and k.removeprefix("janus.") not in copies
+            }
             janus.save_pretrained(folder, state_dict=weights)
         self.processor.save_pretrained(folder)
+
+    def tie_weights(self) -> None:
+        """Tie lm_head to the embeddings again: accelerate's FSDP calls this after moving the model to meta."""
+        self.base_janus.tie_weights()
 
     @property
     def base_janus(self) -> Any:
@@ -228,12 +243,17 @@ class JanusTrainee(nn.Module):
         janus = self.base_janus
         ids = batch["input_ids"]
         embeds = janus.get_input_embeddings()(ids)
-        # Every trainable part runs on every batch, on empty inputs if need be: DDP requires each rank
-        # to produce a gradient for every parameter, whatever its batch holds.
-        if batch["pixel_values"].numel():
-            feats = janus.model.get_image_features(batch["pixel_values"].to(embeds.dtype)).pooler_output
-        else:
-            feats = janus.model.aligner(embeds.new_zeros(0, janus.config.vision_config.hidden_size))
+        # Every part runs on every batch, whatever it holds: DDP needs a gradient for every trainable
+        # parameter on each rank, and FSDP needs every rank in each sharded module's all-gather (a rank
+        # that skipped the encoder would hang or crash the others). A batch without images encodes one
+        # blank image and keeps none of it (the encoder cannot run on zero images).
+        pixels = batch["pixel_values"]
+        blank = not pixels.numel()
+        if blank:
+            vision = janus.config.vision_config
+            pixels = embeds.new_zeros(1, vision.num_channels, vision.image_size, vision.image_size)
+        feats = janus.model.get_image_features(pixels.to(embeds.dtype)).pooler_output
+        feats = feats[:0] if blank else feats
         where = (ids == self.image_token).unsqueeze(-1)
         embeds = embeds.masked_scatter(where, feats.reshape(-1, embeds.shape[-1]).to(embeds.dtype))
         painted = batch["gen_codes"] >= 0

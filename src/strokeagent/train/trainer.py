@@ -123,13 +123,15 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    trainee_class(cfg.trainee)  # an unknown trainee is refused before any process group starts
-    acc = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
-    check_launch(acc)
     set_seed(cfg.seed)
-    out = Path(cfg.out)
+    # Loaded, and the data read through it, before accelerate starts the process group: so every
+    # process holds the whole model (its rows' VQ codes need it), also under FSDP's
+    # cpu_ram_efficient_loading, where transformers would load the weights on the first process only.
     trainee = build_trainee(cfg)
     rows, _ = training_rows(trainee, cfg)
+    acc = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+    check_launch(acc)
+    out = Path(cfg.out)
     data = Rows(rows, cfg.seed)
     loader = torch.utils.data.DataLoader(
         data,
