@@ -36,7 +36,8 @@ test: test-fast test-vllm
 
 test-fast: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n 2 tests notebooks --nbmake
+	# One torch thread per test worker: two workers on two cores, each with torch's own pool, thrash.
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests notebooks --nbmake
 
 # The real vLLM server (CPU build, its own venv under ~/.cache/strokeagent, created if missing).
 test-vllm: $(VENV)/.dev
