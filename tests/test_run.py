@@ -140,6 +140,18 @@ def test_pause_before_a_stage_then_resume(tmp_path):
     assert final_bytes(done) == final_bytes(straight)
 
 
+def test_pause_before_the_first_stage_then_resume(tmp_path):
+    policy = test_policy(steps=2, fail_rounds=0)
+    paused = strokeagent.generate("p", policy=policy, seed=3, out=tmp_path / "r", pause_before=("plan",))
+    assert paused.steps == [] and paused.timings == []
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "paused"
+    again = resume(tmp_path / "r", policy=policy)  # step 1, then the pause before step 2's plan
+    assert [t.stage for t in again.timings] == ["plan", "draft", "reflect"]
+    done = resume(tmp_path / "r", policy=policy, pause=False)
+    straight = strokeagent.generate("p", policy=policy, seed=3, out=tmp_path / "s")
+    assert final_bytes(done) == final_bytes(straight)
+
+
 @pytest.mark.parametrize(
     ("prompt", "message"),
     [

@@ -74,11 +74,12 @@ def _follow(events: AsyncIterator, quiet: bool):  # noqa: ANN202
 
 
 def _summarise(last, run_dir: Path) -> None:  # noqa: ANN001
-    traj = last.trajectory
-    if traj.final_image is None:
-        err.print(f"[yellow]paused[/] after step {last.step + 1} · {last.stage}")
+    if last is None or last.trajectory.final_image is None:
+        where = "before the first stage" if last is None else f"after step {last.step + 1} · {last.stage}"
+        err.print(f"[yellow]paused[/] {where}")
         out.print(f"run folder: {run_dir}\ncontinue:   strokeagent resume {run_dir}")
         return
+    traj = last.trajectory
     for note in traj.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     seconds = sum(traj.stage_seconds().values())

@@ -252,7 +252,9 @@ async def _drive(
     with open_checkpointer(folder.checkpoint_file) as saver:
         nodes = StageNodes(policy, folder.store)
         graph = nodes.compile(checkpointer=saver, pause_before=pause_before)
-        if initial is None:
+        if initial is not None:
+            traj = nodes.trajectory(initial)  # what a run paused before its first stage settles with
+        else:
             snapshot = await graph.aget_state(config)
             if not snapshot.values:
                 raise RunError(
@@ -282,8 +284,6 @@ async def _drive(
                 f"the run stopped in a stage: {type(e).__name__}: {e}; it kept {kept} images in {folder.path}; "
                 f"fix the cause, then `strokeagent resume {folder.path}`"
             ) from e
-        if traj is None:  # pragma: no cover - a loop always runs at least one stage
-            raise RunError("the loop ran no stage")
         if paused:
             folder.settle(traj, "paused")
             return
@@ -296,13 +296,12 @@ async def _drive(
     yield StageEvent(last.stage, last.step, 0.0, time.perf_counter() - started, traj)
 
 
-async def _last(events: AsyncIterator[StageEvent]) -> Trajectory:
+async def _last(events: AsyncIterator[StageEvent], run_dir: Path) -> Trajectory:
     traj = None
     async for event in events:
         traj = event.trajectory
-    if traj is None:  # pragma: no cover
-        raise RunError("the run produced no stage")
-    return traj
+    # No stage ran: the run paused before its first one, and its folder holds the trajectory so far.
+    return traj if traj is not None else RunFolder(run_dir).read_trajectory()
 
 
 async def agenerate(
@@ -314,7 +313,8 @@ async def agenerate(
     pause_before: tuple[StageName, ...] = (),
 ) -> Trajectory:
     """Run ``policy`` (default: the bundled ``sketch``) on ``prompt``; return the trajectory."""
-    return await _last(astream(prompt, policy, seed=seed, out=out, pause_before=pause_before))
+    out = Path(out) if out is not None else Path("runs") / new_run_id(seed)
+    return await _last(astream(prompt, policy, seed=seed, out=out, pause_before=pause_before), out)
 
 
 def generate(
@@ -332,7 +332,7 @@ def generate(
 async def aresume_to_end(
     run_dir: str | Path, *, policy: Policy | None = None, pause: bool = True
 ) -> Trajectory:
-    return await _last(aresume(run_dir, policy=policy, pause=pause))
+    return await _last(aresume(run_dir, policy=policy, pause=pause), Path(run_dir))
 
 
 def resume(run_dir: str | Path, *, policy: Policy | None = None, pause: bool = True) -> Trajectory:
