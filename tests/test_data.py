@@ -135,6 +135,14 @@ def test_resume_with_other_options_is_refused(built):
         build_dataset("geneval:6", built, seed=1, shard_size=2)
 
 
+def test_resume_of_a_folder_begun_by_another_format_version_is_refused(built, tmp_path):
+    manifest = json.loads((built / "manifest.json").read_text())
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "manifest.json").write_text(json.dumps({**manifest, "version": 1, "complete": False}))
+    with pytest.raises(DataError, match="begun by data format version 1, this is version 2"):
+        build_dataset("geneval:6", tmp_path / "old", seed=0, shard_size=2)
+
+
 def test_bad_suite_and_foreign_folder(tmp_path):
     with pytest.raises(DataError, match="no suite file"):
         build_dataset(tmp_path / "nope.jsonl", tmp_path / "out")

@@ -33,7 +33,9 @@ from strokeagent.store import ArtifactStore, atomic_write
 from strokeagent.unified.process import ProcessFormat
 
 FORMAT = "strokeagent-process"
-VERSION = 1
+#: Bumped when the same options would write other samples (2: an alignment sample before the last step ends
+#: with the next step's opener); a folder begun by another version is not resumed.
+VERSION = 2
 SUBSETS = ("multi_turn", "conflict", "alignment")
 #: The options that decide the bytes; a resumed build must be given the same.
 _KEYS = (
@@ -391,6 +393,11 @@ def _open_manifest(root: Path, opts: dict[str, Any]) -> dict[str, Any]:
             raise DataError(f"{path} is damaged (not JSON); remove the folder and build again") from None
         if manifest.get("format") != FORMAT:
             raise DataError(f"{root} holds something else than a strokeagent data set; choose another --out")
+        if manifest.get("version") != VERSION:
+            raise DataError(
+                f"{root} was begun by data format version {manifest.get('version')}, this is version {VERSION}; "
+                "choose another --out, or remove the folder and build again"
+            )
         differ = [k for k in _KEYS if manifest.get("options", {}).get(k) != opts[k]]
         if differ:
             k = differ[0]
