@@ -121,16 +121,19 @@ def train(
     as a killed run would after its last save; ``log`` gets one line per ``log_every`` steps.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
 
-    set_seed(cfg.seed)
-    # Loaded, and the data read through it, before accelerate starts the process group: so every
-    # process holds the whole model (its rows' VQ codes need it), also under FSDP's
-    # cpu_ram_efficient_loading, where transformers would load the weights on the first process only.
-    trainee = build_trainee(cfg)
-    rows, _ = training_rows(trainee, cfg)
+    trainee_class(cfg.trainee)  # an unknown trainee is refused before any process group starts
     acc = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
     check_launch(acc)
+    if cfg.lora is not None and acc.distributed_type == DistributedType.FSDP:
+        # The merged model is built from the live module, whose weights FSDP holds as shards.
+        raise TrainError(
+            "[lora] does not run under FSDP; launch with DDP (LoRA's trainable weights are small)"
+        )
+    set_seed(cfg.seed)
+    trainee = build_trainee(cfg)
+    rows, _ = training_rows(trainee, cfg)
     out = Path(cfg.out)
     data = Rows(rows, cfg.seed)
     loader = torch.utils.data.DataLoader(
