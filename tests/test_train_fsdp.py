@@ -80,7 +80,7 @@ def _launch(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
 
 
-@pytest.mark.slow  # ~25 s alone: two processes load torch and the model, then stop
+@pytest.mark.slow  # ~11 s alone: two processes start torch and accelerate, then stop
 def test_fsdp_on_cpu_processes_is_refused_in_one_line(world, tmp_path):
     cfg = _config(world, tmp_path / "fsdp.toml", tmp_path / "run")
     done = _launch("-m", "strokeagent.cli", "train", str(cfg))
@@ -94,7 +94,7 @@ def test_fsdp_on_cpu_processes_is_refused_in_one_line(world, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow  # ~70 s alone (up to 2.5 min on a busy 2-core machine): two launches and one reference run
+@pytest.mark.slow  # ~70 s (105 s on a busy 2-core machine): two 2-process launches and one reference run
 def test_fsdp2_trains_saves_and_resumes_like_one_process(world, tmp_path):
     cfg = _config(world, tmp_path / "fsdp.toml", tmp_path / "run")
     shim = tmp_path / "fsdp_on_cpu.py"
