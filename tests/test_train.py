@@ -212,3 +212,30 @@ def test_two_processes_train_through_accelerate(world, tmp_path):
     assert done.stderr.count("step 2/2") == 1
     state = tmp_path / "run" / "checkpoint-000002" / "state"
     assert (state.parent / "model.safetensors").is_file() and any(state.iterdir())
+
+
+@pytest.mark.slow  # ~11 s: two processes start torch and accelerate, then stop
+def test_processes_that_accelerate_would_run_alone_are_refused(world, tmp_path):
+    # torchrun without ACCELERATE_USE_CPU on a machine without GPUs: accelerate gives each process
+    # DistributedType.NO, and both would train the whole data set into the same folder.
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("GPUs here: accelerate runs the two processes together")
+    import os
+    import subprocess
+    import sys
+
+    model, data = world
+    cfg = _write(tmp_path / "alone.toml", f'model = "{model}"\ndata = "{data}"\nout = "{tmp_path / "run"}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
+    env |= {"OMP_NUM_THREADS": "1", "COLUMNS": "200", "NO_COLOR": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "strokeagent.cli", "train", str(cfg)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0
+    error = (
+        "error: launched as 2 processes, but accelerate runs each alone (NO): they would all train and write "
+        "the same checkpoints; without GPUs add --cpu (or ACCELERATE_USE_CPU=1), see docs/training.md"
+    )
+    assert done.stderr.count(error) == 2, done.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
