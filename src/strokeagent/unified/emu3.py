@@ -8,9 +8,9 @@ The folder is a transformers-format checkpoint (``BAAI/Emu3-Gen-hf`` or
 ``BAAI/Emu3-Chat-hf``): ``Emu3ForConditionalGeneration`` and its
 ``Emu3Processor``, loaded with ``local_files_only``. Emu3 is one causal language
 model whose vocabulary holds text *and* the codes of its VQ image tokenizer, so
-Janus's context operations fit it unchanged (text is prefilled, replayed and
-written the same way, on a ``DynamicCache``); only images go in and out
-differently:
+the context operations Janus uses fit it unchanged: loading and text are
+``CausalModel``'s (``strokeagent.unified.causal``: prefilled, replayed and
+written on a ``DynamicCache``); only images go in and out differently:
 
 - ``add_image`` prefills what ``Emu3Processor`` writes for an image:
   ``<|image start|>H*W<|image token|>``, the VQ codes of the image row by row,
@@ -33,52 +33,34 @@ differently:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from strokeagent.errors import PolicyError
-from strokeagent.unified.janus import _DTYPES, JanusModel, _empty_cache, _JanusState, _pick
+from strokeagent.unified.causal import CausalModel, pick
 from strokeagent.unified.protocol import Context
 
 
-class Emu3Model(JanusModel):
+class Emu3Model(CausalModel):
     """An Emu3 checkpoint folder, loaded once; see the module docstring."""
+
+    family = "Emu3"
+    example = "BAAI/Emu3-Gen-hf"
+    architecture = "Emu3ForConditionalGeneration"
 
     def __init__(
         self, path: str, device: str = "cpu", dtype: str = "float32", size: int = 720, top_k: int = 2048
     ) -> None:
-        folder = Path(path).expanduser()
-        if not (folder / "config.json").is_file():
-            raise PolicyError(
-                f"no Emu3 model at {folder} (no config.json); download a transformers-format checkpoint, e.g. "
-                f"`hf download BAAI/Emu3-Gen-hf --local-dir {folder}`, or set `path` to where it is"
-            )
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype {dtype!r} is not one of {', '.join(sorted(_DTYPES))}")
-        import torch
-        from transformers import AutoProcessor, Emu3ForConditionalGeneration
-
-        self.torch = torch
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if device == "auto" else device)  # fmt: skip
-        self.model = Emu3ForConditionalGeneration.from_pretrained(
-            folder, dtype=getattr(torch, dtype), local_files_only=True
-        ).to(self.device)
-        self.model.eval()
-        self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
-        tok = self.tokenizer = self.processor.tokenizer
-        self.boi = tok.convert_tokens_to_ids(
-            tok.boi_token
-        )  # where text generation stops: the model opens an image
+        super().__init__(path, device, dtype)
+        tok = self.tokenizer
+        # Where text generation stops: the model opens an image.
+        self.boi = tok.convert_tokens_to_ids(tok.boi_token)
         self.image_token = self.model.config.image_token_id
-        self.bos, self.eos = tok.bos_token_id, tok.eos_token_id
         mapping = self.model.vocabulary_mapping
-        self.eol, self.visual = mapping.eol_token_id, torch.tensor(mapping.image_tokens)
+        self.eol, self.visual = mapping.eol_token_id, self.torch.tensor(mapping.image_tokens)
         self.spatial = self.model.model.vqmodel.vision_spatial_factor
         self.native_size: int | None = None  # any multiple of `spatial`
         self.size = self._check_size(size, PolicyError)
         self.top_k = min(top_k, len(self.visual)) if top_k > 0 else len(self.visual)
-        self.path = str(folder)
 
     def add_image(self, ctx: Context, image) -> None:  # noqa: ANN001 - a PIL image
         inputs = self.processor(
@@ -86,9 +68,7 @@ class Emu3Model(JanusModel):
         )
         ids = self._after_bos(inputs.input_ids[0].tolist())
         pixels = inputs.pixel_values.to(self.device, self.model.dtype)
-        input_ids = self.torch.tensor([ids], device=self.device)
-        self._forward(ctx, input_ids=input_ids, pixel_values=pixels, image_sizes=inputs.image_sizes)
-        ctx.usage.prefilled += len(ids)
+        self._prefill(ctx, ids, pixel_values=pixels, image_sizes=inputs.image_sizes)
 
     def generate_image(
         self,
@@ -107,7 +87,7 @@ class Emu3Model(JanusModel):
         prompt = self.processor(
             text=[""], return_for_image_generation=True, image_area=side * side
         ).input_ids[0]
-        cond, uncond = self.fork(ctx), Context(state=_JanusState(_empty_cache(self)))
+        cond, uncond = self.fork(ctx), self._blank_context()
         self._prefill(cond, self._after_bos(prompt))
         self._prefill(uncond, prompt)
         ctx.usage.prefilled += len(self._after_bos(prompt)) + len(prompt)
@@ -120,7 +100,7 @@ class Emu3Model(JanusModel):
                 c, u = (torch.log_softmax(self._image_logits(b), -1) for b in (cond, uncond))
                 scores = (u + guidance * (c - u))[self.visual]
                 scores[scores < scores.topk(self.top_k).values[-1]] = float("-inf")  # Emu3 samples the top k
-                token = int(self.visual[_pick(torch, scores, 1.0, gen)])
+                token = int(self.visual[pick(torch, scores, 1.0, gen)])
             tokens.append(token)
             if i + 1 < total:
                 for branch in (cond, uncond):
