@@ -114,3 +114,34 @@ def test_text_and_flow_losses_fall(world):
     print(f"text {before[0]:.3f} -> {after[0]:.3f}  image {before[1]:.3f} -> {after[1]:.3f}")
     assert after[0] < 0.9 * before[0] and after[1] < before[1], (before, after)
     assert all(p.grad is None for p in trainee.vae.parameters())  # the VAE stays fixed
+
+
+@needs_checkout
+@pytest.mark.slow  # 40-70 s on 2 busy cores: a 4-step training and two loads by path
+def test_the_trainer_trains_bagel_and_the_checkpoint_runs_as_a_policy(world, tmp_path):
+    import strokeagent
+    from strokeagent.loop import LoopSpec
+    from strokeagent.policy import Policy
+    from strokeagent.train import TrainConfig, train
+    from strokeagent.unified.bagel import BagelModel
+    from strokeagent.unified.process import ProcessStages
+
+    tiny, _, root = world
+    BagelTrainee.from_inferencer(tiny()).save_pretrained(tmp_path / "tiny-bagel")
+    cfg = TrainConfig(trainee="bagel", model=str(tmp_path / "tiny-bagel"), data=str(root), out=str(tmp_path / "run"),
+                      dtype="bfloat16", steps=4, micro_batch=1, max_tokens=1400, lr=3e-3)  # fmt: skip
+    result = train(cfg)
+    texts = [h["text"] for h in result.history]
+    assert len(texts) == 4 and texts[-1] < texts[0] and any(h["image"] > 0 for h in result.history)
+    assert sorted(p.name for p in result.checkpoint.iterdir()) == [
+        "ae.safetensors", "bagel.json", "ema.safetensors", "llm_config.json", "special_tokens_map.json",
+        "state", "tokenizer.json", "tokenizer_config.json", "trainer.json", "vit_config.json",
+    ]  # fmt: skip
+
+    # No conversion: the checkpoint folder is what the bagel backend loads by path.
+    model = BagelModel(checkout=CHECKOUT, path=str(result.checkpoint), device="cpu", size=64)  # type: ignore[arg-type]
+    stages = ProcessStages(model, max_text_tokens=8, temperature=1.0, image_steps=3, size=64,
+                           on_unreadable_inspection="conflict", format={"preamble": ""})  # fmt: skip
+    policy = Policy("trained-bagel", LoopSpec(max_steps=1, max_refines=1), stages, stages, stages, stages)
+    traj = strokeagent.generate("a red apple", policy=policy, seed=0, out=tmp_path / "gen")
+    assert (traj.final_image.width, traj.final_image.height) == (64, 64)

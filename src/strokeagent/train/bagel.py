@@ -136,6 +136,50 @@ class BagelTrainee(nn.Module):
         """BAGEL's default recipe: the VAE stays fixed; the LLM, ViT and connectors learn."""
         self.vae.requires_grad_(False)
 
+    def save_pretrained(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """A BAGEL weights folder (``BAGEL-7B-MoT`` layout) that the ``bagel`` backend loads by path.
+
+        ``ema.safetensors`` (the ``Bagel`` module), ``ae.safetensors``, ``llm_config.json``,
+        ``vit_config.json``, the tokenizer, and ``bagel.json``: the shapes BAGEL's loader would
+        otherwise assume (7B's). ``state_dict`` is this module's full state dict when the caller
+        gathered it (FSDP shards it).
+        """
+        import copy
+        import dataclasses
+        import json
+
+        from safetensors.torch import save_file
+
+        from strokeagent.store import atomic_write
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        full = self.state_dict() if state_dict is None else state_dict
+        weights = {
+            k.removeprefix("bagel."): v.contiguous() for k, v in full.items() if k.startswith("bagel.")
+        }
+        save_file(weights, str(folder / "ema.safetensors"), metadata={"format": "pt"})
+        vae = {k.removeprefix("vae."): v.contiguous() for k, v in full.items() if k.startswith("vae.")}
+        save_file(vae, str(folder / "ae.safetensors"), metadata={"format": "pt"})
+        m = self.bagel
+        m.config.llm_config.to_json_file(str(folder / "llm_config.json"))
+        vit = copy.deepcopy(m.config.vit_config)
+        vit.num_hidden_layers += 1  # the release's convention: BAGEL's loader drops SigLIP's last layer
+        vit.to_json_file(str(folder / "vit_config.json"))
+        self.tokenizer.save_pretrained(str(folder))
+
+        def transform(t: Any) -> list[int]:
+            return [t.resize_transform.max_size, t.resize_transform.min_size, t.stride]
+
+        shape = {
+            "vae": dataclasses.asdict(m.config.vae_config),
+            "vae_transform": transform(self.vae_transform),
+            "vit_transform": transform(self.vit_transform),
+            "vit_max_num_patch_per_side": m.vit_max_num_patch_per_side,
+            "max_latent_size": m.max_latent_size,
+        }
+        atomic_write(folder / "bagel.json", json.dumps(shape, indent=1) + "\n")
+
     # -- samples to streams ------------------------------------------------------
 
     @torch.no_grad()

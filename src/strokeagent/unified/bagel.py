@@ -237,17 +237,33 @@ def _kv_len(gen_context: dict[str, Any]) -> int:
     return int(gen_context["kv_lens"][0])
 
 
+#: What BAGEL's ``app.py`` hard-codes about BAGEL-7B-MoT. A folder saved by ``BagelTrainee`` from
+#: another shape (a tiny test model) says its own in ``bagel.json``.
+BAGEL_7B_SHAPE: dict[str, Any] = {
+    "vae": {
+        "resolution": 256, "in_channels": 3, "downsample": 8, "ch": 128, "out_ch": 3, "ch_mult": [1, 2, 4, 4],
+        "num_res_blocks": 2, "z_channels": 16, "scale_factor": 0.3611, "shift_factor": 0.1159,
+    },
+    "vae_transform": [1024, 512, 16],  # longest side, shortest side, stride
+    "vit_transform": [980, 224, 14],
+    "vit_max_num_patch_per_side": 70,
+    "max_latent_size": 64,
+}  # fmt: skip
+
+
 def load_inferencer(weights: Path, device: str, dtype: Any = None) -> Any:
     """BAGEL's model, VAE, tokenizer and transforms, built as its ``app.py`` builds them, on one device.
 
     ``dtype``: a torch dtype; bfloat16 (BAGEL's) when not given.
     """
+    import json
+
     import torch
     from accelerate import init_empty_weights, load_checkpoint_and_dispatch
     from data.data_utils import add_special_tokens  # the checkout's modules
     from data.transforms import ImageTransform
     from inferencer import InterleaveInferencer
-    from modeling.autoencoder import load_ae
+    from modeling.autoencoder import AutoEncoder, AutoEncoderParams
     from modeling.bagel import (
         Bagel,
         BagelConfig,
@@ -257,25 +273,34 @@ def load_inferencer(weights: Path, device: str, dtype: Any = None) -> Any:
         SiglipVisionModel,
     )
     from modeling.qwen2 import Qwen2Tokenizer
+    from safetensors.torch import load_file
+    from transformers import PreTrainedTokenizerFast
 
     dtype = dtype or torch.bfloat16
+    shape = BAGEL_7B_SHAPE
+    if (weights / "bagel.json").is_file():
+        shape = {**shape, **json.loads((weights / "bagel.json").read_text())}
     llm_config = Qwen2Config.from_json_file(str(weights / "llm_config.json"))
     llm_config.qk_norm, llm_config.tie_word_embeddings = True, False
     llm_config.layer_module = "Qwen2MoTDecoderLayer"
     vit_config = SiglipVisionConfig.from_json_file(str(weights / "vit_config.json"))
     vit_config.rope = False
-    vit_config.num_hidden_layers -= 1
-    vae_model, vae_config = load_ae(local_path=str(weights / "ae.safetensors"))
+    vit_config.num_hidden_layers -= 1  # BAGEL drops SigLIP's last layer
+    vae_config = AutoEncoderParams(**shape["vae"])
+    vae_model = AutoEncoder(vae_config)
+    missing, _ = vae_model.load_state_dict(load_file(str(weights / "ae.safetensors")), strict=False)
+    if missing:  # BAGEL loads non-strictly (the release has extra keys); a missing one is a wrong file
+        raise PolicyError(f"{weights / 'ae.safetensors'} is not this VAE's weights (no {missing[0]})")
     config = BagelConfig(
         visual_gen=True,
         visual_und=True,
         llm_config=llm_config,
         vit_config=vit_config,
         vae_config=vae_config,
-        vit_max_num_patch_per_side=70,
+        vit_max_num_patch_per_side=shape["vit_max_num_patch_per_side"],
         connector_act="gelu_pytorch_tanh",
         latent_patch_size=2,
-        max_latent_size=64,
+        max_latent_size=shape["max_latent_size"],
     )
     with init_empty_weights():
         model = Bagel(Qwen2ForCausalLM(llm_config), SiglipVisionModel(vit_config), config)
@@ -287,13 +312,16 @@ def load_inferencer(weights: Path, device: str, dtype: Any = None) -> Any:
         dtype=dtype,
         force_hooks=True,
     ).eval()
-    tokenizer, new_token_ids, _ = add_special_tokens(Qwen2Tokenizer.from_pretrained(str(weights)))
+    # BAGEL ships Qwen2's slow tokenizer files; a folder saved from a fast tokenizer has tokenizer.json.
+    slow = (weights / "vocab.json").is_file() and (weights / "merges.txt").is_file()
+    tokenizer_class = Qwen2Tokenizer if slow else PreTrainedTokenizerFast
+    tokenizer, new_token_ids, _ = add_special_tokens(tokenizer_class.from_pretrained(str(weights)))
     return InterleaveInferencer(
         model=model,
         vae_model=vae_model.to(device, dtype).eval(),
         tokenizer=tokenizer,
-        vae_transform=ImageTransform(1024, 512, 16),
-        vit_transform=ImageTransform(980, 224, 14),
+        vae_transform=ImageTransform(*shape["vae_transform"]),
+        vit_transform=ImageTransform(*shape["vit_transform"]),
         new_token_ids=new_token_ids,
     )
 
