@@ -124,3 +124,46 @@ def test_a_tiny_bagel_runs_the_four_stages_on_its_kv_cache(model, tmp_path):
     assert [(t.prefilled_tokens, t.generated_tokens) for t in a.timings] == [
         (t.prefilled_tokens, t.generated_tokens) for t in b.timings
     ]
+
+
+@needs_checkout
+@pytest.mark.slow  # 30-60 s on 2 busy cores: three runs of a tiny BAGEL loaded by path
+def test_a_bagel_backend_loads_by_path_and_a_resumed_run_matches(tmp_path):
+    from strokeagent.errors import RunError
+    from strokeagent.testing_unified import tiny_process_policy
+    from strokeagent.train.bagel import BagelTrainee
+
+    try:
+        tiny = tiny_inferencer(Path(CHECKOUT).expanduser())  # type: ignore[arg-type]
+    except ImportError as e:
+        pytest.skip(f"the BAGEL checkout at {CHECKOUT} does not import here: {e}")
+    BagelTrainee.from_inferencer(tiny).save_pretrained(tmp_path / "tiny-bagel")  # BAGEL-7B-MoT's layout
+    backend = tmp_path / "tiny-bagel.toml"
+    backend.write_text(
+        f'kind = "bagel"\ncheckout = "{Path(CHECKOUT).expanduser().as_posix()}"\n'  # type: ignore[arg-type]
+        f'path = "{(tmp_path / "tiny-bagel").as_posix()}"\ndevice = "cpu"\nsize = 64\n'
+    )
+    policy = tiny_process_policy(backend, max_steps=1, image_steps=3)
+    straight = strokeagent.generate("a red apple", policy=policy, seed=0, out=tmp_path / "a")
+
+    model = policy.planner.model
+    real, calls = model.generate_image, {"n": 0}
+
+    def fails_on_the_refine(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("out of memory")
+        return real(*args, **kwargs)
+
+    model.generate_image = fails_on_the_refine
+    try:
+        with pytest.raises(RunError, match="out of memory"):
+            strokeagent.generate("a red apple", policy=policy, seed=0, out=tmp_path / "b")
+    finally:
+        del model.generate_image
+    # resume rebuilds the policy from the run's tables: no live context, a replay of the ops.
+    resumed = strokeagent.resume(tmp_path / "b")
+    assert resumed.final_image.sha256 == straight.final_image.sha256
+    assert [r.sha256 for s in resumed.steps for r in s.images] == [
+        r.sha256 for s in straight.steps for r in s.images
+    ]
