@@ -4,8 +4,10 @@
     >>> streams = trainee.all_streams(samples, root="data/")                      # doctest: +SKIP
     >>> loss, parts = trainee(trainee.collate([streams[:2]], max_tokens=8192))    # doctest: +SKIP
 
-The interface is ``JanusTrainee``'s (``all_streams``, ``streams``, ``collate``,
-``forward``, ``freeze_frozen_parts``), so the trainer's loop runs either. The
+The interface is the trainer's (``trainee = "bagel"``, ``dtype = "bfloat16"`` in a
+training config): ``from_pretrained``, ``freeze_frozen_parts``, ``all_streams``,
+``collate``, ``forward`` and ``save_pretrained``, which writes a folder the ``bagel``
+backend loads by path. The
 forward pass is BAGEL's own modules (its checkout, as ``strokeagent.unified.bagel``
 imports it); the losses are strokeagent's (``text_loss``, ``rectified_flow_loss``
 with ``sample_timesteps``), not BAGEL's training loop.
@@ -28,6 +30,10 @@ flow loss noises each painted image at its own time ``t`` (logit-normal,
 shifted by BAGEL's ``timestep_shift``); the head predicts ``noise - x0``,
 BAGEL's convention. BAGEL reads packed sequences with one attention mask per
 sample and no padding, so ``collate`` concatenates every stream of the batch.
+
+BAGEL's training layers assume bfloat16 parameters (as under its FSDP mixed
+precision), so the ``Bagel`` module is held in bf16. Verified on a tiny random
+BAGEL on CPU only: docs/bagel-check.md.
 """
 
 from __future__ import annotations
@@ -112,7 +118,7 @@ class BagelTrainee(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, dtype: str = "float32", checkout: str | Path | None = None
+        cls, path: str | Path, dtype: str = "bfloat16", checkout: str | Path | None = None
     ) -> BagelTrainee:
         """Load BAGEL weights (``BAGEL-7B-MoT`` layout) with the checkout's loader; ``dtype`` must be bfloat16."""
         if dtype != "bfloat16":
