@@ -83,6 +83,11 @@ def test_a_stream_is_the_context_the_adapter_builds(world):
     assert all(stream.ids[i : i + 2] == [ids["eos_token_id"], ids["start_of_image"]] for i in switches)
     assert all(stream.positions[i + 1] == stream.positions[i] + 1 for i in switches)
 
+    # A batch with no image at all still runs (the flow part is a connected zero).
+    text_only = {"segments": [seg for seg in sample["segments"] if seg["kind"] == "text"]}
+    loss, parts = trainee(trainee.collate([trainee.streams(text_only, root)], max_tokens=2048))
+    assert float(parts["image"]) == 0.0 and parts["image_tokens"] == 0 and torch.isfinite(loss)
+
 
 @needs_checkout
 @pytest.mark.slow  # 40-90 s on 2 busy cores: 12 CPU steps of a bf16 model

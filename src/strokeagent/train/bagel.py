@@ -309,10 +309,13 @@ class BagelTrainee(nn.Module):
             "vit_positions": torch.cat([w for _, w in vit]) if vit else torch.zeros(0, dtype=torch.long),
             "vit_lens": torch.tensor([len(p) for p, _ in vit], dtype=torch.int),
             "vae_at": where[kinds == VAE],
-            "latents": torch.cat([t for t, _, _ in latents]),
-            "latent_positions": torch.cat([w for _, w, _ in latents]),
-            "painted": torch.cat([torch.full((len(t),), noised) for t, _, noised in latents]),
-            "image_of": torch.tensor(image_of),
+            # (empty, of the right shapes, for a batch with no image at all)
+            "latents": torch.cat([t for t, _, _ in latents] or [torch.zeros(0, self.bagel.patch_latent_dim)]),
+            "latent_positions": torch.cat([w for _, w, _ in latents] or [torch.zeros(0, dtype=torch.long)]),
+            "painted": torch.tensor(
+                [noised for t, _, noised in latents for _ in range(len(t))], dtype=torch.bool
+            ),
+            "image_of": torch.tensor(image_of, dtype=torch.long),
             "painted_images": torch.tensor(k),
         }
         # Counts for throughput: samples (one stream each) and tokens (no padding here).
