@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -150,6 +151,44 @@ def test_pause_before_the_first_stage_then_resume(tmp_path):
     done = resume(tmp_path / "r", policy=policy, pause=False)
     straight = strokeagent.generate("p", policy=policy, seed=3, out=tmp_path / "s")
     assert final_bytes(done) == final_bytes(straight)
+
+
+@pytest.mark.parametrize("closing", [True, False], ids=["aclosing", "plain-break"])
+def test_a_consumer_that_stops_listening_leaves_a_run_that_resumes_to_the_same_bytes(tmp_path, closing):
+    policy = test_policy(steps=3, fail_rounds=1)
+
+    async def listen_until_the_first_reflect():
+        events = astream("p", policy, seed=5, out=tmp_path / "r")
+        if closing:  # what the docs recommend
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if event.stage == "reflect":
+                        break
+        else:  # a bare break: the generator is closed when collected, as the event loop shuts down
+            async for event in events:
+                if event.stage == "reflect":
+                    break
+
+    asyncio.run(listen_until_the_first_reflect())
+    status = json.loads((tmp_path / "r" / "run.json").read_text())["status"]
+    # A bare break leaves the closing to the event loop's shutdown, which may cancel it before it starts.
+    assert status == "paused" if closing else status in ("paused", "running")
+    resumed = resume(tmp_path / "r", policy=policy)
+    straight = strokeagent.generate("p", policy=policy, seed=5, out=tmp_path / "s")
+    assert final_bytes(resumed) == final_bytes(straight)
+    assert [t.stage for t in resumed.timings] == [t.stage for t in straight.timings]
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path):
+    policy = test_policy(steps=2, fail_rounds=1)
+    straight = strokeagent.generate("p", policy=policy, seed=4, out=tmp_path / "s")
+    strokeagent.generate("p", policy=policy, seed=4, out=tmp_path / "r")
+    (tmp_path / "r" / "checkpoints.sqlite").write_bytes(b"")  # as if killed before the first commit
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    (tmp_path / "r" / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    resumed = resume(tmp_path / "r", policy=policy)
+    assert final_bytes(resumed) == final_bytes(straight)
+    assert [t.stage for t in resumed.timings] == [t.stage for t in straight.timings]
 
 
 @pytest.mark.parametrize(

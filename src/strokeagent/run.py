@@ -29,6 +29,7 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -145,6 +146,14 @@ class RunFolder:
             write_report(self.path, traj, self.store)  # type: ignore[arg-type]
         self.set_status(status, error)
 
+    def first_trajectory(self) -> Trajectory:
+        """The trajectory before any stage: what run.json asked for."""
+        info = self.read_run()
+        return Trajectory(
+            prompt=info["prompt"], seed=info["seed"], versions=package_versions(), policy=info["policy"],
+            run_dir=str(self.path),
+        )  # fmt: skip
+
     def write_trajectory(self, traj: Trajectory) -> None:
         atomic_write(self.trajectory_file, traj.model_dump_json(indent=2) + "\n")
 
@@ -175,7 +184,9 @@ async def astream(
     """Run ``policy`` on ``prompt``, yielding a ``StageEvent`` as each stage finishes.
 
     ``out`` is the run folder to create (default ``runs/<run id>``). The last
-    event's trajectory is the finished one, with ``final_image`` set.
+    event's trajectory is the finished one, with ``final_image`` set. To stop
+    listening early, close the iterator (``async with contextlib.aclosing(...)``):
+    the run settles as paused there and then, and ``resume`` continues it.
     """
     prompt = check_prompt(prompt)
     policy = _as_policy(policy)
@@ -194,14 +205,13 @@ async def astream(
             "error": None,
         }
     )
-    start = Trajectory(
-        prompt=prompt, seed=seed, versions=package_versions(), policy=policy.name, run_dir=str(folder.path)
-    )
+    start = folder.first_trajectory()
     folder.write_trajectory(start)
-    async for event in _drive(
-        folder, policy, run_id, {"trajectory": start.model_dump(mode="json")}, pause_before
-    ):
-        yield event
+    # aclosing: a consumer that stops early closes the run here and now, not whenever it is collected.
+    events = _drive(folder, policy, run_id, {"trajectory": start.model_dump(mode="json")}, pause_before)
+    async with aclosing(events):
+        async for event in events:
+            yield event
 
 
 async def aresume(
@@ -230,8 +240,10 @@ async def aresume(
             raise RunError(f"cannot rebuild the run's policy: {e}") from None
     pause_before = tuple(info.get("pause_before", [])) if pause else ()
     folder.set_status("running")
-    async for event in _drive(folder, policy, info["run_id"], None, pause_before):
-        yield event
+    events = _drive(folder, policy, info["run_id"], None, pause_before)
+    async with aclosing(events):
+        async for event in events:
+            yield event
 
 
 async def _drive(
@@ -247,36 +259,37 @@ async def _drive(
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": recursion_limit(policy.loop)}
     started = time.perf_counter()
     last_write = started
-    traj: Trajectory | None = None
     paused = False
     with open_checkpointer(folder.checkpoint_file) as saver:
         nodes = StageNodes(policy, folder.store)
         graph = nodes.compile(checkpointer=saver, pause_before=pause_before)
-        if initial is not None:
-            traj = nodes.trajectory(initial)  # what a run paused before its first stage settles with
+        if initial is None:
+            initial, config, traj = await _continuation(graph, config, folder, nodes)
         else:
-            snapshot = await graph.aget_state(config)
-            if not snapshot.values:
-                raise RunError(
-                    f"the run in {folder.path} has no checkpoint yet; start it again with `strokeagent run`"
-                )
-            traj = nodes.trajectory(snapshot.values)
-            if not snapshot.next:
-                raise RunError(
-                    f"the run in {folder.path} has nothing left to do; its last stage already finished"
-                )
+            traj = nodes.trajectory(initial)  # what a run paused before its first stage settles with
+        stream = graph.astream(initial, config, stream_mode="updates")
         try:
-            async for update in graph.astream(initial, config, stream_mode="updates"):
-                paused = paused or "__interrupt__" in update
-                for stage, value in update.items():
-                    if stage.startswith("__") or not value:
-                        continue
-                    traj = nodes.trajectory(value)
-                    if time.perf_counter() - last_write > TRAJECTORY_WRITE_INTERVAL:
-                        folder.write_trajectory(traj)
-                        last_write = time.perf_counter()
-                    timing = traj.timings[-1]
-                    yield StageEvent(stage, timing.step, timing.seconds, time.perf_counter() - started, traj)  # type: ignore[arg-type]
+            # aclosing: a consumer that stops early closes LangGraph's stream here, while the checkpointer
+            # is still open, so every checkpoint it began is written before the file closes.
+            async with aclosing(stream):
+                async for update in stream:
+                    paused = paused or "__interrupt__" in update
+                    for stage, value in update.items():
+                        if stage.startswith("__") or not value:
+                            continue
+                        traj = nodes.trajectory(value)
+                        if time.perf_counter() - last_write > TRAJECTORY_WRITE_INTERVAL:
+                            folder.write_trajectory(traj)
+                            last_write = time.perf_counter()
+                        timing = traj.timings[-1]
+                        yield StageEvent(
+                            stage, timing.step, timing.seconds, time.perf_counter() - started, traj
+                        )  # type: ignore[arg-type]
+        except (GeneratorExit, asyncio.CancelledError):
+            folder.settle(
+                traj, "paused"
+            )  # the consumer stopped listening, or was cancelled; `resume` goes on
+            raise
         except Exception as e:
             folder.settle(traj, "failed", f"{type(e).__name__}: {e}")
             kept = len(list(folder.store.root.glob("*.png")))
@@ -294,6 +307,31 @@ async def _drive(
     # The final event repeats the last stage with the finished trajectory, so consumers see final_image.
     last = traj.timings[-1]
     yield StageEvent(last.stage, last.step, 0.0, time.perf_counter() - started, traj)
+
+
+async def _continuation(
+    graph: Any, config: dict[str, Any], folder: RunFolder, nodes: StageNodes
+) -> tuple[dict[str, Any] | None, dict[str, Any], Trajectory]:
+    """Where a resumed run goes on: ``(input, config, trajectory so far)``.
+
+    From the newest checkpoint with work left. A run killed before its first checkpoint starts over;
+    one whose newest checkpoint has nothing next (the graph ended before the folder settled, or a
+    stream cut off mid-write as its event loop shut down) goes on from the newest earlier checkpoint
+    that has: the stages repeat with their seeds, so the run ends as an uninterrupted one would.
+    """
+    snapshot = await graph.aget_state(config)
+    if snapshot.metadata is None:
+        first = folder.first_trajectory()
+        return {"trajectory": first.model_dump(mode="json")}, config, first
+    if not snapshot.next:
+        async for past in graph.aget_state_history(config):
+            if past.next:
+                snapshot, config = past, {**config, "configurable": past.config["configurable"]}
+                break
+        else:
+            raise RunError(f"the run in {folder.path} has nothing left to do; start a new one")
+    # Only the input's checkpoint may have survived: its values are not applied yet.
+    return None, config, nodes.trajectory(snapshot.values) if snapshot.values else folder.first_trajectory()
 
 
 async def _last(events: AsyncIterator[StageEvent], run_dir: Path) -> Trajectory:
