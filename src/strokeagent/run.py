@@ -146,9 +146,9 @@ class RunFolder:
             write_report(self.path, traj, self.store)  # type: ignore[arg-type]
         self.set_status(status, error)
 
-    def first_trajectory(self) -> Trajectory:
-        """The trajectory before any stage: what run.json asked for."""
-        info = self.read_run()
+    def first_trajectory(self, info: dict[str, Any] | None = None) -> Trajectory:
+        """The trajectory before any stage: what run.json (or ``info``, what was just written there) asks for."""
+        info = info if info is not None else self.read_run()
         return Trajectory(
             prompt=info["prompt"], seed=info["seed"], versions=package_versions(), policy=info["policy"],
             run_dir=str(self.path),
@@ -192,20 +192,19 @@ async def astream(
     policy = _as_policy(policy)
     run_id = new_run_id(seed)
     folder = RunFolder.create(out if out is not None else Path("runs") / run_id)
-    folder.write_run(
-        {
-            "run_id": run_id,
-            "prompt": prompt,
-            "seed": seed,
-            "policy": policy.name,
-            # The resolved tables rebuild the policy on resume; a Python-built policy cannot be rebuilt.
-            "policy_tables": policy.source,
-            "pause_before": list(pause_before),
-            "status": "running",
-            "error": None,
-        }
-    )
-    start = folder.first_trajectory()
+    info = {
+        "run_id": run_id,
+        "prompt": prompt,
+        "seed": seed,
+        "policy": policy.name,
+        # The resolved tables rebuild the policy on resume; a Python-built policy cannot be rebuilt.
+        "policy_tables": policy.source,
+        "pause_before": list(pause_before),
+        "status": "running",
+        "error": None,
+    }
+    folder.write_run(info)
+    start = folder.first_trajectory(info)
     folder.write_trajectory(start)
     # aclosing: a consumer that stops early closes the run here and now, not whenever it is collected.
     events = _drive(folder, policy, run_id, {"trajectory": start.model_dump(mode="json")}, pause_before)
@@ -286,9 +285,8 @@ async def _drive(
                             stage, timing.step, timing.seconds, time.perf_counter() - started, traj
                         )  # type: ignore[arg-type]
         except (GeneratorExit, asyncio.CancelledError):
-            folder.settle(
-                traj, "paused"
-            )  # the consumer stopped listening, or was cancelled; `resume` goes on
+            # The consumer stopped listening, or was cancelled: `resume` goes on from here.
+            folder.settle(traj, "paused")
             raise
         except Exception as e:
             folder.settle(traj, "failed", f"{type(e).__name__}: {e}")
