@@ -39,7 +39,7 @@ from strokeagent.errors import PolicyError, PromptError, RunError
 from strokeagent.loop import StageNodes, recursion_limit
 from strokeagent.policy import Policy, load_policy, policy_from_tables
 from strokeagent.state import StageName, Trajectory
-from strokeagent.store import ArtifactStore, atomic_write
+from strokeagent.store import ArtifactStore, atomic_write, new_output_folder
 
 MAX_PROMPT_CHARS = 2000
 #: trajectory.json is a live view, refreshed at most this often (seconds) while a run goes, and always
@@ -100,16 +100,9 @@ class RunFolder:
     @classmethod
     def create(cls, path: str | Path) -> RunFolder:
         path = Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise RunError(
-                f"output folder {path} already exists and is not empty; choose another --out or remove it"
-            )
-        try:
+        taken = "is not empty; choose another --out or remove it"
+        with new_output_folder(path, what="run", taken=taken, error=RunError):
             (path / "images").mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise RunError(
-                f"cannot write the run folder {path}: {e.strerror}; choose a writable --out"
-            ) from None
         return cls(path)
 
     @classmethod

@@ -18,6 +18,8 @@ import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,24 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, durable: bo
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def new_output_folder(path: Path, *, what: str, taken: str, error: type[Exception]) -> Iterator[None]:
+    """Claim ``path`` for a new run, data set or bench; the block makes it and writes its first files.
+
+        >>> with new_output_folder(out, what="run", taken="is not empty", error=RunError):   # doctest: +SKIP
+        ...     (out / "images").mkdir(parents=True)
+
+    A ``path`` that holds anything is refused (``already exists and <taken>``), and an ``OSError``
+    inside the block becomes one ``error`` line saying the folder cannot be written.
+    """
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise error(f"output folder {path} already exists and {taken}")
+    try:
+        yield
+    except OSError as e:
+        raise error(f"cannot write the {what} folder {path}: {e.strerror}; choose a writable --out") from None
 
 
 def png_bytes(image: Image.Image) -> bytes:

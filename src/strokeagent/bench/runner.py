@@ -38,7 +38,7 @@ from strokeagent.errors import RunError
 from strokeagent.policy import Policy, list_bundled, load_policy
 from strokeagent.scene.geneval import SuiteItem
 from strokeagent.stages import Canvas
-from strokeagent.store import atomic_write
+from strokeagent.store import atomic_write, new_output_folder
 
 DEFAULT_CONCURRENCY = 4
 
@@ -112,15 +112,9 @@ def _check_folder(out: Path, plan: dict[str, Any]) -> None:
                 "choose another --out, or remove it to start over"
             )
         return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BenchError(f"output folder {out} already exists and is not a bench; choose another --out")
-    try:
+    with new_output_folder(out, what="bench", taken="is not a bench; choose another --out", error=BenchError):
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(bench_file, json.dumps(plan, indent=2) + "\n")
-    except OSError as e:
-        raise BenchError(
-            f"cannot write the bench folder {out}: {e.strerror}; choose a writable --out"
-        ) from None
 
 
 def _policies(policies: Sequence[Policy | str | Path]) -> list[Policy]:

@@ -29,7 +29,7 @@ from strokeagent.errors import DataError, StrokeAgentError
 from strokeagent.scene import SuiteItem, generate_suite, graph_from_item, load_suite
 from strokeagent.sketch.glyphs import render
 from strokeagent.stages import stage_seed
-from strokeagent.store import ArtifactStore, atomic_write
+from strokeagent.store import ArtifactStore, atomic_write, new_output_folder
 from strokeagent.unified.process import ProcessFormat
 
 FORMAT = "strokeagent-process"
@@ -406,14 +406,10 @@ def _open_manifest(root: Path, opts: dict[str, Any]) -> dict[str, Any]:
                 "resume with the same options, or choose another --out"
             )
         return manifest
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise DataError(f"output folder {root} already exists and is not a data set; choose another --out")
-    try:
+    with new_output_folder(
+        root, what="data", taken="is not a data set; choose another --out", error=DataError
+    ):
         (root / "data").mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(
-            f"cannot write the data folder {root}: {e.strerror}; choose a writable --out"
-        ) from None
     manifest = {"format": FORMAT, "version": VERSION, "options": opts, "shards": {}, "complete": False}
     _write_manifest(root, manifest)
     return manifest
