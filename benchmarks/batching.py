@@ -55,7 +55,7 @@ def main() -> None:
 
     from strokeagent.backends.diffusers import DiffusersBackend
     from strokeagent.backends.image import ImageRequest
-    from strokeagent.testing_diffusers import save_tiny_sd
+    from strokeagent.testing.diffusers import save_tiny_sd
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_tiny_sd(Path(tmp) / "tiny-sd")

@@ -27,13 +27,13 @@ import time
 from pathlib import Path
 
 import strokeagent
-from strokeagent.testing_unified import build_tiny_janus, tiny_process_policy, write_backend
+from strokeagent.testing.unified import build_tiny_janus, tiny_process_policy, write_backend
 
 
 def pro_1b_config():  # -> JanusConfig with Janus-Pro-1B's shapes
     from transformers import JanusConfig
 
-    from strokeagent.testing_unified import SPECIALS
+    from strokeagent.testing.unified import SPECIALS
 
     text = {"model_type": "llama", "vocab_size": 102400, "hidden_size": 2048, "intermediate_size": 5632,
             "num_hidden_layers": 24, "num_attention_heads": 16, "num_key_value_heads": 16,
@@ -53,7 +53,7 @@ def build(size: str, folder: Path) -> Path:
     from transformers import JanusForConditionalGeneration, JanusProcessor
     from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
 
-    from strokeagent.testing_unified import tiny_janus_tokenizer
+    from strokeagent.testing.unified import tiny_janus_tokenizer
 
     torch.manual_seed(0)
     model = JanusForConditionalGeneration(pro_1b_config()).to(torch.bfloat16)

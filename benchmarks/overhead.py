@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import TypedDict
 
-from strokeagent.run import astream
+from strokeagent.runs.api import astream
 from strokeagent.testing import test_policy
 
 

@@ -7,7 +7,7 @@ For every policy in ``policies/ablations`` (one_shot: draft only; plan_draft;
 draft_reflect_refine; full), each prompt of ``strokeagent.scene.generate_suite``
 (GenEval's six categories in its proportions) runs through
 ``strokeagent.generate`` with seed = its row number, and the final canvas is
-judged by ``strokeagent.sketch.judge`` from its pixels and id buffer. The table
+judged by ``strokeagent.critics.canvas`` from its pixels and id buffer. The table
 gives per-category accuracy and GenEval's overall score (the mean of the six
 category accuracies), then per prompt: steps, refine rounds, and seconds inside
 the stages (the framework's own overhead excluded).
@@ -30,7 +30,7 @@ TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_
 
 def _policy(name: str, mistake_rate: float | None) -> Any:
     from strokeagent import load_policy
-    from strokeagent.policy import policy_from_tables
+    from strokeagent.core.policy import policy_from_tables
 
     policy = load_policy(f"ablations/{name}")
     if mistake_rate is None:
@@ -43,10 +43,10 @@ def _policy(name: str, mistake_rate: float | None) -> Any:
 
 def _run_chunk(args: tuple[list[tuple[int, dict]], float | None]) -> list[dict[str, Any]]:
     from strokeagent import generate
+    from strokeagent.core.stages import Canvas
+    from strokeagent.core.store import ArtifactStore
+    from strokeagent.critics.canvas import judge
     from strokeagent.scene import SuiteItem
-    from strokeagent.sketch import judge
-    from strokeagent.stages import Canvas
-    from strokeagent.store import ArtifactStore
 
     rows, mistake_rate = args
     policies = {name: _policy(name, mistake_rate) for name in POLICIES}

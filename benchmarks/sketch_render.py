@@ -20,13 +20,13 @@ import tempfile
 import time
 
 import strokeagent
+from strokeagent.core.store import png_bytes
 from strokeagent.scene import parse_prompt
 from strokeagent.sketch.document import Drawn, SketchDocument
 from strokeagent.sketch.glyphs import render
 from strokeagent.sketch.layout import solve_layout
 from strokeagent.sketch.measure import inspect
 from strokeagent.sketch.palette import rgb_for
-from strokeagent.store import png_bytes
 
 PROMPTS = {
     1: "a photo of a red car on the beach",

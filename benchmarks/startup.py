@@ -26,8 +26,8 @@ IMPORTS = {
     "strokeagent CLI (typer, rich)": "import strokeagent.cli",
     "numpy": "import numpy",
     "LangGraph + its SQLite checkpointer": "import langgraph.graph, langgraph.checkpoint.sqlite",
-    "everything a default run imports": "import strokeagent.cli, strokeagent.run, strokeagent.sketch.drafter, "
-    "strokeagent.checkpoints, langgraph.graph",
+    "everything a default run imports": "import strokeagent.cli, strokeagent.runs.api, strokeagent.sketch.drafter, "
+    "strokeagent.runs.checkpoints, langgraph.graph",
 }
 
 

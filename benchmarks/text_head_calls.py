@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 from strokeagent.backends.openai_head import OpenAIHead
-from strokeagent.composite_text import HeadPlanner, HeadReflector
+from strokeagent.core.loop import LoopSpec
+from strokeagent.core.policy import Policy
 from strokeagent.errors import RunError
-from strokeagent.loop import LoopSpec
-from strokeagent.policy import Policy
-from strokeagent.run import agenerate
+from strokeagent.kinds.head import HeadPlanner, HeadReflector
+from strokeagent.runs.api import agenerate
 from strokeagent.testing import ShapesDrafter, ShapesRefiner
 
 PROMPTS = [

@@ -38,7 +38,7 @@ def main() -> None:
     from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
 
     from strokeagent.data import build_dataset
-    from strokeagent.testing_unified import tiny_janus_config, tiny_janus_tokenizer
+    from strokeagent.testing.unified import tiny_janus_config, tiny_janus_tokenizer
     from strokeagent.train import TrainConfig, train
     from strokeagent.train.packing import padding_share
     from strokeagent.train.trainer import build_trainee, training_rows

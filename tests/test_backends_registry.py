@@ -65,7 +65,7 @@ def test_every_built_in_kind_resolves_without_importing_torch(registry_name):
 
     code = (
         "import sys\n"
-        f"from strokeagent.registry import {registry_name} as r\n"
+        f"from strokeagent.core.registry import {registry_name} as r\n"
         "for kind in r.builtins:\n"
         "    assert callable(r.factory(kind, where='test')), kind\n"
         "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))\n"

@@ -6,6 +6,7 @@ import json
 import pytest
 from PIL import Image
 
+from strokeagent.core.stages import Canvas
 from strokeagent.critics import Verdict, Violation, build_critic
 from strokeagent.critics.sketch import SketchCritic
 from strokeagent.critics.vlm_judge import JudgeAnswer, VlmJudgeCritic, checklist
@@ -13,8 +14,7 @@ from strokeagent.errors import PolicyError
 from strokeagent.scene.geneval import SuiteItem
 from strokeagent.sketch.document import Drawn, SketchDocument
 from strokeagent.sketch.glyphs import render
-from strokeagent.stages import Canvas
-from strokeagent.testing_critics import CriticConformance
+from strokeagent.testing.critics import CriticConformance
 
 
 def canvas(*objects):
@@ -171,7 +171,7 @@ critic = { kind = "sketch" }
 
 
 def test_a_critic_is_a_reflect_stage_in_a_policy_file(tmp_path):
-    from strokeagent.run import generate
+    from strokeagent.runs.api import generate
 
     path = tmp_path / "critic.toml"
     path.write_text(POLICY)

@@ -1,8 +1,8 @@
 """One evaluator, two dialects: GenEval's own, and the canvas judge's departures from it."""
 
+from strokeagent.critics.canvas import judge
 from strokeagent.critics.rules import CANVAS, GENEVAL, Detection, evaluate
 from strokeagent.sketch.document import Drawn, SketchDocument
-from strokeagent.sketch.judge import judge
 from strokeagent.sketch.palette import named_colors
 
 # The more confident cup is blue, the other red; the row asks for one of each.

@@ -23,7 +23,7 @@ from strokeagent.critics.detectors import load_detector  # noqa: E402
 from strokeagent.critics.geneval import ColorClassifier, GenEvalCritic  # noqa: E402
 from strokeagent.critics.rules import COLORS, Detection  # noqa: E402
 from strokeagent.scene.geneval import SuiteItem  # noqa: E402
-from strokeagent.testing_critics import (  # noqa: E402
+from strokeagent.testing.critics import (  # noqa: E402
     CriticConformance,
     build_tiny_clip,
     build_tiny_detr,

@@ -66,9 +66,9 @@ def test_the_process_stages_read_each_sample_as_it_was_written(built, tmp_path):
     # A model that learned a sample perfectly, run through the process policy: every stage cut falls
     # where the sample's segments say, and the choice after the last inspection is the sample's ending.
     import strokeagent
-    from strokeagent.loop import LoopSpec
-    from strokeagent.policy import Policy
-    from strokeagent.testing_unified import SampleModel
+    from strokeagent.core.loop import LoopSpec
+    from strokeagent.core.policy import Policy
+    from strokeagent.testing.unified import SampleModel
 
     items = {item.prompt: item for item in generate_suite(6, seed=0)}  # the suite `built` was built from
     opened = 0
@@ -222,7 +222,7 @@ def test_an_editing_model_renders_the_multi_turn_steps(tmp_path):
     pytest.importorskip("diffusers")
     from PIL import Image
 
-    from strokeagent.testing_diffusers import save_tiny_pix2pix
+    from strokeagent.testing.diffusers import save_tiny_pix2pix
 
     folder = save_tiny_pix2pix(tmp_path / "pix2pix")
     editor = tmp_path / "editor.toml"

@@ -18,7 +18,7 @@ from test_image_backends import req, tiny  # noqa: E402,F401 - the session's tin
 
 from strokeagent.backends.http_image import HttpImageBackend  # noqa: E402
 from strokeagent.backends.image import ImageBackendError  # noqa: E402
-from strokeagent.store import png_bytes  # noqa: E402
+from strokeagent.core.store import png_bytes  # noqa: E402
 
 pytestmark = pytest.mark.slow  # starts a server process that loads torch (~10-30 s on a busy 2-core machine)
 TOKEN = "test-token"
@@ -163,7 +163,7 @@ def test_listening_beyond_loopback_needs_a_token(tiny, cli):  # noqa: F811
 def test_a_composite_run_drafts_through_the_service(service, tiny, tmp_path):  # noqa: F811
     from test_image_backends import write_policy
 
-    from strokeagent.run import generate
+    from strokeagent.runs.api import generate
 
     client = tmp_path / "client.toml"
     client.write_text(f'kind = "http-image"\nurl = "{service}"\ntoken = "{TOKEN}"\n')
@@ -183,7 +183,7 @@ def test_a_dead_service_stops_the_run_but_keeps_its_images(tiny, tmp_path):  # n
     from test_image_backends import write_policy
 
     from strokeagent.errors import RunError
-    from strokeagent.run import generate
+    from strokeagent.runs.api import generate
 
     url = f"http://127.0.0.1:{free_port()}"
     client = tmp_path / "client.toml"

@@ -15,10 +15,10 @@ from conftest import run_cli  # noqa: E402
 
 from strokeagent.backends import forget_backends, load_backend  # noqa: E402
 from strokeagent.backends.image import ImageBackendError, ImageRequest, MicroBatcher  # noqa: E402
+from strokeagent.core.policy import load_policy  # noqa: E402
+from strokeagent.core.store import png_bytes  # noqa: E402
 from strokeagent.errors import PolicyError  # noqa: E402
-from strokeagent.policy import load_policy  # noqa: E402
-from strokeagent.run import generate  # noqa: E402
-from strokeagent.store import png_bytes  # noqa: E402
+from strokeagent.runs.api import generate  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,7 @@ def tiny(tmp_path_factory):
     """Tiny SD and InstructPix2Pix folders and their backend descriptions, built once per session."""
     import torch
 
-    from strokeagent.testing_diffusers import save_tiny
+    from strokeagent.testing.diffusers import save_tiny
 
     torch.set_num_threads(1)  # what the descriptions below ask for; a busy 2-core machine spins with more
     root = tmp_path_factory.mktemp("tiny-diffusers")

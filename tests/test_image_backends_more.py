@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from strokeagent.backends import load_backend  # noqa: E402
 from strokeagent.backends.image import ImageRequest  # noqa: E402
-from strokeagent.store import png_bytes  # noqa: E402
+from strokeagent.core.store import png_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def tiny_more(tmp_path_factory):
     """Tiny SDXL and FluxKontext folders and their backend descriptions, built once per module."""
     import torch
 
-    from strokeagent.testing_diffusers import save_tiny
+    from strokeagent.testing.diffusers import save_tiny
 
     torch.set_num_threads(1)  # what the descriptions ask for; a busy 2-core machine spins with more
     root = tmp_path_factory.mktemp("tiny-diffusers-more")

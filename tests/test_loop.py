@@ -1,9 +1,9 @@
 import pytest
 
+from strokeagent.core.loop import LoopSpec, StageNodes, build_graph, compile_loop
+from strokeagent.core.policy import Policy
+from strokeagent.core.store import ArtifactStore
 from strokeagent.errors import LoopError, PolicyError
-from strokeagent.loop import LoopSpec, StageNodes, build_graph, compile_loop
-from strokeagent.policy import Policy
-from strokeagent.store import ArtifactStore
 from strokeagent.testing import ShapesDrafter, test_policy
 
 RUNNABLE = [
@@ -60,7 +60,7 @@ def test_reflect_routes_to_refine_until_max_refines_then_moves_on(tmp_path):
     nodes = StageNodes(policy, ArtifactStore(tmp_path))
 
     def state(images: int, reflections_ok: list[bool], done=False, steps=1, reflection_done=False):
-        from strokeagent.state import ImageRef, Plan, Reflection, Step, Trajectory
+        from strokeagent.core.state import ImageRef, Plan, Reflection, Step, Trajectory
 
         ref = ImageRef(sha256="a" * 64, width=1, height=1)
         last = Step(
@@ -87,7 +87,7 @@ def test_reflect_routes_to_refine_until_max_refines_then_moves_on(tmp_path):
 def test_fixed_stop_rule_ignores_done(tmp_path):
     policy = test_policy(steps=1).with_loop(stop="fixed", max_steps=3)
     nodes = StageNodes(policy, ArtifactStore(tmp_path))
-    from strokeagent.state import Plan, Reflection, Step, Trajectory
+    from strokeagent.core.state import Plan, Reflection, Step, Trajectory
 
     closed = Step(index=0, plan=Plan(instruction="i", done=True), reflections=[Reflection(done=True)])
     traj = Trajectory(prompt="p", seed=0, steps=[closed])

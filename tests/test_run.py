@@ -5,9 +5,9 @@ import json
 import pytest
 
 import strokeagent
+from strokeagent.core.stages import Canvas
 from strokeagent.errors import PromptError, RunError
-from strokeagent.run import MAX_PROMPT_CHARS, astream, resume
-from strokeagent.stages import Canvas
+from strokeagent.runs.api import MAX_PROMPT_CHARS, astream, resume
 from strokeagent.testing import ShapesDrafter, test_policy
 
 

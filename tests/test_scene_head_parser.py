@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from strokeagent.heads import TextHead
+from strokeagent.backends.heads import TextHead
 from strokeagent.scene import SceneParser, TextHeadParser
 from strokeagent.scene.head_parser import ObjectAnswer, RelationAnswer, SceneGraphAnswer
 

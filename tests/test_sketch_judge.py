@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from strokeagent.critics.canvas import judge
 from strokeagent.scene import parse_prompt
 from strokeagent.sketch.document import Drawn, SketchDocument
 from strokeagent.sketch.glyphs import render
-from strokeagent.sketch.judge import judge
 from strokeagent.sketch.measure import HIDDEN_THRESHOLD, inspect
 from strokeagent.sketch.palette import named_colors
 
@@ -107,7 +107,7 @@ def test_scene_graphs_are_judged_with_exact_counts_and_all_relations() -> None:
 
 
 def test_judge_accepts_canvases_documents_and_meta() -> None:
-    from strokeagent.stages import Canvas
+    from strokeagent.core.stages import Canvas
 
     doc = canvas(("dog", (20, 20, 120, 120)))
     item = [{"class": "dog", "count": 1}]

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from strokeagent.core.stages import Canvas, TrajectoryView, stage_seed
+from strokeagent.core.state import Plan, Reflection, Step, Trajectory
+from strokeagent.core.store import ArtifactStore
+from strokeagent.critics.canvas import judge
 from strokeagent.sketch import STAGE_KINDS, SketchDrafter, SketchPlanner, SketchRefiner, SketchReflector
 from strokeagent.sketch.document import SketchDocument
 from strokeagent.sketch.glyphs import footprint
-from strokeagent.sketch.judge import judge
 from strokeagent.sketch.mistakes import MISTAKE_KINDS
 from strokeagent.sketch.scenes import scene_of_prompt
-from strokeagent.stages import Canvas, TrajectoryView, stage_seed
-from strokeagent.state import Plan, Reflection, Step, Trajectory
-from strokeagent.store import ArtifactStore
 
 
 class MiniLoop:
@@ -91,7 +91,7 @@ def run(coro):  # noqa: ANN001, ANN201
 
 
 def test_stage_kinds_implement_the_protocols() -> None:
-    from strokeagent.stages import STAGE_PROTOCOLS
+    from strokeagent.core.stages import STAGE_PROTOCOLS
 
     for kind, cls in STAGE_KINDS.items():
         assert isinstance(cls(), STAGE_PROTOCOLS[kind.split(".")[1]])  # type: ignore[index]
@@ -241,7 +241,7 @@ def test_no_planner_draws_everything_in_one_pass(tmp_path: Path) -> None:
 def test_no_torch_import() -> None:
     code = (
         "import sys, asyncio, strokeagent.sketch as s\n"
-        "from strokeagent.sketch.judge import judge\n"
+        "from strokeagent.critics.canvas import judge\n"
         "from strokeagent.scene import parse_prompt\n"
         "from strokeagent.sketch.layout import solve_layout\n"
         "solve_layout(parse_prompt('a photo of a cat'))\n"

@@ -4,8 +4,8 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from strokeagent.state import ImageRef, Plan, Reflection, StageTiming, Step, Trajectory
-from strokeagent.store import ArtifactStore, atomic_write
+from strokeagent.core.state import ImageRef, Plan, Reflection, StageTiming, Step, Trajectory
+from strokeagent.core.store import ArtifactStore, atomic_write
 
 SHA = "a" * 64
 

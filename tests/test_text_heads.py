@@ -15,12 +15,12 @@ from PIL import Image
 import strokeagent
 from strokeagent.backends import forget_backends, load_backend
 from strokeagent.backends.openai_head import OpenAIHead
-from strokeagent.composite_text import HeadPlanner, HeadReflector, PlanAnswer, ReflectAnswer
+from strokeagent.core.loop import LoopSpec
+from strokeagent.core.policy import Policy, load_policy
 from strokeagent.errors import PolicyError, RunError
-from strokeagent.loop import LoopSpec
-from strokeagent.policy import Policy, load_policy
+from strokeagent.kinds.head import HeadPlanner, HeadReflector, PlanAnswer, ReflectAnswer
 from strokeagent.testing import ShapesDrafter, ShapesRefiner
-from strokeagent.testing_heads import ScriptedTextHead
+from strokeagent.testing.heads import ScriptedTextHead
 
 PLAN = {"instruction": "draw a red apple", "description": "a red apple on the left", "done": True}
 
@@ -321,7 +321,7 @@ def test_a_blind_head_gets_no_images_and_its_image_check_is_dropped(tmp_path):
 
 def test_the_conflicts_decide_ok_not_the_heads_flag():
     view_plan = strokeagent.Plan(instruction="x")
-    image = strokeagent.stages.Canvas(Image.new("RGB", (4, 4)))
+    image = strokeagent.core.stages.Canvas(Image.new("RGB", (4, 4)))
 
     def reflect(answer):
         reflector = HeadReflector(ScriptedTextHead([answer]))
@@ -335,8 +335,8 @@ def test_the_conflicts_decide_ok_not_the_heads_flag():
 
 
 def _view():
-    from strokeagent.stages import TrajectoryView
-    from strokeagent.state import Step, Trajectory
+    from strokeagent.core.stages import TrajectoryView
+    from strokeagent.core.state import Step, Trajectory
 
     traj = Trajectory(prompt="p", seed=0, steps=[Step(index=0)])
     return TrajectoryView(trajectory=traj, step=0, stage="reflect", seed=0, store=None)
@@ -400,8 +400,8 @@ def test_smollm2_writes_a_real_plan_offline():
     forget_backends()
     head = load_backend("smollm2")
     planner = HeadPlanner(head)
-    from strokeagent.stages import TrajectoryView
-    from strokeagent.state import Trajectory
+    from strokeagent.core.stages import TrajectoryView
+    from strokeagent.core.state import Trajectory
 
     view = TrajectoryView(Trajectory(prompt="a red apple left of a blue cup", seed=0), 0, "plan", 0, None)
     plan = asyncio.run(planner.plan(view))
@@ -412,7 +412,7 @@ def test_smollm2_writes_a_real_plan_offline():
 
 def test_an_image_text_to_text_model_sees_the_canvas(tmp_path):
     from strokeagent.backends.transformers_head import TransformersHead
-    from strokeagent.testing_heads import tiny_vision_model
+    from strokeagent.testing.heads import tiny_vision_model
 
     head = TransformersHead(model=str(tiny_vision_model(tmp_path / "tiny-llava")), max_new_tokens=1000)
     assert head.vision is True
@@ -425,7 +425,7 @@ def test_an_image_text_to_text_model_sees_the_canvas(tmp_path):
     # The reflect stage hands it the image it inspects.
     reflection = asyncio.run(
         HeadReflector(head).reflect(
-            _view(), strokeagent.Plan(instruction="x"), strokeagent.stages.Canvas(red)
+            _view(), strokeagent.Plan(instruction="x"), strokeagent.core.stages.Canvas(red)
         )
     )
     assert isinstance(reflection, strokeagent.Reflection) and head.calls == 4

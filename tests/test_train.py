@@ -23,7 +23,7 @@ from strokeagent.train.packing import Stream, pack, padding_share  # noqa: E402
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A tiny random Janus and a small data set of all three subsets (2 prompts)."""
-    from strokeagent.testing_unified import build_tiny_janus
+    from strokeagent.testing.unified import build_tiny_janus
 
     root = tmp_path_factory.mktemp("train")
     build_dataset("geneval:2", root / "data", seed=0)
@@ -99,8 +99,8 @@ def _data_loss(model_dir: Path, world) -> float:
 
 @pytest.mark.slow  # ~20 s alone, up to a minute on a busy 2-core machine
 def test_the_loss_falls_and_the_checkpoint_runs_as_a_policy(world, tmp_path):
-    from strokeagent.run import generate
-    from strokeagent.testing_unified import write_backend
+    from strokeagent.runs.api import generate
+    from strokeagent.testing.unified import write_backend
 
     result = train(_cfg(world, tmp_path / "run", steps=24, lr=5e-3, image_weight=0.5))
     before, after = _data_loss(world[0], world), _data_loss(result.checkpoint, world)

@@ -125,8 +125,8 @@ def test_text_and_flow_losses_fall(world):
 @pytest.mark.slow  # 40-70 s on 2 busy cores: a 4-step training and two loads by path
 def test_the_trainer_trains_bagel_and_the_checkpoint_runs_as_a_policy(world, tmp_path):
     import strokeagent
-    from strokeagent.loop import LoopSpec
-    from strokeagent.policy import Policy
+    from strokeagent.core.loop import LoopSpec
+    from strokeagent.core.policy import Policy
     from strokeagent.train import TrainConfig, train
     from strokeagent.unified.bagel import BagelModel
     from strokeagent.unified.process import ProcessStages

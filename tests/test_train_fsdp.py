@@ -60,7 +60,7 @@ sys.exit(main())
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A tiny random Janus and a small data set of all three subsets (2 prompts)."""
-    from strokeagent.testing_unified import build_tiny_janus
+    from strokeagent.testing.unified import build_tiny_janus
 
     root = tmp_path_factory.mktemp("fsdp")
     build_dataset("geneval:2", root / "data", seed=0)

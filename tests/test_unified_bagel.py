@@ -107,8 +107,8 @@ def test_text_stops_on_a_string_or_at_the_end_of_turn(model):
 @needs_checkout
 @pytest.mark.slow  # 10-30 s on 2 busy cores: two runs of two steps, 3 flow steps per image
 def test_a_tiny_bagel_runs_the_four_stages_on_its_kv_cache(model, tmp_path):
-    from strokeagent.loop import LoopSpec
-    from strokeagent.policy import Policy
+    from strokeagent.core.loop import LoopSpec
+    from strokeagent.core.policy import Policy
     from strokeagent.unified.process import ProcessStages
 
     stages = ProcessStages(model, max_text_tokens=8, temperature=1.0, image_steps=3, size=64,
@@ -130,7 +130,7 @@ def test_a_tiny_bagel_runs_the_four_stages_on_its_kv_cache(model, tmp_path):
 @pytest.mark.slow  # 30-60 s on 2 busy cores: three runs of a tiny BAGEL loaded by path
 def test_a_bagel_backend_loads_by_path_and_a_resumed_run_matches(tmp_path):
     from strokeagent.errors import RunError
-    from strokeagent.testing_unified import tiny_process_policy
+    from strokeagent.testing.unified import tiny_process_policy
     from strokeagent.train.bagel import BagelTrainee
 
     try:

@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 import strokeagent  # noqa: E402
 from strokeagent.backends import load_backend  # noqa: E402
 from strokeagent.errors import PolicyError  # noqa: E402
-from strokeagent.testing_emu3 import build_tiny_emu3, write_emu3_backend  # noqa: E402
-from strokeagent.testing_unified import tiny_process_policy  # noqa: E402
+from strokeagent.testing.emu3 import build_tiny_emu3, write_emu3_backend  # noqa: E402
+from strokeagent.testing.unified import tiny_process_policy  # noqa: E402
 from strokeagent.unified.emu3 import Emu3Model  # noqa: E402
 from strokeagent.unified.process import ProcessStages  # noqa: E402
 
@@ -119,7 +119,7 @@ def test_importing_the_adapter_does_not_import_torch():
     import sys
 
     code = (
-        "import sys, strokeagent.unified.emu3, strokeagent.testing_emu3; "
+        "import sys, strokeagent.unified.emu3, strokeagent.testing.emu3; "
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 import strokeagent  # noqa: E402
 from strokeagent.backends import load_backend  # noqa: E402
 from strokeagent.errors import RunError  # noqa: E402
-from strokeagent.testing_unified import build_tiny_janus, tiny_process_policy, write_backend  # noqa: E402
+from strokeagent.testing.unified import build_tiny_janus, tiny_process_policy, write_backend  # noqa: E402
 
 
 @pytest.fixture(scope="module")

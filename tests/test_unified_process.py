@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import strokeagent
+from strokeagent.core.loop import LoopSpec
+from strokeagent.core.policy import Policy
 from strokeagent.errors import PolicyError, RunError
-from strokeagent.loop import LoopSpec
-from strokeagent.policy import Policy
-from strokeagent.testing_unified import ScriptedUnifiedModel as ScriptedModel
+from strokeagent.testing.unified import ScriptedUnifiedModel as ScriptedModel
 from strokeagent.unified.process import ProcessFormat, ProcessStages, parse_inspection, parse_plan
 from strokeagent.unified.protocol import UnifiedModel
 
@@ -292,6 +292,6 @@ def test_importing_the_process_policy_and_adapters_does_not_import_torch():
 
     code = (
         "import sys, strokeagent.unified.process, strokeagent.unified.janus, strokeagent.unified.bagel, "
-        "strokeagent.testing_unified; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+        "strokeagent.testing.unified; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"

@@ -17,9 +17,9 @@ from pydantic import BaseModel
 
 import strokeagent
 from strokeagent.backends import bundled_backends_dir, forget_backends, load_backend
-from strokeagent.composite_text import HeadPlanner, HeadReflector, PlanAnswer, ReflectAnswer
-from strokeagent.stages import Canvas, TrajectoryView
-from strokeagent.state import Trajectory
+from strokeagent.core.stages import Canvas, TrajectoryView
+from strokeagent.core.state import Trajectory
+from strokeagent.kinds.head import HeadPlanner, HeadReflector, PlanAnswer, ReflectAnswer
 
 pytestmark = pytest.mark.vllm
 
@@ -84,7 +84,7 @@ def test_vllm_head_plans_and_reflects(head):
 
 
 def test_composite_policy_runs_end_to_end_from_the_cli(tmp_path, vllm_url, cli):
-    from strokeagent.testing_diffusers import save_tiny_sd
+    from strokeagent.testing.diffusers import save_tiny_sd
 
     sd = save_tiny_sd(tmp_path / "tiny-sd")
     (tmp_path / "tiny-sd.toml").write_text(

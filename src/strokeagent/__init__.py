@@ -16,30 +16,30 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "generate": "strokeagent.run",
-    "agenerate": "strokeagent.run",
-    "astream": "strokeagent.run",
-    "resume": "strokeagent.run",
-    "aresume": "strokeagent.run",
-    "StageEvent": "strokeagent.run",
-    "load_policy": "strokeagent.policy",
-    "Policy": "strokeagent.policy",
-    "LoopSpec": "strokeagent.loop",
-    "StageNodes": "strokeagent.loop",
-    "compile_loop": "strokeagent.loop",
-    "build_graph": "strokeagent.loop",
-    "Plan": "strokeagent.state",
-    "Reflection": "strokeagent.state",
-    "Step": "strokeagent.state",
-    "Trajectory": "strokeagent.state",
-    "ImageRef": "strokeagent.state",
-    "Canvas": "strokeagent.stages",
-    "TrajectoryView": "strokeagent.stages",
-    "Planner": "strokeagent.stages",
-    "Drafter": "strokeagent.stages",
-    "Reflector": "strokeagent.stages",
-    "Refiner": "strokeagent.stages",
-    "ArtifactStore": "strokeagent.store",
+    "generate": "strokeagent.runs.api",
+    "agenerate": "strokeagent.runs.api",
+    "astream": "strokeagent.runs.api",
+    "resume": "strokeagent.runs.api",
+    "aresume": "strokeagent.runs.api",
+    "StageEvent": "strokeagent.runs.api",
+    "load_policy": "strokeagent.core.policy",
+    "Policy": "strokeagent.core.policy",
+    "LoopSpec": "strokeagent.core.loop",
+    "StageNodes": "strokeagent.core.loop",
+    "compile_loop": "strokeagent.core.loop",
+    "build_graph": "strokeagent.core.loop",
+    "Plan": "strokeagent.core.state",
+    "Reflection": "strokeagent.core.state",
+    "Step": "strokeagent.core.state",
+    "Trajectory": "strokeagent.core.state",
+    "ImageRef": "strokeagent.core.state",
+    "Canvas": "strokeagent.core.stages",
+    "TrajectoryView": "strokeagent.core.stages",
+    "Planner": "strokeagent.core.stages",
+    "Drafter": "strokeagent.core.stages",
+    "Reflector": "strokeagent.core.stages",
+    "Refiner": "strokeagent.core.stages",
+    "ArtifactStore": "strokeagent.core.store",
     "StrokeAgentError": "strokeagent.errors",
 }
 
@@ -74,13 +74,13 @@ __all__ = [  # noqa: RUF022 - grouped by concept
 assert set(__all__) == {*_EXPORTS, "__version__"}
 
 if TYPE_CHECKING:
+    from strokeagent.core.loop import LoopSpec, StageNodes, build_graph, compile_loop
+    from strokeagent.core.policy import Policy, load_policy
+    from strokeagent.core.stages import Canvas, Drafter, Planner, Refiner, Reflector, TrajectoryView
+    from strokeagent.core.state import ImageRef, Plan, Reflection, Step, Trajectory
+    from strokeagent.core.store import ArtifactStore
     from strokeagent.errors import StrokeAgentError
-    from strokeagent.loop import LoopSpec, StageNodes, build_graph, compile_loop
-    from strokeagent.policy import Policy, load_policy
-    from strokeagent.run import StageEvent, agenerate, aresume, astream, generate, resume
-    from strokeagent.stages import Canvas, Drafter, Planner, Refiner, Reflector, TrajectoryView
-    from strokeagent.state import ImageRef, Plan, Reflection, Step, Trajectory
-    from strokeagent.store import ArtifactStore
+    from strokeagent.runs.api import StageEvent, agenerate, aresume, astream, generate, resume
 
 
 def __getattr__(name: str) -> Any:

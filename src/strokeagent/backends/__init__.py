@@ -9,7 +9,7 @@ A description is a ``kind`` plus the options its factory takes::
     base_url = "http://127.0.0.1:8000/v1"
     model = "Qwen/Qwen2.5-VL-7B-Instruct"
 
-Kinds live in ``strokeagent.registry.BACKEND_KINDS`` (built-ins, the
+Kinds live in ``strokeagent.core.registry.BACKEND_KINDS`` (built-ins, the
 ``strokeagent.backends`` entry-point group, or ``"package.module:Factory"``).
 A description is built once per process: every stage that names the same file
 shares the object, so a unified model or a diffusion pipeline loads once.
@@ -21,8 +21,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from strokeagent.core.registry import BACKEND_KINDS
 from strokeagent.errors import PolicyError
-from strokeagent.registry import BACKEND_KINDS
 
 _BUILT: dict[tuple[str, str], Any] = {}
 

@@ -65,7 +65,7 @@ def model_source(model: str) -> str:
         return expanded
     raise FileNotFoundError(
         f"model folder {expanded} does not exist (and it is not an owner/name hub id); create it "
-        f"(tiny test models: python -m strokeagent.testing_diffusers {expanded}) or give a hub id"
+        f"(tiny test models: python -m strokeagent.testing.diffusers {expanded}) or give a hub id"
     )
 
 

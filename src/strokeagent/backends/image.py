@@ -30,8 +30,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from PIL import Image
 
+from strokeagent.core.store import png_bytes
 from strokeagent.errors import StrokeAgentError
-from strokeagent.store import png_bytes
 
 Task = Literal["text-to-image", "image-to-image", "inpaint", "edit"]
 TASKS: tuple[Task, ...] = ("text-to-image", "image-to-image", "inpaint", "edit")

@@ -20,8 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from strokeagent.state import STAGES
-from strokeagent.store import atomic_write
+from strokeagent.core.state import STAGES
+from strokeagent.core.store import atomic_write
 
 TAG_LABELS = {
     "single_object": "Single obj.",

@@ -9,7 +9,7 @@ A bench folder::
     OUT/
       bench.json          what was asked: the suite's digest, the policies' tables, seeds, critic
       suite.jsonl         the rows, in GenEval's format (reusable as a suite)
-      runs/POLICY/IIIII-sS/   one run folder per sample (strokeagent.run)
+      runs/POLICY/IIIII-sS/   one run folder per sample (strokeagent.runs.api)
       samples.jsonl       one scored sample per line: GenEval's fields plus ours
       summary.json  table.md  table.csv  chart.png  index.html
 
@@ -33,12 +33,12 @@ from typing import Any
 
 from strokeagent.bench import BenchError
 from strokeagent.bench.suites import suite_digest
+from strokeagent.core.policy import Policy, list_bundled, load_policy
+from strokeagent.core.stages import Canvas
+from strokeagent.core.store import atomic_write, new_output_folder
 from strokeagent.critics import Critic, build_critic
 from strokeagent.errors import RunError
-from strokeagent.policy import Policy, list_bundled, load_policy
 from strokeagent.scene.geneval import SuiteItem
-from strokeagent.stages import Canvas
-from strokeagent.store import atomic_write, new_output_folder
 
 DEFAULT_CONCURRENCY = 4
 
@@ -197,7 +197,7 @@ async def arun_bench(
 
 def run_bench(*args: Any, **kwargs: Any) -> BenchResult:
     """The synchronous twin of ``arun_bench``."""
-    from strokeagent.run import _run_sync
+    from strokeagent.runs.api import _run_sync
 
     return _run_sync(arun_bench(*args, **kwargs))
 
@@ -211,7 +211,7 @@ def _finished(run_dir: Path) -> bool:
 
 async def _trajectory(sample: Sample, run_dir: Path) -> Any:
     """The finished trajectory of a sample's run: read, resumed, or run from the start."""
-    from strokeagent.run import RunFolder, agenerate, aresume_to_end
+    from strokeagent.runs.api import RunFolder, agenerate, aresume_to_end
 
     if _finished(run_dir):
         return RunFolder.open(run_dir).read_trajectory()
@@ -248,7 +248,7 @@ async def _run_sample(sample: Sample, out: Path, judge: _Judge) -> dict[str, Any
     traj = await _trajectory(sample, run_dir)
     if traj.final_image is None:
         raise BenchError(f"the run in {run_dir} finished without a final image")
-    from strokeagent.store import ArtifactStore
+    from strokeagent.core.store import ArtifactStore
 
     canvas = Canvas(ArtifactStore(run_dir / "images").open(traj.final_image), dict(traj.final_image.meta))
     verdict = await judge(canvas, sample.item)

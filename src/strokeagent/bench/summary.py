@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from statistics import fmean
 from typing import Any
 
-from strokeagent.state import STAGES
+from strokeagent.core.state import STAGES
 
 
 def policy_summary(records: list[dict[str, Any]], tags: Sequence[str]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ A critic is one async method, ``score(image, prompt, *, scene=None) -> Verdict``
 ``image`` is a ``Canvas`` (pixels plus the meta its maker attached) or a plain
 PIL image; ``scene`` is a GenEval metadata row (``SuiteItem``), a ``SceneGraph``,
 or ``None`` (the critic reads the prompt itself). Critics are built by kind from
-``strokeagent.registry.CRITIC_KINDS``:
+``strokeagent.core.registry.CRITIC_KINDS``:
 
 ==============  ==========================================================================
 ``sketch``      GenEval's rules on a stroke canvas, from its id buffer and pixels
@@ -29,10 +29,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_chec
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from strokeagent.core.stages import Canvas
 from strokeagent.errors import PolicyError
 from strokeagent.scene.graph import Predicate
-from strokeagent.stages import Canvas, TrajectoryView
-from strokeagent.state import Plan, Reflection
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -91,7 +90,7 @@ def as_canvas(image: Any) -> Canvas:
 
 def build_critic(spec: Any, where: str = "critic") -> Critic:
     """A critic from a kind name, a table ``{"kind": ..., **options}``, or a critic object (returned as is)."""
-    from strokeagent.registry import CRITIC_KINDS
+    from strokeagent.core.registry import CRITIC_KINDS
 
     if isinstance(spec, str):
         spec = {"kind": spec}
@@ -130,40 +129,8 @@ def violation_from_reason(reason: str, colors: tuple[str, ...] = ()) -> Violatio
     return Violation(kind="other", message=reason)
 
 
-class CriticReflector:
-    """The reflect stage made from any critic.
-
-    In a policy file::
-
-        [stages.reflect]
-        kind = "critic.reflect"
-        critic = { kind = "geneval", detector = "models/detr-resnet-50", clip = "models/clip-vit-l-14" }
-
-    On the step the planner marks done (or with no planner) the image is judged
-    against the whole prompt; before that, against the plan's running
-    description (``<des>``), since later objects are not drawn yet. Conflicts are
-    the critic's violations; the verdict is kept in ``meta["verdict"]``.
-    """
-
-    def __init__(self, critic: Any = "sketch") -> None:
-        self.critic = build_critic(critic, where="critic.reflect: critic")
-
-    async def reflect(self, view: TrajectoryView, plan: Plan, image: Canvas) -> Reflection:
-        whole = plan.done or not plan.description or plan.instruction == view.prompt
-        target = view.prompt if whole else plan.description
-        verdict = await self.critic.score(image, target)
-        conflicts = [v.message for v in verdict.violations]
-        return Reflection(
-            image_conflicts=conflicts,
-            corrected_instruction=("fix: " + "; ".join(conflicts)) if conflicts else None,
-            ok=verdict.correct,
-            meta={"verdict": verdict.model_dump(mode="json"), "judged_against": target},
-        )
-
-
 __all__ = [
     "Critic",
-    "CriticReflector",
     "Verdict",
     "Violation",
     "as_canvas",

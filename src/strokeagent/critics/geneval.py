@@ -48,8 +48,8 @@ COLOR_TEMPLATES = ("a photo of a {c} {cls}", "a photo of a {c}-colored {cls}", "
 
 def rows_of(prompt: str, scene: Any) -> tuple[str | None, list[dict[str, Any]], list[dict[str, Any]]]:
     """``(tag, include, exclude)`` for a GenEval row, a scene graph, or the prompt parsed."""
+    from strokeagent.critics.canvas import clauses_of
     from strokeagent.scene import parse_prompt
-    from strokeagent.sketch.judge import clauses_of
 
     if scene is None:
         scene = parse_prompt(prompt)

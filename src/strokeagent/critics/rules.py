@@ -20,7 +20,7 @@ Reproduces ``evaluate_image`` and ``evaluate`` of GenEval (djghosh13/geneval,
   ``relative_position``). ``exclude`` clauses fail at ``count`` or more.
 
 Reason strings are GenEval's, so results read the same as its JSONL. The canvas
-judge (``strokeagent.sketch.judge``) runs this same ``evaluate`` in its own
+judge (``strokeagent.critics.canvas``) runs this same ``evaluate`` in its own
 ``Dialect``: in-colour instances first, looser rules for the predicates GenEval
 lacks, and its own wording of colour and position failures.
 """
@@ -125,7 +125,7 @@ class Dialect:
 
 
 GENEVAL = Dialect()
-#: The canvas judge's (``strokeagent.sketch.judge``): its reasons name what it saw, for the reflector.
+#: The canvas judge's (``strokeagent.critics.canvas``): its reasons name what it saw, for the reflector.
 CANVAS = Dialect(
     in_colour_first=True,
     holds=holds,
@@ -151,7 +151,7 @@ def evaluate(
     ``colors_of(cls, detections)`` names the colour of each detection (GenEval:
     CLIP over the box); rows with a ``color`` clause need it. Detections are
     anything with a ``box``, most confident first. ``dialect`` is where the caller
-    departs from GenEval (``strokeagent.sketch.judge``: the canvas's).
+    departs from GenEval (``strokeagent.critics.canvas``: the canvas's).
     """
     holds = dialect.holds or (lambda rel, a, b: rel in relative_position(a, b, position_threshold))
     reasons: list[str] = []

@@ -8,7 +8,7 @@
     >>> verdict.correct, verdict.reason
     (False, 'expected cup>=2, found 1')
 
-The canvas's own "detector" is ``strokeagent.sketch.judge``: an instance counts
+The canvas's own "detector" is ``strokeagent.critics.canvas``: an instance counts
 when half of it is visible; its box is the bounds of its visible pixels; its
 colour is measured from those pixels. No weights, no randomness: the critic a
 bench uses for the sketch policies. ``image`` must carry the sketch document
@@ -47,8 +47,8 @@ class SketchCritic:
         return await asyncio.to_thread(self._judge, image, prompt, scene)
 
     def _judge(self, image: Any, prompt: str, scene: Any) -> Verdict:
+        from strokeagent.critics.canvas import judge
         from strokeagent.critics.geneval import rows_of
-        from strokeagent.sketch.judge import judge
 
         _, include, exclude = rows_of(prompt, scene)
         correct, reasons = judge({"include": include, "exclude": exclude}, image)

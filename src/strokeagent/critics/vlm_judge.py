@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from strokeagent.backends.heads import TextHead
 from strokeagent.critics import Verdict, Violation, as_canvas
-from strokeagent.heads import TextHead
 
 SYSTEM = (
     "You are a strict judge of text-to-image results. Look at the image and decide whether it shows "
@@ -38,7 +38,7 @@ def checklist(prompt: str, scene: Any) -> list[str]:
     """The clauses to check, as sentences: ``["2 × apple, red", "apple left of cup"]``."""
     if scene is None:
         return []
-    from strokeagent.sketch.judge import clauses_of
+    from strokeagent.critics.canvas import clauses_of
 
     include, exclude = clauses_of(scene)
     lines = []

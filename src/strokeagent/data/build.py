@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from strokeagent.core.stages import stage_seed
+from strokeagent.core.store import ArtifactStore, atomic_write, new_output_folder
 from strokeagent.data import alignment, text
 from strokeagent.data.multiturn import Step, multi_turn_steps
 from strokeagent.errors import DataError, StrokeAgentError
 from strokeagent.scene import SuiteItem, generate_suite, graph_from_item, load_suite
 from strokeagent.sketch.glyphs import render
-from strokeagent.stages import stage_seed
-from strokeagent.store import ArtifactStore, atomic_write, new_output_folder
 from strokeagent.unified.process import ProcessFormat
 
 FORMAT = "strokeagent-process"
@@ -183,14 +183,14 @@ def conflict_sample(
     negative, the corrected instruction, then paints ``right`` (the scene drawn
     right) and passes its inspection; both labels end with ``</process>``.
     """
-    from strokeagent.run import generate
+    from strokeagent.core.stages import Canvas
+    from strokeagent.critics.canvas import judge
+    from strokeagent.runs.api import generate
     from strokeagent.scene.graph import SceneGraph
     from strokeagent.sketch.document import SketchDocument
-    from strokeagent.sketch.judge import judge
     from strokeagent.sketch.measure import inspect
     from strokeagent.sketch.reflector import check_image, corrected_instruction
     from strokeagent.sketch.scenes import scene_of_prompt
-    from strokeagent.stages import Canvas
 
     out = scratch / f"run-{seed}"
     try:
@@ -286,7 +286,7 @@ def _item_samples(
 
 def _conflict_policy(policy: str | Path, size: int) -> Any:
     """The self-sampling policy, its sketch canvases drawn at ``size`` like the other subsets."""
-    from strokeagent.policy import policy_from_tables, read_policy_tables, resolve_policy_path
+    from strokeagent.core.policy import policy_from_tables, read_policy_tables, resolve_policy_path
 
     path = resolve_policy_path(policy)
     tables = read_policy_tables(path)

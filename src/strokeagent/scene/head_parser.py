@@ -21,7 +21,7 @@ from strokeagent.scene.parser import MAX_COUNT, MAX_OBJECTS, RuleParser, ScenePa
 from strokeagent.scene.vocab import COCO_CLASSES, COLOR_ALIASES, COLORS, lookup_noun, singularize
 
 if TYPE_CHECKING:
-    from strokeagent.heads import TextHead
+    from strokeagent.backends.heads import TextHead
 
 MAX_RELATIONS = 8
 

@@ -6,14 +6,13 @@
 Modules, in the order a newcomer might read them: ``document`` (what a canvas
 holds), ``glyphs`` (drawing it, with its id buffer), ``measure`` (seeing it),
 ``layout`` (where things go), ``mistakes`` (how drafts go wrong), the four
-stages (``planner``, ``drafter``, ``reflector``, ``refiner``), and ``judge``
-(GenEval's verdict on a finished canvas).
+stages (``planner``, ``drafter``, ``reflector``, ``refiner``).
+GenEval's verdict on a finished canvas is ``strokeagent.critics.canvas``.
 """
 
 from strokeagent.sketch.document import Drawn, SketchDocument
 from strokeagent.sketch.drafter import SketchDrafter
 from strokeagent.sketch.glyphs import render
-from strokeagent.sketch.judge import judge
 from strokeagent.sketch.layout import solve_layout
 from strokeagent.sketch.planner import SketchPlanner
 from strokeagent.sketch.refiner import SketchRefiner
@@ -34,7 +33,6 @@ __all__ = [
     "SketchPlanner",
     "SketchRefiner",
     "SketchReflector",
-    "judge",
     "render",
     "solve_layout",
 ]

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from strokeagent.core.stages import Canvas, TrajectoryView
+from strokeagent.core.state import Plan
 from strokeagent.sketch.document import SketchDocument
 from strokeagent.sketch.glyphs import render
 from strokeagent.sketch.mistakes import MISTAKE_KINDS, applicable, make_mistake, mistake_probability
 from strokeagent.sketch.scenes import layout_for, needs_for, place_instance, planned_ids, scene_of_plan
-from strokeagent.stages import Canvas, TrajectoryView
-from strokeagent.state import Plan
 
 
 def check_mistake_options(rate: float, crowding: float, mistakes: Sequence[str]) -> tuple[str, ...]:

@@ -11,9 +11,9 @@ whole graph and this step's increment in ``meta`` for the drafter and reflector.
 
 from __future__ import annotations
 
+from strokeagent.core.stages import TrajectoryView
+from strokeagent.core.state import Plan
 from strokeagent.sketch.scenes import increments_of_prompt, scene_of_prompt
-from strokeagent.stages import TrajectoryView
-from strokeagent.state import Plan
 
 
 class SketchPlanner:

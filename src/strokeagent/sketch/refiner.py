@@ -27,6 +27,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from strokeagent.core.stages import Canvas, TrajectoryView
+from strokeagent.core.state import Plan, Reflection
 from strokeagent.sketch.document import SketchDocument
 from strokeagent.sketch.drafter import check_mistake_options
 from strokeagent.sketch.glyphs import render
@@ -40,8 +42,6 @@ from strokeagent.sketch.scenes import (
     scene_of_plan,
     scene_of_prompt,
 )
-from strokeagent.stages import Canvas, TrajectoryView
-from strokeagent.state import Plan, Reflection
 
 MOVE = ("hidden", "occluded", "off_frame", "relation", "wrong_class")
 

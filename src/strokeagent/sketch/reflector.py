@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from strokeagent.core.stages import Canvas, TrajectoryView
+from strokeagent.core.state import Plan, Reflection
 from strokeagent.scene.graph import SceneGraph, SceneObject
 from strokeagent.sketch.document import SketchDocument
 from strokeagent.sketch.measure import Seen, holds, inspect
 from strokeagent.sketch.scenes import planned_ids, scene_of_plan, scene_of_prompt
-from strokeagent.stages import Canvas, TrajectoryView
-from strokeagent.state import Plan, Reflection
 
 #: An instance may lose this much of itself to the frame or to others before it counts as a problem.
 TOLERANCE = 0.1

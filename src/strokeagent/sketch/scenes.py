@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from strokeagent.core.stages import TrajectoryView, stage_seed
+from strokeagent.core.state import Plan
 from strokeagent.scene import Increment, SceneGraph, parse_prompt, plan_increments
 from strokeagent.scene.graph import SceneObject
 from strokeagent.sketch.document import Box, Drawn, SketchDocument
 from strokeagent.sketch.glyphs import footprint
 from strokeagent.sketch.layout import Layout, Need, find_place, solve_layout
 from strokeagent.sketch.palette import rgb_for
-from strokeagent.stages import TrajectoryView, stage_seed
-from strokeagent.state import Plan
 
 
 @lru_cache(maxsize=512)

@@ -156,7 +156,7 @@ class BagelTrainee(nn.Module):
 
         from safetensors.torch import save_file
 
-        from strokeagent.store import atomic_write
+        from strokeagent.core.store import atomic_write
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

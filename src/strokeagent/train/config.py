@@ -33,8 +33,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from strokeagent.core.registry import Registry
 from strokeagent.errors import PolicyError, TrainError
-from strokeagent.registry import Registry
 
 # A trainee is a model family wrapped for process training; its interface is in trainer.py's docstring.
 TRAINEES = Registry(

@@ -45,8 +45,8 @@ from typing import Any
 
 import torch
 
+from strokeagent.core.store import atomic_write
 from strokeagent.errors import TrainError
-from strokeagent.store import atomic_write
 from strokeagent.train.config import TrainConfig, trainee_class
 from strokeagent.train.packing import Stream, pack, padding_share
 

@@ -58,9 +58,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from strokeagent.core.stages import Canvas, TrajectoryView
+from strokeagent.core.state import Plan, Reflection
 from strokeagent.errors import PolicyError
-from strokeagent.stages import Canvas, TrajectoryView
-from strokeagent.state import Plan, Reflection
 from strokeagent.unified.protocol import Context, TextOutput, UnifiedModel, Usage
 
 if TYPE_CHECKING:

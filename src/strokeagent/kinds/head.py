@@ -8,7 +8,7 @@
     kind = "head.reflect"
     backend = "../backends/vllm-qwen2.5-vl.toml"   # the same file: one head, loaded once
 
-Any ``TextHead`` works (``strokeagent.heads``): an OpenAI-compatible server, a local
+Any ``TextHead`` works (``strokeagent.backends.heads``): an OpenAI-compatible server, a local
 transformers model, a scripted double. The head fills small schemas with bounded
 lengths (``PlanAnswer``, ``ReflectAnswer``; small models loop without bounds), and
 the stages turn them into a ``Plan`` and a ``Reflection``. Every prompt the head
@@ -24,10 +24,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from strokeagent.backends import load_backend
+from strokeagent.backends.heads import TextHead
+from strokeagent.core.stages import Canvas, TrajectoryView
+from strokeagent.core.state import Plan, Reflection
 from strokeagent.errors import PolicyError
-from strokeagent.heads import TextHead
-from strokeagent.stages import Canvas, TrajectoryView
-from strokeagent.state import Plan, Reflection
 
 MAX_CONFLICTS = 3
 Conflict = Annotated[str, Field(max_length=80)]  # every string bounded, or a small model can loop in one

@@ -115,8 +115,8 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
 ) -> None:
     """Run a policy on a prompt and write a run folder (trajectory.json, images/, index.html)."""
-    from strokeagent.policy import load_policy
-    from strokeagent.run import astream, check_prompt, new_run_id
+    from strokeagent.core.policy import load_policy
+    from strokeagent.runs.api import astream, check_prompt, new_run_id
 
     try:
         check_prompt(prompt)
@@ -144,7 +144,7 @@ def resume(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
 ) -> None:
     """Continue a run that was killed, failed or paused, from its last finished stage."""
-    from strokeagent.run import aresume
+    from strokeagent.runs.api import aresume
 
     try:
         last = _follow(aresume(run_dir, pause=not no_pause), quiet)
@@ -156,7 +156,7 @@ def resume(
 @app.command()
 def view(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> None:
     """Print the path of a run's film strip (index.html)."""
-    from strokeagent.run import RunFolder
+    from strokeagent.runs.api import RunFolder
 
     try:
         folder = RunFolder.open(run_dir)
@@ -170,7 +170,7 @@ def view(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> None
 @app.command()
 def policies() -> None:
     """List the bundled policies, one line each."""
-    from strokeagent.policy import list_bundled
+    from strokeagent.core.policy import list_bundled
 
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("policy")
@@ -186,7 +186,7 @@ def scene(
     as_json: Annotated[bool, typer.Option("--json", help="Print the scene graph as JSON.")] = False,
 ) -> None:
     """Parse a prompt into its scene graph (objects, counts, colours, relations)."""
-    from strokeagent.run import check_prompt
+    from strokeagent.runs.api import check_prompt
     from strokeagent.scene import parse_prompt
 
     try:

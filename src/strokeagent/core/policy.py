@@ -22,7 +22,7 @@ A policy file names a stage *kind* and its options for each stage, and the loop:
 given (the ablations are one ``[loop]`` table each). Stage tables with the same
 kind and options build one shared object, so a unified model configured for all
 four stages is loaded once. Kinds come from the built-in table below, from the
-``strokeagent.stages`` entry-point group, or as ``"package.module:Factory"``.
+``strokeagent.core.stages`` entry-point group, or as ``"package.module:Factory"``.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from strokeagent.core.loop import LoopSpec
+from strokeagent.core.registry import STAGE_KINDS
+from strokeagent.core.stages import STAGE_PROTOCOLS, Drafter, Planner, Refiner, Reflector
+from strokeagent.core.state import STAGES
 from strokeagent.errors import LoopError, PolicyError
-from strokeagent.loop import LoopSpec
-from strokeagent.registry import STAGE_KINDS
-from strokeagent.stages import STAGE_PROTOCOLS, Drafter, Planner, Refiner, Reflector
-from strokeagent.state import STAGES
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,8 @@ def _check_implements(stage: str, impl: Any, where: str) -> None:
 
 def bundled_policies_dir() -> Path:
     """``policies/`` of a source checkout, else the copy inside an installed wheel."""
-    checkout = Path(__file__).resolve().parents[2] / "policies"
-    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "_bundled" / "policies"
+    checkout = Path(__file__).resolve().parents[3] / "policies"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parents[1] / "_bundled" / "policies"
 
 
 def resolve_policy_path(name_or_path: str | Path) -> Path:

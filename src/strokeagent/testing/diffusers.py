@@ -9,10 +9,10 @@ the CLIP tokenizer from an in-memory vocabulary. The pipelines are saved with
 ``save_pretrained`` so tests load them by path through the backend's real
 loading code. A 64×64 call with 2–4 steps takes about 0.1 s on one CPU core.
 
-    python -m strokeagent.testing_diffusers ~/.cache/strokeagent/tiny-sd            # what backends/tiny-sd.toml names
-    python -m strokeagent.testing_diffusers ~/.cache/strokeagent/tiny-pix2pix pix2pix
-    python -m strokeagent.testing_diffusers ~/.cache/strokeagent/tiny-sdxl sdxl
-    python -m strokeagent.testing_diffusers ~/.cache/strokeagent/tiny-kontext flux-kontext
+    python -m strokeagent.testing.diffusers ~/.cache/strokeagent/tiny-sd            # what backends/tiny-sd.toml names
+    python -m strokeagent.testing.diffusers ~/.cache/strokeagent/tiny-pix2pix pix2pix
+    python -m strokeagent.testing.diffusers ~/.cache/strokeagent/tiny-sdxl sdxl
+    python -m strokeagent.testing.diffusers ~/.cache/strokeagent/tiny-kontext flux-kontext
 """
 
 from __future__ import annotations
@@ -325,7 +325,7 @@ def save_tiny_pix2pix(folder: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args or len(args) > 2:
-        raise SystemExit(f"usage: python -m strokeagent.testing_diffusers FOLDER [{'|'.join(BUILDERS)}]")
+        raise SystemExit(f"usage: python -m strokeagent.testing.diffusers FOLDER [{'|'.join(BUILDERS)}]")
     print(save_tiny(args[0], args[1] if len(args) > 1 else "sd"))
 
 

@@ -20,12 +20,12 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from strokeagent.state import ImageRef, Plan, Reflection, StageName, Step, Trajectory
+from strokeagent.core.state import ImageRef, Plan, Reflection, StageName, Step, Trajectory
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from strokeagent.store import ArtifactStore
+    from strokeagent.core.store import ArtifactStore
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@
 One trajectory is ``s1, v1, s2, v2, ... vK`` in the paper's terms: text states
 (``Plan``, ``Reflection``) and visual states (``ImageRef``) interleaved, grouped
 into ``Step``s. Images never live here as pixels: an ``ImageRef`` names a PNG in
-the run's content-addressed artifact store (``strokeagent.store``), so the state
+the run's content-addressed artifact store (``strokeagent.core.store``), so the state
 stays small enough to checkpoint after every stage.
 """
 
@@ -129,7 +129,7 @@ class Trajectory(_Frozen):
 
     def open_image(self, ref: ImageRef):  # -> PIL.Image.Image
         """The pixels of ``ref`` from this run's folder: ``traj.open_image(traj.final_image)``."""
-        from strokeagent.store import ArtifactStore
+        from strokeagent.core.store import ArtifactStore
 
         if self.run_dir is None:
             raise ValueError("this trajectory has no run folder; its images cannot be opened")

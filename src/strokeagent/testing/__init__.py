@@ -13,9 +13,9 @@ and for killing a run mid-way). Policy files can use them as kinds
 
 Doubles for the other interfaces live beside their builders and are
 re-exported here where they are light: ``ScriptedTextHead`` (a text head that
-answers from a script). Tiny random-weight models: ``strokeagent.testing_diffusers``
-(pipelines), ``strokeagent.testing_heads`` (chat and vision heads),
-``strokeagent.testing_unified`` (Janus), ``strokeagent.testing_critics`` (detectors,
+answers from a script). Tiny random-weight models: ``strokeagent.testing.diffusers``
+(pipelines), ``strokeagent.testing.heads`` (chat and vision heads),
+``strokeagent.testing.unified`` (Janus), ``strokeagent.testing.critics`` (detectors,
 CLIP, and the critic conformance suite).
 """
 
@@ -26,11 +26,11 @@ import asyncio
 import numpy as np
 from PIL import Image, ImageDraw
 
-from strokeagent.loop import LoopSpec
-from strokeagent.policy import Policy
-from strokeagent.stages import Canvas, TrajectoryView
-from strokeagent.state import Plan, Reflection
-from strokeagent.testing_heads import HeadCall, ScriptedTextHead  # noqa: F401 - the text-head double, here too
+from strokeagent.core.loop import LoopSpec
+from strokeagent.core.policy import Policy
+from strokeagent.core.stages import Canvas, TrajectoryView
+from strokeagent.core.state import Plan, Reflection
+from strokeagent.testing.heads import HeadCall, ScriptedTextHead  # noqa: F401 - the text-head double, here too
 
 
 class _Delayed:
@@ -164,9 +164,9 @@ class _StageContract:
         raise NotImplementedError("return the stage under test")
 
     def view(self, tmp_path, traj=None, step: int = 0, round_: int = 0) -> TrajectoryView:
-        from strokeagent.stages import stage_seed
-        from strokeagent.state import Trajectory
-        from strokeagent.store import ArtifactStore
+        from strokeagent.core.stages import stage_seed
+        from strokeagent.core.state import Trajectory
+        from strokeagent.core.store import ArtifactStore
 
         traj = traj or Trajectory(prompt=self.prompt, seed=0)
         store = ArtifactStore(tmp_path / "images")
@@ -175,7 +175,7 @@ class _StageContract:
     def test_implements_its_protocol_with_an_async_method(self) -> None:
         import inspect
 
-        from strokeagent.stages import STAGE_PROTOCOLS
+        from strokeagent.core.stages import STAGE_PROTOCOLS
 
         stage = self.make_stage()
         assert isinstance(stage, STAGE_PROTOCOLS[self.stage])  # type: ignore[index]
@@ -183,7 +183,7 @@ class _StageContract:
 
     def drafted(self, tmp_path) -> tuple[TrajectoryView, Plan, Canvas]:
         """A first-step view with one drawn canvas stored in it (for reflect and refine)."""
-        from strokeagent.state import Step, Trajectory
+        from strokeagent.core.state import Step, Trajectory
 
         drafter = ShapesDrafter(size=64)
         plan = Plan(instruction=self.prompt, description=self.prompt, done=True)
@@ -211,7 +211,7 @@ class DrafterContract(_StageContract):
         return Plan(instruction=view.prompt, description=view.prompt, done=True)
 
     def test_draws_from_scratch_deterministically(self, tmp_path) -> None:
-        from strokeagent.store import png_bytes
+        from strokeagent.core.store import png_bytes
 
         view = self.view(tmp_path)
         a = asyncio.run(self.make_stage().draft(view, self.plan_for(view)))

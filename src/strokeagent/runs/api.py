@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from strokeagent.errors import PolicyError, PromptError, RunError
-from strokeagent.loop import StageNodes, recursion_limit
-from strokeagent.policy import Policy, load_policy, policy_from_tables
-from strokeagent.state import StageName, Trajectory
-from strokeagent.store import ArtifactStore, atomic_write, new_output_folder
+from strokeagent.core.loop import StageNodes, recursion_limit
+from strokeagent.core.policy import Policy, load_policy, policy_from_tables
+from strokeagent.core.state import StageName, Trajectory
+from strokeagent.core.store import ArtifactStore, atomic_write, new_output_folder
 
 MAX_PROMPT_CHARS = 2000
 #: trajectory.json is a live view, refreshed at most this often (seconds) while a run goes, and always
@@ -132,7 +132,7 @@ class RunFolder:
 
     def settle(self, traj: Trajectory | None, status: RunStatus, error: str | None = None) -> None:
         """Leave the folder complete for ``status``: the trajectory, the film strip, then run.json."""
-        from strokeagent.report import write_report
+        from strokeagent.runs.report import write_report
 
         if traj is not None:
             self.write_trajectory(traj)
@@ -245,7 +245,7 @@ async def _drive(
     initial: dict[str, Any] | None,
     pause_before: tuple[StageName, ...],
 ) -> AsyncIterator[StageEvent]:
-    from strokeagent.checkpoints import open_checkpointer
+    from strokeagent.runs.checkpoints import open_checkpointer
 
     assert folder.store is not None
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": recursion_limit(policy.loop)}

@@ -134,7 +134,7 @@ def tiny_process_policy(
     Defaults suit a random-weight model: no preamble, 16 text tokens a call, sampled
     text, and an unreadable inspection counts as a conflict so refine runs.
     """
-    from strokeagent.policy import policy_from_tables
+    from strokeagent.core.policy import policy_from_tables
 
     stage = {
         "kind": "process",
@@ -286,7 +286,7 @@ class SampleModel(ScriptedUnifiedModel):
         return super().generate_image(ctx, seed=seed, guidance=guidance, steps=steps, size=size)
 
 
-#: Where ``backends/tiny-janus.toml`` looks; ``python -m strokeagent.testing_unified`` builds it there.
+#: Where ``backends/tiny-janus.toml`` looks; ``python -m strokeagent.testing.unified`` builds it there.
 DEFAULT_TINY_JANUS = Path("~/.cache/strokeagent/tiny-janus").expanduser()
 
 if __name__ == "__main__":

@@ -84,15 +84,15 @@ STAGE_KINDS = Registry(
         "testing.reflect": "strokeagent.testing:ScriptedReflector",
         "testing.refine": "strokeagent.testing:ShapesRefiner",
         # Text heads plan and reflect; image backends draft and refine (the composite policy).
-        "head.plan": "strokeagent.composite_text:HeadPlanner",
-        "head.reflect": "strokeagent.composite_text:HeadReflector",
-        "diffusion.draft": "strokeagent.composite_image:DiffusionDrafter",
-        "diffusion.refine": "strokeagent.composite_image:DiffusionRefiner",
-        "hybrid.draft": "strokeagent.composite_image:SketchThenPaintDrafter",
+        "head.plan": "strokeagent.kinds.head:HeadPlanner",
+        "head.reflect": "strokeagent.kinds.head:HeadReflector",
+        "diffusion.draft": "strokeagent.kinds.diffusion:DiffusionDrafter",
+        "diffusion.refine": "strokeagent.kinds.diffusion:DiffusionRefiner",
+        "hybrid.draft": "strokeagent.kinds.hybrid:SketchThenPaintDrafter",
         # One unified model for all four stages, on a shared context (the paper's policy).
         "process": "strokeagent.unified.process:ProcessStages",
         # A reflect stage built from any critic.
-        "critic.reflect": "strokeagent.critics:CriticReflector",
+        "critic.reflect": "strokeagent.kinds.critic:CriticReflector",
     },
     entry_point_group="strokeagent.stages",
 )
@@ -105,7 +105,7 @@ BACKEND_KINDS = Registry(
         "openai": "strokeagent.backends.openai_head:OpenAIHead",
         "transformers": "strokeagent.backends.transformers_head:TransformersHead",
         "smollm2": "strokeagent.backends.smollm2:smollm2_head",
-        "tiny-text": "strokeagent.testing_heads:tiny_text_head",
+        "tiny-text": "strokeagent.testing.heads:tiny_text_head",
         "janus": "strokeagent.unified.janus:JanusModel",
         "emu3": "strokeagent.unified.emu3:Emu3Model",
         "bagel": "strokeagent.unified.bagel:BagelModel",

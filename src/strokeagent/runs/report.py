@@ -13,8 +13,8 @@ import base64
 import html
 from pathlib import Path
 
-from strokeagent.state import ImageRef, Reflection, Step, Trajectory
-from strokeagent.store import ArtifactStore, atomic_write
+from strokeagent.core.state import ImageRef, Reflection, Step, Trajectory
+from strokeagent.core.store import ArtifactStore, atomic_write
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:0;background:#f6f5f2;color:#222}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from strokeagent.testing_unified import write_backend
+from strokeagent.testing.unified import write_backend
 
 #: Emu3's own names; the roles are the tokenizer's (and the processor's) attribute names.
 ROLES = {
@@ -95,7 +95,7 @@ def write_emu3_backend(model_folder: str | Path, toml_path: str | Path) -> Path:
     return toml_path
 
 
-#: ``python -m strokeagent.testing_emu3`` builds the tiny Emu3 here (a description: ``write_emu3_backend``).
+#: ``python -m strokeagent.testing.emu3`` builds the tiny Emu3 here (a description: ``write_emu3_backend``).
 DEFAULT_TINY_EMU3 = Path("~/.cache/strokeagent/tiny-emu3").expanduser()
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import Any
 
 from PIL import Image
 
-from strokeagent.state import ImageRef
+from strokeagent.core.state import ImageRef
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, durable: bool = False) -> None:

@@ -26,7 +26,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from strokeagent.critics import Critic, CriticReflector, Verdict
+from strokeagent.critics import Critic, Verdict
+from strokeagent.kinds.critic import CriticReflector
 
 Case = tuple[Any, str, Any]  # (image or Canvas, prompt, scene or None)
 
@@ -104,8 +105,8 @@ class CriticConformance:
             assert not self._score(critic, case).correct, f"{case[1]!r} should fail"
 
     def test_works_as_a_reflect_stage(self) -> None:
-        from strokeagent.stages import Canvas
-        from strokeagent.state import Plan
+        from strokeagent.core.stages import Canvas
+        from strokeagent.core.state import Plan
 
         reflector = CriticReflector(self.make_critic())
         for image, prompt, _ in self._all():

@@ -33,15 +33,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from strokeagent.core.stages import TrajectoryView, stage_seed
+from strokeagent.core.state import STAGES, Plan, StageName, StageTiming, Step, Trajectory
 from strokeagent.errors import LoopError
-from strokeagent.stages import TrajectoryView, stage_seed
-from strokeagent.state import STAGES, Plan, StageName, StageTiming, Step, Trajectory
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
-    from strokeagent.policy import Policy
-    from strokeagent.store import ArtifactStore
+    from strokeagent.core.policy import Policy
+    from strokeagent.core.store import ArtifactStore
 
 END_OF_STEP = "__end_of_step__"
 

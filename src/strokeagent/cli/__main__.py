@@ -1,0 +1,3 @@
+from strokeagent.cli.main import main
+
+main()
