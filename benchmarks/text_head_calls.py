@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 from strokeagent.backends.openai_head import OpenAIHead
-from strokeagent.core.loop import LoopSpec
-from strokeagent.core.policy import Policy
+from strokeagent.core.policy import LoopSpec, Policy
 from strokeagent.errors import RunError
 from strokeagent.kinds.head import HeadPlanner, HeadReflector
 from strokeagent.runs.api import agenerate
@@ -58,10 +57,12 @@ def policy(head: TimedHead, max_steps: int) -> Policy:
     return Policy(
         name="text-head-bench",
         loop=LoopSpec(max_steps=max_steps, max_refines=1),
-        planner=HeadPlanner(head),
-        drafter=ShapesDrafter(size=64),
-        reflector=HeadReflector(head),
-        refiner=ShapesRefiner(),
+        stages={
+            "plan": HeadPlanner(head),
+            "draft": ShapesDrafter(size=64),
+            "reflect": HeadReflector(head),
+            "refine": ShapesRefiner(),
+        },
     )
 
 

@@ -66,8 +66,7 @@ def test_the_process_stages_read_each_sample_as_it_was_written(built, tmp_path):
     # A model that learned a sample perfectly, run through the process policy: every stage cut falls
     # where the sample's segments say, and the choice after the last inspection is the sample's ending.
     import strokeagent
-    from strokeagent.core.loop import LoopSpec
-    from strokeagent.core.policy import Policy
+    from strokeagent.core.policy import LoopSpec, Policy
     from strokeagent.testing.unified import SampleModel
 
     items = {item.prompt: item for item in generate_suite(6, seed=0)}  # the suite `built` was built from
@@ -80,7 +79,7 @@ def test_the_process_stages_read_each_sample_as_it_was_written(built, tmp_path):
             loop = LoopSpec(order=("plan", "draft"), max_steps=8)
         else:
             loop = LoopSpec(max_steps=1, max_refines=1)
-        policy = Policy("sample", loop, stages, stages, stages, stages)
+        policy = Policy("sample", loop, dict.fromkeys(("plan", "draft", "reflect", "refine"), stages))
         traj = strokeagent.generate(row["prompt"], policy=policy, seed=0, out=tmp_path / str(n))
         assert model.left == [], (row["id"], model.left)  # the stages read the whole sample
         images = [s for s in row["segments"] if s["kind"] == "image"]

@@ -1,7 +1,7 @@
 import pytest
 
-from strokeagent.core.loop import LoopSpec, StageNodes, build_graph, compile_loop
-from strokeagent.core.policy import Policy
+from strokeagent.core.loop import StageNodes, build_graph, compile_loop
+from strokeagent.core.policy import LoopSpec, Policy
 from strokeagent.core.store import ArtifactStore
 from strokeagent.errors import LoopError, PolicyError
 from strokeagent.testing import ShapesDrafter, test_policy
@@ -17,13 +17,13 @@ RUNNABLE = [
 
 REFUSED = {
     (): "it is empty",
-    ("plan",): "there is no draft",
+    ("plan",): "no stage draws",
     ("draft", "draft"): "appears twice",
-    ("draft", "plan"): "plan comes after draft",
-    ("reflect", "draft"): "reflect comes before draft",
-    ("draft", "refine"): "refine needs reflect right before it",
-    ("draft", "refine", "reflect"): "refine needs reflect right before it",
-    ("plan", "draft", "refine"): "refine needs reflect right before it",
+    ("draft", "plan"): "plan plans after draft draws",
+    ("reflect", "draft"): "reflect inspects before anything is drawn",
+    ("draft", "refine"): "refine needs an inspection",
+    ("draft", "refine", "reflect"): "refine needs an inspection",
+    ("plan", "draft", "refine"): "refine needs an inspection",
 }
 
 
@@ -41,9 +41,11 @@ def test_impossible_orders_are_refused_with_the_reason(order, reason):
         LoopSpec(order=order)
 
 
-def test_unknown_stage_is_refused():
-    with pytest.raises(LoopError, match="unknown stage 'paint'"):
-        LoopSpec(order=("plan", "paint"))
+def test_a_stage_name_must_be_a_name_and_have_a_stage():
+    with pytest.raises(LoopError, match="stage name 'pa int' in the order is not a name"):
+        LoopSpec(order=("plan", "pa int"))
+    with pytest.raises(PolicyError, match="the loop runs paint but no paint stage is given"):
+        test_policy(order=("plan", "paint", "draft"))
 
 
 def test_parse_names_the_place_and_the_field():
@@ -72,16 +74,16 @@ def test_reflect_routes_to_refine_until_max_refines_then_moves_on(tmp_path):
         earlier = [Step(index=i, plan=Plan(instruction="i")) for i in range(steps - 1)]
         return {"trajectory": Trajectory(prompt="p", seed=0, steps=[*earlier, last]).model_dump(mode="json")}
 
-    assert nodes.after_reflect(state(1, [False])) == "refine"
-    assert nodes.after_reflect(state(2, [False, False])) == "refine"
-    assert nodes.after_reflect(state(3, [False, False, False])) == "plan"  # out of refines: next step
-    assert nodes.after_reflect(state(1, [True])) == "plan"
-    assert nodes.after_reflect(state(1, [True], done=True)) == "__end__"
-    assert nodes.after_reflect(state(1, [True], steps=2)) == "__end__"  # max_steps reached
+    assert nodes.after_inspections("refine")(state(1, [False])) == "refine"
+    assert nodes.after_inspections("refine")(state(2, [False, False])) == "refine"
+    assert nodes.after_inspections("refine")(state(3, [False, False, False])) == "plan"  # out of refines: next step
+    assert nodes.after_inspections("refine")(state(1, [True])) == "plan"
+    assert nodes.after_inspections("refine")(state(1, [True], done=True)) == "__end__"
+    assert nodes.after_inspections("refine")(state(1, [True], steps=2)) == "__end__"  # max_steps reached
     # A model that closes the process after its inspection ends the run without another plan...
-    assert nodes.after_reflect(state(1, [True], reflection_done=True)) == "__end__"
+    assert nodes.after_inspections("refine")(state(1, [True], reflection_done=True)) == "__end__"
     # ...but a conflict it found is still refined first.
-    assert nodes.after_reflect(state(1, [False], reflection_done=True)) == "refine"
+    assert nodes.after_inspections("refine")(state(1, [False], reflection_done=True)) == "refine"
 
 
 def test_fixed_stop_rule_ignores_done(tmp_path):
@@ -96,18 +98,16 @@ def test_fixed_stop_rule_ignores_done(tmp_path):
 
 def test_policy_refuses_a_missing_or_wrong_stage():
     with pytest.raises(PolicyError, match="the loop runs plan but no plan stage is given"):
-        Policy(name="p", loop=LoopSpec(order=("plan", "draft")), drafter=ShapesDrafter())
+        Policy(name="p", loop=LoopSpec(order=("plan", "draft")), stages={"draft": ShapesDrafter()})
 
     class SyncPlanner:
         def plan(self, view):
             return None
 
     with pytest.raises(
-        PolicyError, match=r"SyncPlanner cannot be the plan stage: it needs an `async def plan"
+        PolicyError, match=r"SyncPlanner cannot be the plan stage: it needs `async def plan"
     ):
-        Policy(
-            name="p", loop=LoopSpec(order=("plan", "draft")), drafter=ShapesDrafter(), planner=SyncPlanner()
-        )  # type: ignore[arg-type]
+        Policy(name="p", loop=LoopSpec(order=("plan", "draft")), stages={"draft": ShapesDrafter(), "plan": SyncPlanner()})
 
 
 def test_pause_before_a_stage_not_in_the_loop_is_refused(tmp_path):

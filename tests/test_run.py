@@ -5,7 +5,9 @@ import json
 import pytest
 
 import strokeagent
+from strokeagent.core.policy import LoopSpec
 from strokeagent.core.stages import Canvas
+from strokeagent.core.state import Note
 from strokeagent.errors import PromptError, RunError
 from strokeagent.runs.api import MAX_PROMPT_CHARS, astream, resume
 from strokeagent.testing import ShapesDrafter, test_policy
@@ -107,10 +109,7 @@ def test_a_failed_run_keeps_its_images_and_resumes_to_the_same_bytes(tmp_path):
     flaky = strokeagent.Policy(
         name="flaky",
         loop=policy.loop,
-        planner=policy.planner,
-        drafter=FailingDrafter(),
-        reflector=policy.reflector,
-        refiner=policy.refiner,
+        stages={**policy.stages, "draft": FailingDrafter()},
     )
     with pytest.raises(RunError, match=r"GPU fell off the bus; it kept 2 images in .*strokeagent resume"):
         strokeagent.generate("p", policy=flaky, seed=5, out=tmp_path / "r")
@@ -223,12 +222,52 @@ def test_resume_refuses_what_is_not_a_run(tmp_path):
         resume(tmp_path)
 
 
-def test_python_built_policy_needs_the_policy_to_resume(tmp_path):
-    strokeagent.generate("p", policy=test_policy(), out=tmp_path / "r", pause_before=("draft",))
+def test_a_python_built_policy_resumes_as_it_ran(tmp_path):
+    # Stages made in Python are recorded as their kinds with their options; resume rebuilds them.
+    policy = test_policy(steps=2, order=("plan", "note", "draft", "reflect", "refine"))
+    whole = strokeagent.generate("p", policy=policy, seed=4, out=tmp_path / "whole")
+    strokeagent.generate("p", policy=policy, seed=4, out=tmp_path / "r", pause_before=("draft",))
+    tables = json.loads((tmp_path / "r" / "run.json").read_text())["policy_tables"]
+    assert tables["stages"]["note"] == {"kind": "testing.note"}
+    assert tables["stages"]["plan"] == {"kind": "testing.plan", "steps": 2}
+    done = resume(tmp_path / "r", pause=False)
+    assert done.final_image == whole.final_image
+    assert [t.stage for t in done.timings] == [t.stage for t in whole.timings]
+
+
+def test_a_stage_that_cannot_be_recorded_needs_the_policy_to_resume(tmp_path):
+    class Local:  # defined in a function: nothing could import it again
+        async def run(self, view):
+            return Note(text="here")
+
+    policy = test_policy(order=("plan", "draft"))
+    policy = strokeagent.Policy(
+        "local", LoopSpec(order=("plan", "local", "draft")), {**policy.stages, "local": Local()}
+    )
+    strokeagent.generate("p", policy=policy, out=tmp_path / "r", pause_before=("draft",))
     with pytest.raises(
-        RunError, match=r"resume it from Python with strokeagent.resume\(run_dir, policy=...\)"
+        RunError,
+        match=r"stage local was made in Python and could not be recorded \(Local: .*defined in a script or function",
     ):
         resume(tmp_path / "r")
+    assert resume(tmp_path / "r", policy=policy, pause=False).final_image is not None
+
+
+def test_dataclasses_replace_of_a_stage_is_what_resume_runs(tmp_path):
+    # The policy composed in Python is recorded from its objects, not from the file it started as.
+    import dataclasses
+
+    from strokeagent.sketch import SketchDrafter
+
+    base = strokeagent.load_policy("sketch")
+    mine = dataclasses.replace(base, stages={**base.stages, "draft": SketchDrafter(mistake_rate=0.9)})
+    whole = strokeagent.generate("two apples and a cup", policy=mine, seed=2, out=tmp_path / "whole")
+    strokeagent.generate(
+        "two apples and a cup", policy=mine, seed=2, out=tmp_path / "r", pause_before=("reflect",)
+    )
+    tables = json.loads((tmp_path / "r" / "run.json").read_text())["policy_tables"]
+    assert tables["stages"]["draft"] == {"kind": "sketch.draft", "mistake_rate": 0.9}
+    assert resume(tmp_path / "r", pause=False).final_image == whole.final_image
 
 
 def test_generate_works_inside_a_running_event_loop(tmp_path):

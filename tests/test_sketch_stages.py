@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from strokeagent.core.stages import Canvas, TrajectoryView, stage_seed
-from strokeagent.core.state import Plan, Reflection, Step, Trajectory
+from strokeagent.core.state import Plan, Reflection, State, Step, Trajectory
 from strokeagent.core.store import ArtifactStore
 from strokeagent.critics.canvas import judge
 from strokeagent.sketch import STAGE_KINDS, SketchDrafter, SketchPlanner, SketchRefiner, SketchReflector
@@ -62,8 +62,8 @@ class MiniLoop:
                     "reflect",
                     self.reflector.reflect(self.view(traj, "reflect", len(step.reflections)), plan, image),
                 )
-                step = step.model_copy(update={"reflections": [*step.reflections, reflection]})
-                traj = traj.model_copy(update={"steps": [*traj.steps[:-1], step]})
+                traj = self._append(traj, State(stage="reflect", value=reflection))
+                step = traj.steps[-1]
                 if reflection.ok or len(step.refinements) >= self.max_refines:
                     break
                 fixed = await self.timed(
@@ -77,10 +77,13 @@ class MiniLoop:
 
     def _add_image(self, traj: Trajectory, canvas: Canvas) -> Trajectory:
         ref = self.store.put(canvas.image, canvas.meta)
+        return self._append(traj, State(stage="draft" if traj.steps[-1].draft is None else "refine", value=ref))
+
+    @staticmethod
+    def _append(traj: Trajectory, state: State) -> Trajectory:
         step = traj.steps[-1]
-        return traj.model_copy(
-            update={"steps": [*traj.steps[:-1], step.model_copy(update={"images": [*step.images, ref]})]}
-        )
+        step = step.model_copy(update={"states": [*step.states, state]})
+        return traj.model_copy(update={"steps": [*traj.steps[:-1], step]})
 
     def final(self, traj: Trajectory) -> Canvas:
         return Canvas(self.store.open(traj.final_image), dict(traj.final_image.meta))
@@ -91,10 +94,10 @@ def run(coro):  # noqa: ANN001, ANN201
 
 
 def test_stage_kinds_implement_the_protocols() -> None:
-    from strokeagent.core.stages import STAGE_PROTOCOLS
+    from strokeagent.core.stages import ROLE_PROTOCOLS, Stage
 
     for kind, cls in STAGE_KINDS.items():
-        assert isinstance(cls(), STAGE_PROTOCOLS[kind.split(".")[1]])  # type: ignore[index]
+        assert isinstance(cls(), ROLE_PROTOCOLS.get(kind.split(".")[1], Stage))
     with pytest.raises(ValueError, match="unknown mistakes"):
         SketchDrafter(mistakes=["smudge"])
 
@@ -108,7 +111,7 @@ def test_planner_walks_the_increments(tmp_path: Path) -> None:
         "Add a dog to the right of the teddy bear.",
     ]
     assert [p.done for p in plans] == [False, True]
-    assert plans[0].meta["increment"]["object_ids"] == ["o1"]
+    assert plans[0].handoffs["increment"]["object_ids"] == ["o1"]
     # Step 1 edits step 0's canvas: the bear is still exactly where it was.
     first = SketchDocument.from_meta(traj.steps[0].image.meta)
     last = SketchDocument.from_meta(traj.steps[1].image.meta)

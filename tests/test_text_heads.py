@@ -15,8 +15,7 @@ from PIL import Image
 import strokeagent
 from strokeagent.backends import forget_backends, load_backend
 from strokeagent.backends.openai_head import OpenAIHead
-from strokeagent.core.loop import LoopSpec
-from strokeagent.core.policy import Policy, load_policy
+from strokeagent.core.policy import LoopSpec, Policy, load_policy
 from strokeagent.errors import PolicyError, RunError
 from strokeagent.kinds.head import HeadPlanner, HeadReflector, PlanAnswer, ReflectAnswer
 from strokeagent.testing import ShapesDrafter, ShapesRefiner
@@ -258,10 +257,12 @@ def head_policy(planner_head, reflector_head, steps=3, max_refines=1):
     return Policy(
         name="head-test",
         loop=LoopSpec(max_steps=steps, max_refines=max_refines),
-        planner=HeadPlanner(planner_head),
-        drafter=ShapesDrafter(size=32),
-        reflector=HeadReflector(reflector_head),
-        refiner=ShapesRefiner(),
+        stages={
+            "plan": HeadPlanner(planner_head),
+            "draft": ShapesDrafter(size=32),
+            "reflect": HeadReflector(reflector_head),
+            "refine": ShapesRefiner(),
+        },
     )
 
 

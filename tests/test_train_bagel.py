@@ -125,8 +125,7 @@ def test_text_and_flow_losses_fall(world):
 @pytest.mark.slow  # 40-70 s on 2 busy cores: a 4-step training and two loads by path
 def test_the_trainer_trains_bagel_and_the_checkpoint_runs_as_a_policy(world, tmp_path):
     import strokeagent
-    from strokeagent.core.loop import LoopSpec
-    from strokeagent.core.policy import Policy
+    from strokeagent.core.policy import LoopSpec, Policy
     from strokeagent.train import TrainConfig, train
     from strokeagent.unified.bagel import BagelModel
     from strokeagent.unified.process import ProcessStages
@@ -147,6 +146,6 @@ def test_the_trainer_trains_bagel_and_the_checkpoint_runs_as_a_policy(world, tmp
     model = BagelModel(checkout=CHECKOUT, path=str(result.checkpoint), device="cpu", size=64)  # type: ignore[arg-type]
     stages = ProcessStages(model, max_text_tokens=8, temperature=1.0, image_steps=3, size=64,
                            on_unreadable_inspection="conflict", format={"preamble": ""})  # fmt: skip
-    policy = Policy("trained-bagel", LoopSpec(max_steps=1, max_refines=1), stages, stages, stages, stages)
+    policy = Policy("trained-bagel", LoopSpec(max_steps=1, max_refines=1), dict.fromkeys(("plan", "draft", "reflect", "refine"), stages))
     traj = strokeagent.generate("a red apple", policy=policy, seed=0, out=tmp_path / "gen")
     assert (traj.final_image.width, traj.final_image.height) == (64, 64)

@@ -107,13 +107,12 @@ def test_text_stops_on_a_string_or_at_the_end_of_turn(model):
 @needs_checkout
 @pytest.mark.slow  # 10-30 s on 2 busy cores: two runs of two steps, 3 flow steps per image
 def test_a_tiny_bagel_runs_the_four_stages_on_its_kv_cache(model, tmp_path):
-    from strokeagent.core.loop import LoopSpec
-    from strokeagent.core.policy import Policy
+    from strokeagent.core.policy import LoopSpec, Policy
     from strokeagent.unified.process import ProcessStages
 
     stages = ProcessStages(model, max_text_tokens=8, temperature=1.0, image_steps=3, size=64,
                            on_unreadable_inspection="conflict", format={"preamble": ""})  # fmt: skip
-    policy = Policy("bagel-tiny", LoopSpec(max_steps=2, max_refines=1), stages, stages, stages, stages)
+    policy = Policy("bagel-tiny", LoopSpec(max_steps=2, max_refines=1), dict.fromkeys(("plan", "draft", "reflect", "refine"), stages))
     a = strokeagent.generate("a red apple", policy=policy, seed=0, out=tmp_path / "a")
     b = strokeagent.generate("a red apple", policy=policy, seed=0, out=tmp_path / "b")
     assert [t.stage for t in a.timings[:4]] == ["plan", "draft", "reflect", "refine"]
@@ -146,7 +145,7 @@ def test_a_bagel_backend_loads_by_path_and_a_resumed_run_matches(tmp_path):
     policy = tiny_process_policy(backend, max_steps=1, image_steps=3)
     straight = strokeagent.generate("a red apple", policy=policy, seed=0, out=tmp_path / "a")
 
-    model = policy.planner.model
+    model = policy.stage("plan").model
     real, calls = model.generate_image, {"n": 0}
 
     def fails_on_the_refine(*args, **kwargs):

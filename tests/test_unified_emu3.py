@@ -89,7 +89,7 @@ def test_each_stage_prefills_only_what_it_added(emu3):
 def test_a_context_rebuilt_at_every_stage_paints_the_same_bytes(emu3, tmp_path):
     # With no live context kept, every stage replays the trajectory (ops, and images from their PNGs).
     policy = tiny_process_policy(emu3.backend, max_steps=1)
-    policy.planner.max_live = 0
+    policy.stage("plan").max_live = 0
     rebuilt = strokeagent.generate("a red apple", policy=policy, seed=0, out=tmp_path / "rebuilt")
     step = len(emu3.run.steps[0].images)
     assert painted(rebuilt) == painted(emu3.run)[:step]  # step 1, bit for bit

@@ -139,8 +139,8 @@ def test_same_seed_same_bytes_and_a_resumed_run_matches(tiny, straight, tmp_path
 
 def test_the_four_stage_tables_build_one_shared_object(tiny):
     policy = tiny_process_policy(tiny[0])
-    assert policy.planner is policy.drafter is policy.reflector is policy.refiner
-    assert policy.planner.model is tiny[1]  # the backend description is loaded once per process
+    assert policy.stage("plan") is policy.stage("draft") is policy.stage("reflect") is policy.stage("refine")
+    assert policy.stage("plan").model is tiny[1]  # the backend description is loaded once per process
 
 
 def test_after_a_passed_inspection_the_model_decides_and_a_kill_there_resumes_the_same(tiny, tmp_path):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 import strokeagent
-from strokeagent.core.loop import LoopSpec
-from strokeagent.core.policy import Policy
+from strokeagent.core.policy import LoopSpec, Policy
 from strokeagent.errors import PolicyError, RunError
 from strokeagent.testing.unified import ScriptedUnifiedModel as ScriptedModel
 from strokeagent.unified.process import ProcessFormat, ProcessStages, parse_inspection, parse_plan
@@ -18,7 +17,7 @@ FMT = ProcessFormat()
 def policy_of(model: ScriptedModel, max_steps: int = 5, max_refines: int = 1, **options) -> Policy:
     stages = ProcessStages(model, max_text_tokens=200, format={"preamble": ""}, **options)
     loop = LoopSpec(max_steps=max_steps, max_refines=max_refines)
-    return Policy("scripted-process", loop, stages, stages, stages, stages)
+    return Policy("scripted-process", loop, dict.fromkeys(("plan", "draft", "reflect", "refine"), stages))
 
 
 PLAN_1 = ("<ins>draw a red apple</ins><des>a red apple</des>", "stop")
@@ -148,7 +147,7 @@ def test_a_plan_that_closes_after_its_tags_is_painted(tmp_path):
 
 def transcript(policy: Policy) -> str:
     """What the one run's live context holds, images written ``[image]``."""
-    (live,) = policy.planner._live.values()
+    (live,) = policy.stage("plan")._live.values()
     return "".join("[image]" if piece.startswith("[image") else piece for piece in live.ctx.state)
 
 
@@ -242,7 +241,7 @@ def test_a_run_killed_after_the_model_opened_a_step_resumes_from_the_opener(tmp_
     assert last.reflections[-1].meta["process"]["opened"] == OPEN[0]
     fresh = policy_of(ScriptedModel(SCRIPT[5:]))  # a new process: the context is rebuilt from the run
     b = strokeagent.resume(run, policy=fresh)
-    assert outcome(b) == outcome(a) and not fresh.planner.model.script
+    assert outcome(b) == outcome(a) and not fresh.stage("plan").model.script
     plan = next(t for t in b.timings if t.stage == "plan" and t.step == 1)
     # The plan rebuilt the context (the opener included, replayed once), then generated only the rest of it.
     replayed = sum(len(x[0]) for x in (PLAN_1, GREEN, FIX, OK, OPEN))

@@ -24,16 +24,24 @@ _EXPORTS = {
     "StageEvent": "strokeagent.runs.api",
     "load_policy": "strokeagent.core.policy",
     "Policy": "strokeagent.core.policy",
-    "LoopSpec": "strokeagent.core.loop",
+    "LoopSpec": "strokeagent.core.policy",
+    "StageSpec": "strokeagent.core.policy",
     "StageNodes": "strokeagent.core.loop",
     "compile_loop": "strokeagent.core.loop",
     "build_graph": "strokeagent.core.loop",
     "Plan": "strokeagent.core.state",
     "Reflection": "strokeagent.core.state",
+    "Note": "strokeagent.core.state",
+    "State": "strokeagent.core.state",
+    "StageUsage": "strokeagent.core.state",
+    "Handoff": "strokeagent.core.state",
+    "handoffs_of": "strokeagent.core.state",
     "Step": "strokeagent.core.state",
     "Trajectory": "strokeagent.core.state",
     "ImageRef": "strokeagent.core.state",
     "Canvas": "strokeagent.core.stages",
+    "Stage": "strokeagent.core.stages",
+    "Selector": "strokeagent.core.stages",
     "TrajectoryView": "strokeagent.core.stages",
     "Planner": "strokeagent.core.stages",
     "Drafter": "strokeagent.core.stages",
@@ -53,15 +61,23 @@ __all__ = [  # noqa: RUF022 - grouped by concept
     "load_policy",
     "Policy",
     "LoopSpec",
+    "StageSpec",
     "StageNodes",
     "compile_loop",
     "build_graph",
     "Plan",
     "Reflection",
+    "Note",
+    "State",
+    "StageUsage",
+    "Handoff",
+    "handoffs_of",
     "Step",
     "Trajectory",
     "ImageRef",
     "Canvas",
+    "Stage",
+    "Selector",
     "TrajectoryView",
     "Planner",
     "Drafter",
@@ -74,10 +90,30 @@ __all__ = [  # noqa: RUF022 - grouped by concept
 assert set(__all__) == {*_EXPORTS, "__version__"}
 
 if TYPE_CHECKING:
-    from strokeagent.core.loop import LoopSpec, StageNodes, build_graph, compile_loop
-    from strokeagent.core.policy import Policy, load_policy
-    from strokeagent.core.stages import Canvas, Drafter, Planner, Refiner, Reflector, TrajectoryView
-    from strokeagent.core.state import ImageRef, Plan, Reflection, Step, Trajectory
+    from strokeagent.core.loop import StageNodes, build_graph, compile_loop
+    from strokeagent.core.policy import LoopSpec, Policy, StageSpec, load_policy
+    from strokeagent.core.stages import (
+        Canvas,
+        Drafter,
+        Planner,
+        Refiner,
+        Reflector,
+        Selector,
+        Stage,
+        TrajectoryView,
+    )
+    from strokeagent.core.state import (
+        Handoff,
+        ImageRef,
+        Note,
+        Plan,
+        Reflection,
+        StageUsage,
+        State,
+        Step,
+        Trajectory,
+        handoffs_of,
+    )
     from strokeagent.core.store import ArtifactStore
     from strokeagent.errors import StrokeAgentError
     from strokeagent.runs.api import StageEvent, agenerate, aresume, astream, generate, resume

@@ -36,3 +36,7 @@ class DataError(StrokeAgentError, ValueError):
 
 class TrainError(StrokeAgentError, ValueError):
     """A training config or checkpoint that cannot be used."""
+
+
+class StageOutputError(StrokeAgentError):
+    """A stage returned something its role cannot use (a draft that gave no image)."""

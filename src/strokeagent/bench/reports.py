@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from strokeagent.core.state import STAGES
+from strokeagent.bench.summary import stage_columns
 from strokeagent.core.store import atomic_write
 
 TAG_LABELS = {
@@ -33,7 +33,24 @@ TAG_LABELS = {
 }
 # Okabe–Ito: distinguishable with every common colour-vision deficiency.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+#: The method's stages keep their colours from chart to chart; any other stage takes the next free one.
 STAGE_COLORS = {"plan": "#56B4E9", "draft": "#CC79A7", "reflect": "#E69F00", "refine": "#009E73"}
+EXTRA_STAGE_COLORS = ["#0072B2", "#D55E00", "#F0E442", "#999999", "#000000", "#882255", "#44AA99", "#DDCC77"]
+
+
+def stages_of(summary: dict[str, Any]) -> list[str]:
+    """Every stage any policy of the bench timed, in loop order (a user's stage between the ones it ran between)."""
+    return stage_columns([list(p["seconds_per_image"]) for p in summary["policies"]])
+
+
+def stage_colors(stages: list[str]) -> dict[str, str]:
+    spare = [c for c in EXTRA_STAGE_COLORS if c not in STAGE_COLORS.values()]
+    out: dict[str, str] = {}
+    for stage in stages:
+        out[stage] = (
+            STAGE_COLORS.get(stage) or spare[len([s for s in out if s not in STAGE_COLORS]) % len(spare)]
+        )
+    return out
 
 
 def label(tag: str) -> str:
@@ -76,7 +93,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
     lines += [
         "| " + " | ".join([f"`{r[0]}`", *(cell(v, i + 1) for i, v in enumerate(r[1:]))]) + " |" for r in rows
     ]
-    stages = [s for s in STAGES if any(s in p["seconds_per_image"] for p in summary["policies"])]
+    stages = stages_of(summary)
     lines += [
         "",
         "| Policy | Loop | " + " | ".join(f"{s} ms" for s in stages) + " | total ms | steps | refines |",
@@ -103,7 +120,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
 def csv_table(summary: dict[str, Any]) -> str:
     header, rows = _accuracy_rows(summary)
-    stages = [s for s in STAGES if any(s in p["seconds_per_image"] for p in summary["policies"])]
+    stages = stages_of(summary)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([*header, *(f"{s}_ms" for s in stages), "total_ms", "steps", "refines", "images"])
@@ -172,10 +189,12 @@ def write_chart(path: Path, summary: dict[str, Any]) -> None:
     )
     names = [p["policy"] for p in policies]
     left = [0.0] * len(policies)
-    for stage in STAGES:
+    stages = stages_of(summary)
+    colors = stage_colors(stages)
+    for stage in stages:
         ms = [p["seconds_per_image"].get(stage, 0.0) * 1000 for p in policies]
         if any(ms):
-            time_ax.barh(names, ms, left=left, label=stage, color=STAGE_COLORS[stage])
+            time_ax.barh(names, ms, left=left, label=stage, color=colors[stage])
             left = [a + b for a, b in zip(left, ms, strict=True)]
     time_ax.set_xlabel("ms per image, inside the stages")
     time_ax.set_title("Where the time goes", loc="left")

@@ -128,6 +128,11 @@ def _policies(policies: Sequence[Policy | str | Path]) -> list[Policy]:
     return loaded
 
 
+def _tables(policy: Policy) -> dict[str, Any]:
+    """What rebuilds ``policy`` (its stages' tables and its loop), as bench.json keeps it: JSON as read back."""
+    return json.loads(json.dumps(policy.record(), default=str))
+
+
 async def arun_bench(
     items: Sequence[SuiteItem],
     policies: Sequence[Policy | str | Path],
@@ -157,7 +162,7 @@ async def arun_bench(
     plan = {
         "suite": suite_digest(list(items)),
         "rows": len(items),
-        "policies": [{"name": p.name, "tables": p.source} for p in loaded],
+        "policies": [{"name": p.name, "tables": _tables(p)} for p in loaded],
         "seeds": list(seeds),
         "critic": critic_spec,
     }

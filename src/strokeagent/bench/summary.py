@@ -20,7 +20,30 @@ from collections.abc import Sequence
 from statistics import fmean
 from typing import Any
 
-from strokeagent.core.state import STAGES
+
+def stage_columns(orders: Sequence[Sequence[str]]) -> list[str]:
+    """Every stage name in ``orders``, once, keeping each order's sequence where they agree.
+
+        >>> stage_columns([["draft", "reflect", "refine"], ["plan", "critique", "draft"], ["plan", "draft"]])
+        ['plan', 'critique', 'draft', 'reflect', 'refine']
+
+    A stage comes after every stage that precedes it in some order (a topological order of the
+    "ran before" relation), ties and disagreements broken by first appearance.
+    """
+    names = list(dict.fromkeys(name for order in orders for name in order))
+    before: dict[str, set[str]] = {n: set() for n in names}
+    for order in orders:
+        for i, name in enumerate(order):
+            before[name].update(n for n in order[:i] if n != name)
+    out: list[str] = []
+    left = list(names)
+    while left:
+        ready = next((n for n in left if before[n] <= set(out)), None)
+        if ready is None:  # the orders disagree (a cycle): take the first left, as it first appeared
+            ready = left[0]
+        out.append(ready)
+        left.remove(ready)
+    return out
 
 
 def policy_summary(records: list[dict[str, Any]], tags: Sequence[str]) -> dict[str, Any]:
@@ -34,10 +57,10 @@ def policy_summary(records: list[dict[str, Any]], tags: Sequence[str]) -> dict[s
     prompts: dict[int, bool] = {}
     for r in records:
         prompts[r["index"]] = prompts.get(r["index"], False) or bool(r["correct"])
+    # Every stage the runs timed, whatever it is called (a user's `critique` too), in the order it ran.
     seconds = {
         stage: fmean(r["stage_seconds"].get(stage, 0.0) for r in records)
-        for stage in STAGES
-        if any(stage in r["stage_seconds"] for r in records)
+        for stage in stage_columns([list(r["stage_seconds"]) for r in records])
     }
     return {
         "categories": categories,
@@ -53,6 +76,12 @@ def policy_summary(records: list[dict[str, Any]], tags: Sequence[str]) -> dict[s
     }
 
 
+def _loop(policy: Any) -> str:
+    """The policy's loop in words, with its stages' roles (a user's refine stage shows as one)."""
+    describe = getattr(policy, "describe", None)
+    return describe() if callable(describe) else policy.loop.describe()
+
+
 def summarize(
     records: list[dict[str, Any]],
     policies: Sequence[Any],
@@ -65,9 +94,7 @@ def summarize(
     rows = []
     for policy in policies:
         row = policy_summary([r for r in records if r["policy"] == policy.name], tags)
-        rows.append(
-            {"policy": policy.name, "description": policy.description, "loop": policy.loop.describe(), **row}
-        )
+        rows.append({"policy": policy.name, "description": policy.description, "loop": _loop(policy), **row})
     return {
         "prompts": len(items),
         "seeds": list(seeds),

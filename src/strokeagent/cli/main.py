@@ -32,7 +32,8 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
-STAGE_STYLE = {"plan": "cyan", "draft": "magenta", "reflect": "yellow", "refine": "green"}
+# Progress colours by what a stage made, so any stage name (a user's `critique`, `check_plan`) gets one.
+PLAN_STYLE, INSPECT_STYLE, NOTE_STYLE, DRAW_STYLE, FIX_STYLE = "cyan", "yellow", "blue", "magenta", "green"
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -40,32 +41,87 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _detail(event) -> str:  # noqa: ANN001 - a StageEvent
-    step = event.trajectory.steps[event.step]
-    if event.stage == "plan" and step.plan:
-        return step.plan.instruction
-    if event.stage == "reflect" and step.reflections:
-        r = step.reflections[-1]
-        return "ok" if r.ok else "; ".join(r.conflicts)
-    if event.stage in ("draft", "refine") and step.image:
-        return f"image {step.image.sha256[:10]}"
-    return ""
+def _state_text(state) -> tuple[str, str]:  # noqa: ANN001 - a State
+    """``(style, one-line detail)`` of a state, by what it holds: a plan, an inspection, a note, an image."""
+    from strokeagent.core.state import ImageRef, Note, Plan, Reflection
+
+    value = state.value
+    if isinstance(value, Plan):
+        return PLAN_STYLE, value.instruction
+    if isinstance(value, Reflection):
+        return INSPECT_STYLE, "ok" if value.ok else "; ".join(value.conflicts)
+    if isinstance(value, Note):
+        return NOTE_STYLE, value.text
+    if isinstance(value, ImageRef):
+        extra = f" (best of {len(state.candidates)})" if state.candidates else ""
+        return DRAW_STYLE, f"image {value.sha256[:10]}{extra}"
+    return "white", ""
 
 
-def _follow(events: AsyncIterator, quiet: bool):  # noqa: ANN202
-    """Drive a run's events, showing live progress (step, stage, elapsed) on stderr."""
+def _newest_state(step, stage: str):  # noqa: ANN001, ANN202 - a Step; its newest State made by `stage`
+    return next((s for s in reversed(step.states) if s.stage == stage), None)
+
+
+def _detail(event) -> tuple[str, str]:  # noqa: ANN001 - a StageEvent
+    """The style and detail of what ``event.stage`` just made, whatever the stage is called."""
+    steps = event.trajectory.steps
+    if not 0 <= event.step < len(steps):
+        return "white", ""
+    step = steps[event.step]
+    state = _newest_state(step, event.stage)
+    if state is None:
+        return "white", ""
+    style, text = _state_text(state)
+    earlier = step.states[: step.states.index(state)]
+    if style == DRAW_STYLE and any(_state_text(s)[0] == DRAW_STYLE for s in earlier):
+        style = FIX_STYLE  # an image after the step's first one: a fix
+    return style, text
+
+
+def _newest_work(step):  # noqa: ANN001, ANN202 - a Step; its newest state that is not a note
+    from strokeagent.core.state import Note
+
+    return next((s for s in reversed(step.states) if not isinstance(s.value, Note)), None)
+
+
+def _user_edits(traj, count: int) -> list[tuple[int, object]]:  # noqa: ANN001
+    """The newest ``count`` states written by the user, as ``(step index, state)``."""
+    found = [(step.index, s) for step in traj.steps for s in step.states if s.by == "user"]
+    return found[-count:] if count else []
+
+
+def _follow(events: AsyncIterator, quiet: bool, edits: int = 0, stages: tuple[str, ...] = ()):  # noqa: ANN202
+    """Drive a run's events, showing live progress (step, stage, elapsed) on stderr.
+
+    Works for any stage name: each line shows what that stage made (a plan's instruction, an
+    inspection's verdict, a note's text, an image). ``edits``: how many user edits the run was
+    resumed with; they are shown once the run goes on from them. ``stages``: the names the run
+    will show, to line the columns up from the first line.
+    """
 
     async def go():  # noqa: ANN202
         last = None
+        shown = -1  # timings already shown: the final event repeats the last stage, and is not shown again
+        width = max((7, *map(len, stages)))
         with err.status("starting…", spinner="dots") as status:
             async for event in events:
+                if last is None and edits and not quiet:
+                    for index, state in _user_edits(event.trajectory, edits):
+                        _, text = _state_text(state)
+                        err.print(f"  step {index + 1}  [bold]{escape(state.stage)}[/] (your edit)  {escape(text)}",
+                                  soft_wrap=True)  # fmt: skip
                 last = event
-                status.update(f"step {event.step + 1} · {event.stage} · {event.elapsed:.2f} s")
-                if not quiet and event.seconds:
-                    style = STAGE_STYLE.get(event.stage, "white")
+                status.update(f"step {event.step + 1} · {escape(event.stage)} · {event.elapsed:.2f} s")
+                timings = len(event.trajectory.timings)
+                if timings == shown:
+                    continue
+                shown = timings
+                if not quiet:
+                    width = max(width, len(event.stage))
+                    style, text = _detail(event)
                     err.print(
-                        f"  step {event.step + 1}  [{style}]{event.stage:<7}[/] {event.seconds * 1000:8.1f} ms  "
-                        f"{escape(_detail(event))}",
+                        f"  step {event.step + 1}  [{style}]{escape(event.stage):<{width}}[/] "
+                        f"{event.seconds * 1000:8.1f} ms  {escape(text)}",
                         soft_wrap=True,
                     )
         return last
@@ -73,11 +129,28 @@ def _follow(events: AsyncIterator, quiet: bool):  # noqa: ANN202
     return asyncio.run(go())
 
 
+def _stage_breakdown(traj) -> str:  # noqa: ANN001
+    """``plan 1 ms · critique 0 ms · draft 12 ms ...``: every stage that ran, in the order it first ran."""
+    return " · ".join(
+        f"{escape(name)} {seconds * 1000:.0f} ms" for name, seconds in traj.stage_seconds().items()
+    )
+
+
 def _summarise(last, run_dir: Path) -> None:  # noqa: ANN001
     if last is None or last.trajectory.final_image is None:
-        where = "before the first stage" if last is None else f"after step {last.step + 1} · {last.stage}"
+        where = (
+            "before the first stage" if last is None else f"after step {last.step + 1} · {escape(last.stage)}"
+        )
         err.print(f"[yellow]paused[/] {where}")
-        out.print(f"run folder: {run_dir}\ncontinue:   strokeagent resume {run_dir}")
+        out.print(f"run folder: {run_dir}\ncontinue:   strokeagent resume {run_dir}", markup=False)
+        step = last.trajectory.current_step if last is not None else None
+        newest = _newest_work(step) if step is not None else None
+        style = _state_text(newest)[0] if newest is not None else None
+        if style == PLAN_STYLE:
+            out.print(f'edit:       strokeagent resume {run_dir} --edit-plan "NEW INSTRUCTION"', markup=False)
+        elif style == INSPECT_STYLE:
+            out.print(f'edit:       strokeagent resume {run_dir} --edit-reflection "ok" (or what to fix)',
+                      markup=False)  # fmt: skip
         return
     traj = last.trajectory
     for note in traj.notes:
@@ -86,8 +159,11 @@ def _summarise(last, run_dir: Path) -> None:  # noqa: ANN001
     err.print(
         f"[bold green]done[/]: {len(traj.steps)} step(s), {seconds * 1000:.0f} ms in stages, {last.elapsed:.2f} s in all"
     )
+    if traj.timings:
+        err.print(f"  {_stage_breakdown(traj)}", soft_wrap=True)
     out.print(
-        f"run folder: {run_dir}\nfinal:      {run_dir / 'final.png'}\nfilm strip: {run_dir / 'index.html'}"
+        f"run folder: {run_dir}\nfinal:      {run_dir / 'final.png'}\nfilm strip: {run_dir / 'index.html'}",
+        markup=False,
     )
 
 
@@ -122,9 +198,8 @@ def run(
         check_prompt(prompt)
         loaded = load_policy(policy)
         run_dir = out_dir if out_dir is not None else Path("runs") / new_run_id(seed)
-        last = _follow(
-            astream(prompt, loaded, seed=seed, out=run_dir, pause_before=tuple(pause_before or ())), quiet
-        )  # type: ignore[arg-type]
+        events = astream(prompt, loaded, seed=seed, out=run_dir, pause_before=tuple(pause_before or ()))
+        last = _follow(events, quiet, stages=loaded.loop.order)  # type: ignore[arg-type]
     except StrokeAgentError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
@@ -135,21 +210,70 @@ def run(
     _summarise(last, run_dir)
 
 
+def _recorded_order(run_dir: Path) -> tuple[str, ...]:
+    """The stage order a run folder recorded (for lining up progress); empty if it cannot be read."""
+    import json
+
+    try:
+        order = json.loads((run_dir / "run.json").read_text())["policy_tables"]["loop"]["order"]
+        return tuple(str(n) for n in order)
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+
+
 @app.command()
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `strokeagent run`.")],
     no_pause: Annotated[
         bool, typer.Option("--no-pause", help="Drop the run's --pause-before stops.")
     ] = False,
+    edit_plan: Annotated[
+        str | None,
+        typer.Option(
+            "--edit-plan",
+            metavar="TEXT",
+            help="Replace the newest plan's instruction with TEXT (recorded as your edit), then go on from it.",
+        ),
+    ] = None,
+    edit_reflection: Annotated[
+        str | None,
+        typer.Option(
+            "--edit-reflection",
+            metavar="TEXT",
+            help='Replace the newest inspection: "ok", or the conflict to fix (recorded as your edit).',
+        ),
+    ] = None,
+    trust_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-code",
+            help="Build the run's module:Factory stages (code named by the run folder); only for folders you trust.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
 ) -> None:
-    """Continue a run that was killed, failed or paused, from its last finished stage."""
+    """Continue a run that was killed, failed or paused, from its last finished stage.
+
+    At a pause, --edit-plan or --edit-reflection changes what the last stage said before the run goes on.
+    """
     from strokeagent.runs.api import aresume
 
+    edits = (edit_plan is not None) + (edit_reflection is not None)
     try:
-        last = _follow(aresume(run_dir, pause=not no_pause), quiet)
+        events = aresume(
+            run_dir,
+            pause=not no_pause,
+            trust_code=trust_code,
+            edit_plan=edit_plan,
+            edit_reflection=edit_reflection,
+        )
+        last = _follow(events, quiet, edits=edits, stages=_recorded_order(run_dir))
     except StrokeAgentError as e:
         raise _fail(str(e)) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: every finished stage is kept")
+        out.print(f"continue:   strokeagent resume {run_dir}", markup=False)
+        raise typer.Exit(130) from None
     _summarise(last, run_dir)
 
 
@@ -268,7 +392,7 @@ def _parse_seeds(seeds: str | None, images_per_prompt: int) -> list[int]:
 
 def _bench(
     suite: str,
-    policy_refs: list[str],
+    policy_refs: list,  # policy files, bundled names or Policy objects
     out_dir: Path | None,
     seeds: str | None,
     images_per_prompt: int,
@@ -367,11 +491,75 @@ def bench(
     _bench(suite, policy, out_dir, seeds, images_per_prompt, critic, detector, clip, concurrency)
 
 
+_ORDERS_HELP = (
+    'Stage orders to compare, separated by ";", each a comma-separated list of stage names, e.g. '
+    '"plan,draft;draft,reflect,refine;plan,critique,draft,reflect,refine". Each runs the stages of '
+    "--policy under that order and is named by it (plan+draft)."
+)
+
+
+def parse_orders(text: str) -> list[tuple[str, ...]]:
+    """``"plan,draft; draft"`` → ``[("plan", "draft"), ("draft",)]``; a ``BenchError`` line if it says nothing."""
+    from strokeagent.bench import BenchError
+
+    orders = []
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        names = tuple(n.strip() for n in part.split(","))
+        if any(not n for n in names):
+            raise BenchError(f"--orders {part.strip()!r}: an empty stage name; separate names by commas, "
+                             'orders by ";", e.g. "plan,draft;draft,reflect,refine"')  # fmt: skip
+        if names in orders:
+            raise BenchError(f"--orders gives {','.join(names)} twice; give each order once")
+        orders.append(names)
+    if not orders:
+        raise BenchError('--orders names no stage order; e.g. --orders "plan,draft;draft,reflect,refine"')
+    return orders
+
+
+def order_policies(base, orders: list[tuple[str, ...]]) -> list:  # noqa: ANN001 - a Policy
+    """``base``'s stages under each order, each named by its order (``plan+draft``); one line per bad order."""
+    from strokeagent.bench import BenchError
+    from strokeagent.core.policy import Policy
+
+    policies = []
+    for order in orders:
+        missing = next((n for n in order if n not in base.stages), None)
+        if missing is not None:
+            raise BenchError(
+                f"--orders {','.join(order)}: policy {base.name!r} has no {missing} stage; its stages are "
+                f"{', '.join(base.stages)} (a policy file with a [stages.{missing}] table, given as --policy, adds it)"
+            )
+        try:
+            ordered = base.with_loop(order=order)
+        except StrokeAgentError as e:
+            raise BenchError(f"--orders {','.join(order)}: {e}") from None
+        name = "+".join(order)
+        description = f"{base.name}'s stages in the order {' → '.join(order)}"
+        policies.append(Policy(name, ordered.loop, ordered.stages, description))
+    return policies
+
+
 @app.command()
 def ablate(
     suite: Annotated[str, typer.Argument(help=_SUITE_HELP)] = "geneval:200",
-    ablations: Annotated[
-        Path | None, typer.Option(help="A folder of policy files (default: the bundled policies/ablations).")
+    orders: Annotated[str | None, typer.Option("--orders", help=_ORDERS_HELP)] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy",
+            "-p",
+            help="The policy whose stages --orders reorders (a file or bundled name; default sketch).",
+        ),
+    ] = None,
+    policies_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--policies",
+            "--ablations",
+            help="A folder: every *.toml in it is compared (default, without --orders: the bundled ablations/*).",
+        ),
     ] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", "-o", help="The bench folder (default bench/<suite>-ablate).")
@@ -383,19 +571,35 @@ def ablate(
     clip: Annotated[Path | None, typer.Option(help="CLIP folder for geneval colours or clip-score.")] = None,
     concurrency: Annotated[int, typer.Option(help="Samples running at once.")] = 4,
 ) -> None:
-    """`bench` with the stage-order ablations as the policies: what each stage adds.
+    """`bench` over stage orders: what each stage adds.
 
-    Example: strokeagent ablate geneval:200 --out benchmarks/ablation
+    By default the bundled ablations (ablations/*); --orders compares any stage orders of --policy's
+    stages, --policies every policy file in a folder (both may be given).
+
+    Examples: strokeagent ablate geneval:200 --out benchmarks/ablation
+              strokeagent ablate geneval:50 -p examples/critique --orders "plan,draft;plan,critique,draft,reflect,refine"
     """
     from strokeagent.bench.runner import ablation_policies
     from strokeagent.bench.suites import suite_name
+    from strokeagent.core.policy import load_policy
 
-    if ablations is None:
+    refs: list = []
+    try:
+        if policy is not None and orders is None:
+            raise _fail(
+                "--policy names the stages that --orders reorders; give --orders too (or use `bench`)"
+            )
+        if orders is not None:
+            refs += order_policies(load_policy(policy or "sketch"), parse_orders(orders))
+        if policies_dir is not None:
+            files = sorted(policies_dir.glob("*.toml")) if policies_dir.is_dir() else []
+            if not files:
+                raise _fail(f"{policies_dir} has no policy files (*.toml); give a folder of policy files")
+            refs += [load_policy(f) for f in files]
+    except StrokeAgentError as e:
+        raise _fail(str(e)) from None
+    if not refs:
         refs = ablation_policies()
-    else:
-        refs = [str(p) for p in sorted(ablations.glob("*.toml"))]
-        if not refs:
-            raise _fail(f"{ablations} has no policy files (*.toml); give a folder of stage-order policies")
     out_path = out_dir if out_dir is not None else Path("bench") / f"{suite_name(suite)}-ablate"
     _bench(suite, refs, out_path, seeds, images_per_prompt, critic, detector, clip, concurrency)
 

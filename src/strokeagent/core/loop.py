@@ -1,27 +1,23 @@
-"""The loop: a ``LoopSpec`` compiled into a LangGraph ``StateGraph``, one node per stage.
+"""The loop: a policy's ``LoopSpec`` compiled into a LangGraph ``StateGraph``, one node per stage.
 
-    >>> spec = LoopSpec(order=("plan", "draft", "reflect", "refine"), max_steps=3, max_refines=1)
-    >>> spec.describe()
-    'plan → draft → reflect ⟲ refine, up to 3 steps, 1 refine per step, stop when the planner says done'
-    >>> LoopSpec(order=("draft", "refine"))
-    Traceback (most recent call last):
-    ...
-    strokeagent.errors.LoopError: stage order draft → refine cannot run: refine needs reflect right before it (it fixes what reflect found); add reflect or drop refine
-
-The whole method in one picture::
+The method in one picture (the default order; any order that can run compiles)::
 
     plan ─► draft ─► reflect ──conflicts──► refine ─► reflect ...
      ▲                 │ ok (or max_refines reached)
      └── next step ◄───┴──► done ─► END
 
+Every stage is one node. The first stage of the order opens a new step. A
+refine stage follows the inspections right before it (its *group*): when one of
+them found conflicts and rounds are left, the refine runs and the group inspects
+its image again; otherwise the loop goes on past the refine. After the last
+stage, the loop ends (the planner or an inspection said done, or ``max_steps``)
+or starts the next step.
+
 Graph state is one JSON dict, the ``Trajectory`` so far: everything else (the
-step, the refine round) is derived from it, so a checkpoint is the whole truth
-and a resumed run continues exactly where it stopped. Images are written to the
+step, the round) is derived from it, so a checkpoint is the whole truth and a
+resumed run continues exactly where it stopped. Images are written to the
 artifact store by the node that made them, before the checkpoint, so none is
 lost when a process dies.
-
-``StageNodes`` gives Python users the four nodes and the two routers to wire a
-graph of their own (see ``notebooks/quickstart.ipynb``).
 """
 
 from __future__ import annotations
@@ -29,21 +25,32 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from strokeagent.core.stages import TrajectoryView, stage_seed
-from strokeagent.core.state import STAGES, Plan, StageName, StageTiming, Step, Trajectory
-from strokeagent.errors import LoopError
+from strokeagent.core.policy import LoopSpec, Policy, StageSpec
+from strokeagent.core.stages import Canvas, TrajectoryView, current_reflection, stage_seed
+from strokeagent.core.state import (
+    Candidate,
+    ImageRef,
+    Note,
+    Plan,
+    Reflection,
+    StageTiming,
+    StageUsage,
+    State,
+    Step,
+    Trajectory,
+)
+from strokeagent.errors import LoopError, StageOutputError
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
-    from strokeagent.core.policy import Policy
     from strokeagent.core.store import ArtifactStore
 
-END_OF_STEP = "__end_of_step__"
+#: What each role must return, for the one-line error when a stage returns something else.
+_RETURNS = {"plan": (Plan,), "draft": (Canvas,), "reflect": (Reflection,), "refine": (Canvas,),
+            "note": (Plan, Canvas, Reflection, Note)}  # fmt: skip
 
 
 class LoopState(TypedDict):
@@ -52,87 +59,14 @@ class LoopState(TypedDict):
     trajectory: dict[str, Any]
 
 
-class LoopSpec(BaseModel):
-    """Stage order inside a step, the limits, and the stop rule.
-
-    ``stop="planner"`` ends after the step whose plan says ``done``, or whose
-    last reflection does (a model that closes the process after inspecting), or
-    at ``max_steps``; ``stop="fixed"`` always runs ``max_steps`` steps. Without a
-    plan stage, each step's plan is the prompt itself, marked done.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    order: tuple[StageName, ...] = STAGES
-    max_steps: int = Field(default=5, ge=1, le=64)
-    max_refines: int = Field(default=2, ge=0, le=16)
-    stop: Literal["planner", "fixed"] = "planner"
-
-    @field_validator("order", mode="before")
-    @classmethod
-    def _known_stages(cls, order: Any) -> Any:
-        for name in order or ():
-            if name not in STAGES:
-                raise LoopError(f"unknown stage {name!r} in the stage order; use {', '.join(STAGES)}")
-        return order
-
-    def model_post_init(self, _: Any) -> None:
-        reason = _why_order_cannot_run(self.order)
-        if reason:
-            raise LoopError(f"stage order {' → '.join(self.order) or '(empty)'} cannot run: {reason}")
-
-    @classmethod
-    def parse(cls, data: dict[str, Any], where: str = "loop") -> LoopSpec:
-        """Validate ``data``; every problem becomes one ``LoopError`` line naming ``where``."""
-        try:
-            return cls.model_validate(data)
-        except LoopError as e:
-            raise LoopError(f"{where}: {e}") from None
-        except ValidationError as e:
-            err = e.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "loop"
-            raise LoopError(f"{where}: {field}: {err['msg']}") from None
-
-    def describe(self) -> str:
-        names = list(self.order)
-        if "refine" in names:
-            names.remove("refine")
-            names[names.index("reflect")] = "reflect ⟲ refine"
-        stop = "stop when the planner says done" if self.stop == "planner" else "always"
-        refines = (
-            f", {self.max_refines} refine{'s' if self.max_refines != 1 else ''} per step"
-            if "refine" in self.order
-            else ""
-        )
-        return f"{' → '.join(names)}, up to {self.max_steps} steps{refines}, {stop}"
-
-
-def _why_order_cannot_run(order: tuple[str, ...]) -> str | None:
-    if not order:
-        return "it is empty; a step needs at least draft"
-    if len(set(order)) != len(order):
-        return "a stage appears twice; each stage runs once per step (refine repeats through reflect)"
-    if "draft" not in order:
-        return "there is no draft, so no image is ever made; add draft"
-    if "plan" in order and order.index("plan") > order.index("draft"):
-        return "plan comes after draft, but the draft draws the plan; put plan first"
-    if "reflect" in order and order.index("reflect") < order.index("draft"):
-        return "reflect comes before draft, so there is no image to inspect; put reflect after draft"
-    if "refine" in order:
-        i = order.index("refine")
-        if i == 0 or order[i - 1] != "reflect":
-            return "refine needs reflect right before it (it fixes what reflect found); add reflect or drop refine"
-    return None
-
-
 @dataclass
 class StageNodes:
-    """The four stage nodes and the routers for one policy and one artifact store.
+    """The stage nodes and routers for one policy and one artifact store.
 
     Each node reads the trajectory, calls its stage with a ``TrajectoryView``,
-    stores any image, records the stage's time, and returns the new trajectory.
-    Wire them yourself with ``nodes.node("plan")`` and ``nodes.after_reflect``,
-    or let ``compile_loop`` do it.
+    stores any image, records the stage's time and what it reported, and returns
+    the new trajectory. ``compile`` wires them; ``build_graph`` gives the graph
+    uncompiled, to add to.
     """
 
     policy: Policy
@@ -155,83 +89,153 @@ class StageNodes:
         self._last = (data, traj)
         return traj
 
-    def node(self, stage: StageName) -> Callable[[LoopState], Awaitable[LoopState]]:
-        return _StageNode(
-            {"plan": self.plan, "draft": self.draft, "reflect": self.reflect, "refine": self.refine}[stage]
-        )
+    def node(self, name: str) -> Callable[[LoopState], Awaitable[LoopState]]:
+        return _Callable(lambda state: self.run_stage(name, state))
 
-    async def plan(self, state: LoopState) -> LoopState:
-        traj = self.trajectory(state)
-        index = len(traj.steps)
-        view = self._view(traj, index, "plan", 0)
-        plan, seconds = await _timed(self.policy.planner.plan(view))  # type: ignore[union-attr]
-        steps = [*traj.steps, Step(index=index, plan=plan)]
-        notes = [*traj.notes, *(n for n in plan.notes if n not in traj.notes)]
-        return self._out(traj.model_copy(update={"notes": notes}), steps, "plan", index, seconds)
+    # -- one stage ----------------------------------------------------------------
 
-    async def draft(self, state: LoopState) -> LoopState:
+    async def run_stage(self, name: str, state: LoopState) -> LoopState:
         traj = self.trajectory(state)
+        spec = self.policy.stages[name]
         steps = list(traj.steps)
-        if "plan" not in self.spec.order:
-            # No planner: every step draws the prompt itself.
-            steps.append(
-                Step(index=len(steps), plan=Plan(instruction=traj.prompt, description=traj.prompt, done=True))
-            )
+        if name == self.spec.order[0]:
+            steps.append(self._new_step(traj, len(steps)))
         step = steps[-1]
-        view = self._view(traj.model_copy(update={"steps": steps}), step.index, "draft", 0)
-        canvas, seconds = await _timed(self.policy.drafter.draft(view, step.plan))  # type: ignore[arg-type]
-        ref = self.store.put(canvas.image, canvas.meta)
-        steps[-1] = step.model_copy(update={"images": [ref]})
-        return self._out(traj, steps, "draft", step.index, seconds)
-
-    async def reflect(self, state: LoopState) -> LoopState:
-        traj = self.trajectory(state)
-        step = traj.steps[-1]
-        view = self._view(traj, step.index, "reflect", len(step.reflections))
-        image = view.open(step.image)  # type: ignore[arg-type]
-        reflection, seconds = await _timed(self.policy.reflector.reflect(view, step.plan, image))  # type: ignore[union-attr,arg-type]
-        steps = [*traj.steps[:-1], step.model_copy(update={"reflections": [*step.reflections, reflection]})]
-        return self._out(traj, steps, "reflect", step.index, seconds)
-
-    async def refine(self, state: LoopState) -> LoopState:
-        traj = self.trajectory(state)
-        step = traj.steps[-1]
-        view = self._view(traj, step.index, "refine", len(step.images))
-        image = view.open(step.image)  # type: ignore[arg-type]
-        canvas, seconds = await _timed(
-            self.policy.refiner.refine(view, step.plan, image, step.reflections[-1])  # type: ignore[union-attr,arg-type]
+        traj = traj.model_copy(update={"steps": steps})
+        view = TrajectoryView(
+            trajectory=traj,
+            step=step.index,
+            stage=name,
+            seed=stage_seed(traj.seed, step.index, name, self._round(step, name, spec)),
+            store=self.store,
+            role=spec.role or "note",
         )
-        ref = self.store.put(canvas.image, canvas.meta)
-        steps = [*traj.steps[:-1], step.model_copy(update={"images": [*step.images, ref]})]
-        return self._out(traj, steps, "refine", step.index, seconds)
+        start = time.perf_counter()
+        results = [await self._call(name, spec, view)]
+        for k in range(1, spec.samples):
+            sample_view = _reseeded(view, stage_seed(traj.seed, step.index, f"{name}#{k}", self._round(step, name, spec)))
+            results.append(await self._call(name, spec, sample_view))
+        candidates: list[Candidate] = []
+        if spec.samples > 1:
+            candidates = await self._select(spec, view, results)
+            result = results[next(i for i, c in enumerate(candidates) if c.chosen)]
+        else:
+            result = results[0]
+        seconds = time.perf_counter() - start
+        value = self._value(result)
+        states = [*step.states, State(stage=name, value=value, candidates=candidates)]
+        steps[-1] = step.model_copy(update={"states": states})
+        notes = traj.notes
+        if isinstance(result, Plan):
+            notes = [*notes, *(n for n in result.notes if n not in notes)]
+        timing = _timing(step.index, name, seconds, results)
+        new = traj.model_copy(update={"steps": steps, "notes": notes, "timings": [*traj.timings, timing]})
+        data = new.model_dump(mode="json")
+        self._last = (data, new)
+        return {"trajectory": data}
 
-    def compile(
-        self, *, checkpointer: Any = None, pause_before: tuple[StageName, ...] = ()
-    ) -> CompiledStateGraph:
+    def _new_step(self, traj: Trajectory, index: int) -> Step:
+        if any(role == "plan" for n, role in self.policy.roles.items() if n in self.spec.order):
+            return Step(index=index)
+        # No planner: every step draws the prompt itself.
+        plan = Plan(instruction=traj.prompt, description=traj.prompt, done=True)
+        return Step(index=index, states=[State(stage="plan", value=plan, by="loop")])
+
+    @staticmethod
+    def _round(step: Step, name: str, spec: StageSpec) -> int:
+        if spec.role == "refine":  # the first refinement is the step's second image
+            return len(step.images)
+        return sum(1 for s in step.states if s.stage == name and s.by == "stage")
+
+    async def _call(self, name: str, spec: StageSpec, view: TrajectoryView) -> Any:
+        impl, role = spec.impl, spec.role
+        plan = view.plan
+        if role == "plan" and _has(impl, "plan"):
+            result = await impl.plan(view)
+        elif role == "draft" and _has(impl, "draft"):
+            result = await impl.draft(view, plan)
+        elif role == "reflect" and _has(impl, "reflect"):
+            result = await impl.reflect(view, plan, view.open(_canvas(view, name)))
+        elif role == "refine" and _has(impl, "refine"):
+            result = await impl.refine(view, plan, view.open(_canvas(view, name)), view.reflection)
+        else:
+            result = await impl.run(view)
+        if not isinstance(result, _RETURNS[role or "note"]):
+            wanted = " or ".join(t.__name__ for t in _RETURNS[role or "note"])
+            raise StageOutputError(
+                f"stage {name} ({type(impl).__name__}) returned a {type(result).__name__}; as a {role} stage it "
+                f"must return a {wanted}"
+            )
+        return result
+
+    async def _select(self, spec: StageSpec, view: TrajectoryView, results: list[Canvas]) -> list[Candidate]:
+        """Score every sample, store them all, and mark the best (the first of equals)."""
+        if isinstance(spec.select, str):
+            judge = self.policy.stages[spec.select].impl
+            scores = []
+            for canvas in results:
+                r = await judge.reflect(view, view.plan, canvas)
+                scores.append(0.0 if r.ok else -float(len(r.conflicts) or 1))
+            why = f"{spec.select}: minus the conflicts found"
+        else:
+            scores = [float(s) for s in await spec.select.scores(view, results)]  # type: ignore[union-attr]
+            why = type(spec.select).__name__
+        if len(scores) != len(results):
+            raise StageOutputError(f"the selector gave {len(scores)} scores for {len(results)} samples")
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        return [
+            Candidate(image=self.store.put(c.image, c.meta), score=s, chosen=i == best, why=why)
+            for i, (c, s) in enumerate(zip(results, scores, strict=True))
+        ]
+
+    def _value(self, result: Any) -> Plan | Reflection | Note | ImageRef:
+        if isinstance(result, Canvas):
+            ref = self.store.put(result.image, result.meta)
+            return ref.model_copy(update={"handoffs": result.handoffs}) if result.handoffs else ref
+        return result
+
+    def compile(self, *, checkpointer: Any = None, pause_before: tuple[str, ...] = ()) -> CompiledStateGraph:
         """The standard graph of these nodes, compiled.
 
         ``pause_before`` names stages to interrupt before (human in the loop): the
-        run stops there, and ``resume`` continues it.
+        run stops there, and ``resume`` continues it (with a user's edits, if any).
         """
         for stage in pause_before:
             if stage not in self.spec.order:
                 raise LoopError(f"cannot pause before {stage!r}: the loop has {', '.join(self.spec.order)}")
-        graph = build_graph(self)
-        return graph.compile(checkpointer=checkpointer, interrupt_before=list(pause_before) or None)
+        return build_graph(self).compile(checkpointer=checkpointer, interrupt_before=list(pause_before) or None)
 
-    # -- routing -------------------------------------------------------------
+    # -- routing ---------------------------------------------------------------------
 
-    def after_reflect(self, state: LoopState) -> str:
-        """``refine`` when the image has conflicts and rounds are left; else what follows the step."""
-        step = self.trajectory(state).steps[-1]
-        reflection = step.reflections[-1]
-        if (
-            not reflection.ok
-            and "refine" in self.spec.order
-            and len(step.refinements) < self.spec.max_refines
-        ):
-            return "refine"
-        return self._next_in_order("refine" if "refine" in self.spec.order else "reflect", state)
+    def groups(self) -> dict[str, list[str]]:
+        """Each refine stage and the inspections right before it, whose conflicts it fixes."""
+        order, roles = self.spec.order, self.policy.roles
+        out = {}
+        for i, name in enumerate(order):
+            if roles[name] == "refine":
+                j = i
+                while j > 0 and roles[order[j - 1]] == "reflect":
+                    j -= 1
+                out[name] = list(order[j:i])
+        return out
+
+    def after_inspections(self, refine: str) -> Callable[[LoopState], str]:
+        """The router after a refine's inspections: ``refine`` on conflicts with rounds left, else past it."""
+
+        def route(state: LoopState) -> str:
+            step = self.trajectory(state).steps[-1]
+            found = current_reflection(step)
+            rounds = sum(1 for s in step.states if s.stage == refine and s.by == "stage")
+            if found is not None and not found.ok and rounds < self.spec.max_refines:
+                return refine
+            return self.after(refine, state)
+
+        return route
+
+    def after(self, name: str, state: LoopState) -> str:
+        """The stage after ``name`` in the order, or (after the last) the next step's first stage or END."""
+        i = self.spec.order.index(name)
+        return self.spec.order[i + 1] if i + 1 < len(self.spec.order) else self.after_step(state)
 
     def after_step(self, state: LoopState) -> str:
         """The first stage of the next step, or ``END``."""
@@ -245,97 +249,82 @@ class StageNodes:
         done = len(traj.steps) >= self.spec.max_steps or (self.spec.stop == "planner" and said_done)
         return END if done else self.spec.order[0]
 
-    def _next_in_order(self, stage: StageName, state: LoopState) -> str:
-        i = self.spec.order.index(stage)
-        return self.spec.order[i + 1] if i + 1 < len(self.spec.order) else self.after_step(state)
 
-    # -- helpers -------------------------------------------------------------
+def _has(impl: Any, method: str) -> bool:
+    import inspect
 
-    def _view(self, traj: Trajectory, step: int, stage: StageName, round_: int) -> TrajectoryView:
-        return TrajectoryView(
-            trajectory=traj,
-            step=step,
-            stage=stage,
-            seed=stage_seed(traj.seed, step, stage, round_),
-            store=self.store,
-        )
-
-    def _out(
-        self, traj: Trajectory, steps: list[Step], stage: StageName, step: int, seconds: float
-    ) -> LoopState:
-        # Unified models say what the call cost in tokens; read right after the await, before any other stage runs.
-        usage = getattr(self.policy.stage(stage), "last_usage", None)
-        prefilled, generated = usage if usage is not None else (None, None)
-        timing = StageTiming(
-            step=step, stage=stage, seconds=seconds, prefilled_tokens=prefilled, generated_tokens=generated
-        )
-        new = traj.model_copy(update={"steps": steps, "timings": [*traj.timings, timing]})
-        data = new.model_dump(mode="json")
-        self._last = (data, new)
-        return {"trajectory": data}
+    return inspect.iscoroutinefunction(getattr(impl, method, None))
 
 
-class _StageNode:
-    """A stage node as a callable object, not a bound method: LangGraph scans a function's bytecode
-    for subgraphs when it compiles, which was most of the cost of compiling a loop for every run."""
+def _canvas(view: TrajectoryView, name: str) -> ImageRef:
+    if view.canvas is None:
+        raise StageOutputError(f"stage {name} inspects or fixes an image, but nothing has been drawn yet")
+    return view.canvas
 
-    def __init__(self, run: Callable[[LoopState], Awaitable[LoopState]]) -> None:
+
+def _reseeded(view: TrajectoryView, seed: int) -> TrajectoryView:
+    return TrajectoryView(view.trajectory, view.step, view.stage, seed, view.store, view.role)
+
+
+def _timing(step: int, name: str, seconds: float, results: list[Any]) -> StageTiming:
+    usages = [r.usage for r in results if getattr(r, "usage", None) is not None]
+    total = StageUsage(
+        prefilled_tokens=sum(u.prefilled_tokens for u in usages),
+        generated_tokens=sum(u.generated_tokens for u in usages),
+        denoising_steps=sum(u.denoising_steps for u in usages),
+    )
+    reported = bool(usages)
+    return StageTiming(
+        step=step,
+        stage=name,
+        seconds=seconds,
+        prefilled_tokens=total.prefilled_tokens if reported else None,
+        generated_tokens=total.generated_tokens if reported else None,
+        denoising_steps=total.denoising_steps if reported else None,
+        samples=len(results),
+    )
+
+
+class _Callable:
+    """A node or router as a callable object, not a bound method or a function: LangGraph scans a function's
+    bytecode for subgraphs when it compiles (most of the cost of compiling a loop for every run), and runs a
+    sync router in a worker thread on every call."""
+
+    def __init__(self, run: Callable[[LoopState], Any]) -> None:
         self.run = run
 
-    async def __call__(self, state: LoopState) -> LoopState:
-        return await self.run(state)
-
-
-class _Router:
-    """A router as an async callable: LangGraph runs a sync one in a worker thread on every call, and that
-    thread hop cost more than the routing itself."""
-
-    def __init__(self, route: Callable[[LoopState], str]) -> None:
-        self.route = route
-
-    async def __call__(self, state: LoopState) -> str:
-        return self.route(state)
-
-
-async def _timed(call: Awaitable[Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    result = await call
-    return result, time.perf_counter() - start
+    async def __call__(self, state: LoopState) -> Any:
+        out = self.run(state)
+        return await out if isinstance(out, Awaitable) else out
 
 
 def build_graph(nodes: StageNodes):  # -> StateGraph
-    """The uncompiled ``StateGraph`` for ``nodes.policy.loop``: add to it, then compile."""
+    """The uncompiled ``StateGraph`` for ``nodes.policy``: add to it, then compile."""
     from langgraph.graph import END, START, StateGraph
 
     spec = nodes.spec
+    order = spec.order
     graph = StateGraph(LoopState)
-    for stage in spec.order:
-        graph.add_node(stage, nodes.node(stage))
-    graph.add_edge(START, spec.order[0])
-    ends = {name: name for name in spec.order} | {END: END}
-    for i, stage in enumerate(spec.order):
-        if stage == "reflect":
-            graph.add_conditional_edges(stage, _Router(nodes.after_reflect), ends)
-        elif stage == "refine":
-            graph.add_edge(stage, "reflect")
-        elif i + 1 < len(spec.order):
-            graph.add_edge(stage, spec.order[i + 1])
+    for name in order:
+        graph.add_node(name, nodes.node(name))
+    graph.add_edge(START, order[0])
+    ends = {name: name for name in order} | {END: END}
+    groups = nodes.groups()
+    last_of_group = {members[-1]: refine for refine, members in groups.items()}
+    for i, name in enumerate(order):
+        if name in last_of_group:
+            graph.add_conditional_edges(name, _Callable(nodes.after_inspections(last_of_group[name])), ends)
+        elif name in groups:
+            graph.add_edge(name, groups[name][0])
+        elif i + 1 < len(order):
+            graph.add_edge(name, order[i + 1])
         else:
-            graph.add_conditional_edges(stage, _Router(nodes.after_step), ends)
+            graph.add_conditional_edges(name, _Callable(nodes.after_step), ends)
     return graph
 
 
 def compile_loop(
-    policy: Policy,
-    store: ArtifactStore,
-    *,
-    checkpointer: Any = None,
-    pause_before: tuple[StageName, ...] = (),
+    policy: Policy, store: ArtifactStore, *, checkpointer: Any = None, pause_before: tuple[str, ...] = ()
 ) -> CompiledStateGraph:
-    """Compile ``policy.loop`` into a runnable LangGraph graph (``StageNodes.compile`` keeps the nodes at hand)."""
+    """Compile ``policy`` into a runnable LangGraph graph (``StageNodes.compile`` keeps the nodes at hand)."""
     return StageNodes(policy, store).compile(checkpointer=checkpointer, pause_before=pause_before)
-
-
-def recursion_limit(spec: LoopSpec) -> int:
-    """LangGraph's superstep budget: every stage of every step, every refine round, with room to spare."""
-    return spec.max_steps * (len(spec.order) + 2 * spec.max_refines) + 8

@@ -28,7 +28,7 @@ from typing import Literal
 from strokeagent.backends import load_backend
 from strokeagent.backends.image import ImageBackend, ImageRequest, Task, require_task
 from strokeagent.core.stages import Canvas, TrajectoryView
-from strokeagent.core.state import Plan, Reflection
+from strokeagent.core.state import Plan, Reflection, StageUsage
 
 META_KEY = "diffusion"
 
@@ -81,9 +81,11 @@ class _Painter:
             "seed": view.seed,
             "steps": self.steps,
         }
+        denoising = self.steps
         if task == "image-to-image":
             info["strength"] = self.strength
-        return Canvas(image, {**meta, META_KEY: info})
+            denoising = int(self.steps * self.strength)  # what diffusers' img2img actually runs
+        return Canvas(image, {**meta, META_KEY: info}, usage=StageUsage(denoising_steps=denoising))
 
 
 def _backend(ref: str, option: str, where: str) -> ImageBackend:

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from strokeagent.errors import PolicyError, PromptError, RunError
-from strokeagent.core.loop import StageNodes, recursion_limit
-from strokeagent.core.policy import Policy, load_policy, policy_from_tables
-from strokeagent.core.state import StageName, Trajectory
+from strokeagent.core.loop import StageNodes
+from strokeagent.core.policy import Policy, load_policy, policy_from_tables, recursion_limit
+from strokeagent.core.state import Plan, Reflection, State, Trajectory
 from strokeagent.core.store import ArtifactStore, atomic_write, new_output_folder
 
 MAX_PROMPT_CHARS = 2000
@@ -77,7 +77,7 @@ def package_versions() -> dict[str, str]:
 class StageEvent:
     """One finished stage, as streamed by ``astream``: what ran, how long, and the trajectory after it."""
 
-    stage: StageName
+    stage: str
     step: int
     seconds: float  # inside the stage
     elapsed: float  # since the run (or the resume) started
@@ -172,7 +172,7 @@ async def astream(
     *,
     seed: int = 0,
     out: str | Path | None = None,
-    pause_before: tuple[StageName, ...] = (),
+    pause_before: tuple[str, ...] = (),
 ) -> AsyncIterator[StageEvent]:
     """Run ``policy`` on ``prompt``, yielding a ``StageEvent`` as each stage finishes.
 
@@ -190,8 +190,8 @@ async def astream(
         "prompt": prompt,
         "seed": seed,
         "policy": policy.name,
-        # The resolved tables rebuild the policy on resume; a Python-built policy cannot be rebuilt.
-        "policy_tables": policy.source,
+        # The tables that rebuild exactly these stages on resume (Python-made ones as module:Factory references).
+        "policy_tables": policy.record(),
         "pause_before": list(pause_before),
         "status": "running",
         "error": None,
@@ -207,12 +207,22 @@ async def astream(
 
 
 async def aresume(
-    run_dir: str | Path, *, policy: Policy | None = None, pause: bool = True
+    run_dir: str | Path,
+    *,
+    policy: Policy | None = None,
+    pause: bool = True,
+    trust_code: bool = False,
+    edit_plan: str | None = None,
+    edit_reflection: str | None = None,
 ) -> AsyncIterator[StageEvent]:
     """Continue a run that was killed, failed or paused, from its last checkpoint.
 
-    ``policy`` is needed only for runs whose policy was built in Python (a file's
-    tables are stored in the run). ``pause=False`` drops the run's pauses.
+    The run's policy is rebuilt from what run.json recorded; ``policy`` replaces it
+    (needed when a stage made in Python could not be recorded). A folder's
+    ``module:Factory`` references are code, built only with ``trust_code=True``.
+    ``pause=False`` drops the run's pauses. ``edit_plan`` replaces the instruction
+    of the newest plan, ``edit_reflection`` the newest inspection (``"ok"``, or the
+    conflict to fix): the edit is recorded as the user's, and the run goes on from it.
     """
     folder = RunFolder.open(run_dir)
     info = folder.read_run()
@@ -223,19 +233,53 @@ async def aresume(
     if policy is None:
         if not info.get("policy_tables"):
             raise RunError(
-                f"the run in {folder.path} used a policy built in Python; resume it from Python with "
+                f"the run in {folder.path} recorded no policy; resume it from Python with "
                 "strokeagent.resume(run_dir, policy=...)"
             )
         try:
-            policy = policy_from_tables(info["policy_tables"], where=f"{folder.run_file} policy")
+            policy = policy_from_tables(
+                info["policy_tables"], where=f"{folder.run_file} policy", trust_code=trust_code
+            )
         except PolicyError as e:
             raise RunError(f"cannot rebuild the run's policy: {e}") from None
     pause_before = tuple(info.get("pause_before", [])) if pause else ()
+    edits = {"plan": edit_plan, "reflection": edit_reflection}
     folder.set_status("running")
-    events = _drive(folder, policy, info["run_id"], None, pause_before)
+    events = _drive(folder, policy, info["run_id"], None, pause_before, edits)
     async with aclosing(events):
         async for event in events:
             yield event
+
+
+def apply_edits(traj: Trajectory, plan: str | None = None, reflection: str | None = None) -> Trajectory:
+    """``traj`` with the user's edits appended to its current step, each as a state of the stage it replaces."""
+    if plan is None and reflection is None:
+        return traj
+    step = traj.current_step
+    states = list(step.states) if step is not None else []
+
+    def newest(kind: type) -> State | None:
+        return next((s for s in reversed(states) if isinstance(s.value, kind)), None)
+
+    if plan is not None:
+        old = newest(Plan)
+        if old is None or not plan.strip():
+            raise RunError("--edit-plan: " + ("the run has no plan to edit yet; pause it after a plan stage"
+                                              if old is None else "the new instruction is empty"))  # fmt: skip
+        new = Plan(instruction=" ".join(plan.split()), description=" ".join(plan.split()), done=old.value.done)
+        states.append(State(stage=old.stage, value=new, by="user"))
+    if reflection is not None:
+        old = newest(Reflection)
+        if old is None or not reflection.strip():
+            raise RunError("--edit-reflection: " + ("the run has no inspection to edit yet; pause it after a "
+                                                    "reflect stage" if old is None else "the text is empty"))  # fmt: skip
+        text = " ".join(reflection.split())
+        ok = text.lower() == "ok"
+        new = Reflection(ok=ok, image_conflicts=[] if ok else [text], corrected_instruction=None if ok else text,
+                         done=old.value.done)  # fmt: skip
+        states.append(State(stage=old.stage, value=new, by="user"))
+    steps = [*traj.steps[:-1], step.model_copy(update={"states": states})]  # type: ignore[union-attr]
+    return traj.model_copy(update={"steps": steps})
 
 
 async def _drive(
@@ -243,7 +287,8 @@ async def _drive(
     policy: Policy,
     run_id: str,
     initial: dict[str, Any] | None,
-    pause_before: tuple[StageName, ...],
+    pause_before: tuple[str, ...],
+    edits: dict[str, str | None] | None = None,
 ) -> AsyncIterator[StageEvent]:
     from strokeagent.runs.checkpoints import open_checkpointer
 
@@ -257,6 +302,12 @@ async def _drive(
         graph = nodes.compile(checkpointer=saver, pause_before=pause_before)
         if initial is None:
             initial, config, traj = await _continuation(graph, config, folder, nodes)
+            if edits and any(v is not None for v in edits.values()):
+                try:
+                    traj, config = await _edit(graph, config, traj, edits)
+                except RunError:
+                    folder.settle(traj, "paused")
+                    raise
         else:
             traj = nodes.trajectory(initial)  # what a run paused before its first stage settles with
         stream = graph.astream(initial, config, stream_mode="updates")
@@ -300,6 +351,19 @@ async def _drive(
     yield StageEvent(last.stage, last.step, 0.0, time.perf_counter() - started, traj)
 
 
+async def _edit(
+    graph: Any, config: dict[str, Any], traj: Trajectory, edits: dict[str, str | None]
+) -> tuple[Trajectory, dict[str, Any]]:
+    """Write the user's edits into the checkpoint, as the stage that ran last: the routing from there sees them."""
+    if not traj.timings:
+        raise RunError("nothing has run yet, so there is nothing to edit; resume without an edit first")
+    edited = apply_edits(traj, edits.get("plan"), edits.get("reflection"))
+    config = await graph.aupdate_state(
+        config, {"trajectory": edited.model_dump(mode="json")}, as_node=traj.timings[-1].stage
+    )
+    return edited, config
+
+
 async def _continuation(
     graph: Any, config: dict[str, Any], folder: RunFolder, nodes: StageNodes
 ) -> tuple[dict[str, Any] | None, dict[str, Any], Trajectory]:
@@ -339,7 +403,7 @@ async def agenerate(
     *,
     seed: int = 0,
     out: str | Path | None = None,
-    pause_before: tuple[StageName, ...] = (),
+    pause_before: tuple[str, ...] = (),
 ) -> Trajectory:
     """Run ``policy`` (default: the bundled ``sketch``) on ``prompt``; return the trajectory."""
     out = Path(out) if out is not None else Path("runs") / new_run_id(seed)
@@ -352,21 +416,30 @@ def generate(
     *,
     seed: int = 0,
     out: str | Path | None = None,
-    pause_before: tuple[StageName, ...] = (),
+    pause_before: tuple[str, ...] = (),
 ) -> Trajectory:
     """The synchronous twin of ``agenerate``, for scripts and notebooks."""
     return _run_sync(agenerate(prompt, policy, seed=seed, out=out, pause_before=pause_before))
 
 
-async def aresume_to_end(
-    run_dir: str | Path, *, policy: Policy | None = None, pause: bool = True
+async def aresume_to_end(run_dir: str | Path, **options: Any) -> Trajectory:
+    """``aresume`` to its end (options as there); the trajectory."""
+    return await _last(aresume(run_dir, **options), Path(run_dir))
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    policy: Policy | None = None,
+    pause: bool = True,
+    trust_code: bool = False,
+    edit_plan: str | None = None,
+    edit_reflection: str | None = None,
 ) -> Trajectory:
-    return await _last(aresume(run_dir, policy=policy, pause=pause), Path(run_dir))
-
-
-def resume(run_dir: str | Path, *, policy: Policy | None = None, pause: bool = True) -> Trajectory:
     """The synchronous twin of ``aresume``: continue a run and return its trajectory."""
-    return _run_sync(aresume_to_end(run_dir, policy=policy, pause=pause))
+    options = dict(policy=policy, pause=pause, trust_code=trust_code, edit_plan=edit_plan,
+                   edit_reflection=edit_reflection)  # fmt: skip
+    return _run_sync(aresume_to_end(run_dir, **options))
 
 
 def _run_sync(coro: Any) -> Any:

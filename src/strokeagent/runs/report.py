@@ -2,7 +2,8 @@
 
     >>> write_report(run_dir, trajectory, store)   # doctest: +SKIP
 
-Each row shows the plan (instruction and description), the draft, every
+Each row shows a step's states in the order they were made, each captioned with
+its stage (a user's edit says so): the plan (instruction and description), the draft, every
 reflection with its conflicts, and every refinement. Images are embedded as
 data URLs, so the file can be mailed or attached as it is.
 """
@@ -13,7 +14,7 @@ import base64
 import html
 from pathlib import Path
 
-from strokeagent.core.state import ImageRef, Reflection, Step, Trajectory
+from strokeagent.core.state import ImageRef, Note, Plan, Reflection, State, Step, Trajectory
 from strokeagent.core.store import ArtifactStore, atomic_write
 
 _CSS = """
@@ -35,21 +36,24 @@ main{padding:20px 32px}
 .ok{color:#1b7f3b;font-weight:600}.bad{color:#b3261e;font-weight:600}
 .conf{margin:4px 0 0;padding-left:18px;color:#b3261e}
 .fix{color:#555;font-style:italic}
+.samples{flex:0 0 auto;display:flex;flex-wrap:wrap;gap:6px;max-width:440px;align-items:flex-start}
+.frame.small{width:100px}.frame.small img{width:100px}
 table{border-collapse:collapse;font-size:13px}td,th{padding:2px 10px 2px 0;text-align:left}
 """
 
 
-def _img(store: ArtifactStore, ref: ImageRef | None, caption: str) -> str:
+def _img(store: ArtifactStore, ref: ImageRef | None, caption: str, small: bool = False) -> str:
+    cls = "frame small" if small else "frame"
     if ref is None or ref not in store:
-        return f'<div class="frame"><div class="cap">{html.escape(caption)}: (missing)</div></div>'
+        return f'<div class="{cls}"><div class="cap">{html.escape(caption)}: (missing)</div></div>'
     data = base64.b64encode(store.read_bytes(ref)).decode()
     return (
-        f'<div class="frame"><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        f'<div class="{cls}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
         f'<div class="cap">{html.escape(caption)} · {ref.sha256[:10]}</div></div>'
     )
 
 
-def _reflection(r: Reflection, i: int) -> str:
+def _reflection(r: Reflection, caption: str) -> str:
     status = (
         '<span class="ok">ok</span>' if r.ok else f'<span class="bad">{len(r.conflicts)} conflict(s)</span>'
     )
@@ -57,21 +61,37 @@ def _reflection(r: Reflection, i: int) -> str:
     fix = (
         f'<div class="fix">→ {html.escape(r.corrected_instruction)}</div>' if r.corrected_instruction else ""
     )
-    return f'<div class="text"><b>reflect {i + 1}</b>: {status}<ul class="conf">{items}</ul>{fix}</div>'
+    return f'<div class="text"><b>{html.escape(caption)}</b>: {status}<ul class="conf">{items}</ul>{fix}</div>'
+
+
+def _candidates(store: ArtifactStore, state: State) -> str:
+    if not state.candidates:
+        return ""
+    frames = "".join(
+        _img(store, c.image, f"{'chosen' if c.chosen else 'sample'} {i + 1} · score {c.score:g}", small=True)
+        for i, c in enumerate(state.candidates)
+    )
+    return f'<div class="samples"><div class="cap">{len(state.candidates)} samples, picked by {html.escape(state.candidates[0].why)}</div>{frames}</div>'
+
+
+def _state(state: State, store: ArtifactStore, images_before: int) -> str:
+    v = state.value
+    caption = state.stage + {"user": " (your edit)", "loop": " (the prompt)"}.get(state.by, "")
+    if isinstance(v, Plan):
+        return (
+            f'<div class="text"><b>{html.escape(caption)}</b><div class="ins">{html.escape(v.instruction)}</div>'
+            f"<div>{html.escape(v.description)}</div>"
+            f"{'<div class=ok>scene complete</div>' if v.done else ''}</div>"
+        )
+    if isinstance(v, Reflection):
+        return _reflection(v, caption)
+    if isinstance(v, Note):
+        return f'<div class="text"><b>{html.escape(caption)}</b><div>{html.escape(v.text)}</div></div>'
+    return _img(store, v, caption) + _candidates(store, state)
 
 
 def _step(step: Step, store: ArtifactStore) -> str:
-    parts = []
-    if step.plan is not None:
-        parts.append(
-            f'<div class="text"><b>plan</b><div class="ins">{html.escape(step.plan.instruction)}</div>'
-            f"<div>{html.escape(step.plan.description)}</div>"
-            f"{'<div class=ok>scene complete</div>' if step.plan.done else ''}</div>"
-        )
-    for i, ref in enumerate(step.images):
-        parts.append(_img(store, ref, "draft" if i == 0 else f"refine {i}"))
-        if i < len(step.reflections):
-            parts.append(_reflection(step.reflections[i], i))
+    parts = [_state(s, store, i) for i, s in enumerate(step.states)]
     return f'<section class="step"><h2>Step {step.index + 1}</h2><div class="strip">{"".join(parts)}</div></section>'
 
 

@@ -7,8 +7,8 @@
     >>> g.object("o1").cls
     'cup'
 
-The graph is plain JSON-able data: planners put it (and increments of it) into
-``Plan.meta``, drafters and reflectors read it back with ``SceneGraph.model_validate``.
+The graph is a typed hand-off: planners give it (and increments of it) with their
+``Plan``; drafters and reflectors read it back from the plan's ``handoffs``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from strokeagent.core.state import Handoff
 
 Predicate = Literal[
     "left of",
@@ -59,10 +61,13 @@ class Relation(BaseModel):
     object: str
 
 
-class SceneGraph(BaseModel):
-    """Everything the parser understood, and what it had to drop (with the reason)."""
+class SceneGraph(Handoff):
+    """Everything the parser understood, and what it had to drop (with the reason).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    A typed hand-off (``"scene"``): the sketch planner gives it with each plan.
+    """
+
+    handoff = "scene"
 
     prompt: str
     objects: list[SceneObject] = Field(default_factory=list)

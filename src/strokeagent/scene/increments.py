@@ -31,8 +31,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from strokeagent.core.state import Handoff
 from strokeagent.scene.graph import Predicate, SceneGraph, SceneObject
 from strokeagent.scene.vocab import NUMBER_WORDS, lookup_noun, pluralize
 
@@ -52,14 +53,14 @@ _PREDICATE_WORDS: dict[Predicate, str] = {
 }
 
 
-class Increment(BaseModel):
+class Increment(Handoff):
     """One planned step: what to do now (``<ins>``) and the whole scene after it (``<des>``).
 
     >>> Increment(instruction="Draw a bench.", description="A bench.", object_ids=["o0"], kind="main").kind
     'main'
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    handoff = "increment"
 
     instruction: str
     description: str

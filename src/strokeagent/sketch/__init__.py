@@ -1,7 +1,7 @@
 """The embedded default policy: scene-graph plans drawn, inspected and fixed on a stroke canvas.
 
     >>> sorted(STAGE_KINDS)
-    ['sketch.draft', 'sketch.plan', 'sketch.refine', 'sketch.reflect']
+    ['sketch.draft', 'sketch.layout', 'sketch.plan', 'sketch.refine', 'sketch.reflect']
 
 Modules, in the order a newcomer might read them: ``document`` (what a canvas
 holds), ``glyphs`` (drawing it, with its id buffer), ``measure`` (seeing it),
@@ -13,7 +13,8 @@ GenEval's verdict on a finished canvas is ``strokeagent.critics.canvas``.
 from strokeagent.sketch.document import Drawn, SketchDocument
 from strokeagent.sketch.drafter import SketchDrafter
 from strokeagent.sketch.glyphs import render
-from strokeagent.sketch.layout import solve_layout
+from strokeagent.sketch.layout import SceneLayout, solve_layout
+from strokeagent.sketch.layout_stage import SketchLayoutStage
 from strokeagent.sketch.planner import SketchPlanner
 from strokeagent.sketch.refiner import SketchRefiner
 from strokeagent.sketch.reflector import SketchReflector
@@ -23,10 +24,13 @@ STAGE_KINDS = {
     "sketch.draft": SketchDrafter,
     "sketch.reflect": SketchReflector,
     "sketch.refine": SketchRefiner,
+    "sketch.layout": SketchLayoutStage,
 }
 
 __all__ = [
     "STAGE_KINDS",
+    "SceneLayout",
+    "SketchLayoutStage",
     "Drawn",
     "SketchDocument",
     "SketchDrafter",

@@ -20,8 +20,12 @@ from strokeagent.core.stages import Canvas, TrajectoryView
 from strokeagent.core.state import Plan
 from strokeagent.sketch.document import SketchDocument
 from strokeagent.sketch.glyphs import render
+from strokeagent.sketch.layout import SceneLayout
 from strokeagent.sketch.mistakes import MISTAKE_KINDS, applicable, make_mistake, mistake_probability
 from strokeagent.sketch.scenes import layout_for, needs_for, place_instance, planned_ids, scene_of_plan
+
+#: The largest canvas side: a canvas is drawn and inspected in memory, four bytes a pixel and more.
+MAX_SIZE = 2048
 
 
 def check_mistake_options(rate: float, crowding: float, mistakes: Sequence[str]) -> tuple[str, ...]:
@@ -40,7 +44,9 @@ class SketchDrafter:
 
     Options: ``size`` (canvas side, px), ``mistake_rate`` (per instance when
     drawn alone), ``crowding`` (how much each other instance in the pass adds),
-    ``mistakes`` (which kinds may happen).
+    ``mistakes`` (which kinds may happen), ``layout``: ``"solve"`` (its own, unless
+    a layout stage gave one) or ``"given"`` (it needs a ``SceneLayout`` from an
+    earlier stage, and a policy without one is refused when it loads).
     """
 
     def __init__(
@@ -49,16 +55,21 @@ class SketchDrafter:
         mistake_rate: float = 0.25,
         crowding: float = 0.25,
         mistakes: Sequence[str] = MISTAKE_KINDS,
+        layout: str = "solve",
     ) -> None:
-        if size < 64:
-            raise ValueError(f"size must be at least 64 px, got {size}")
+        if not 64 <= size <= MAX_SIZE:
+            raise ValueError(f"size must be from 64 to {MAX_SIZE} px, got {size}")
+        if layout not in ("solve", "given"):
+            raise ValueError(f'layout must be "solve" or "given", got {layout!r}')
+        self.layout = layout
+        self.needs = (SceneLayout,) if layout == "given" else ()
         self.size = size
         self.mistake_rate = mistake_rate
         self.crowding = crowding
         self.mistakes = check_mistake_options(mistake_rate, crowding, mistakes)
 
     async def draft(self, view: TrajectoryView, plan: Plan) -> Canvas:
-        graph = scene_of_plan(plan)
+        graph = scene_of_plan(plan, view.prompt)
         if view.canvas is None:
             doc = SketchDocument(size=self.size, background=graph.background)
         else:

@@ -36,6 +36,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from strokeagent.core.state import Handoff
 from strokeagent.scene.graph import Relation, SceneGraph
 from strokeagent.sketch.document import Box
 from strokeagent.sketch.glyphs import ASPECT, LABEL_GAP, LABEL_SIZE, footprint, glyph_kind
@@ -241,6 +242,22 @@ def _solve(graph_json: str, size: int, seed: int) -> Layout:
     if boxes is None:  # only a crowd too large for the frame gets here
         raise ValueError(f"cannot lay out {graph.instance_count} instances on a {size} px canvas")
     return Layout(size=size, boxes=boxes, unsatisfied=dropped)
+
+
+class SceneLayout(Handoff):
+    """A layout as a typed hand-off (``"layout"``): what a layout stage gives the drafter and refiner."""
+
+    handoff = "layout"
+
+    size: int
+    boxes: dict[str, list[tuple[int, int, int, int]]]
+
+    @classmethod
+    def of(cls, layout: Layout) -> SceneLayout:
+        return cls(size=layout.size, boxes={k: [tuple(b) for b in v] for k, v in layout.boxes.items()})
+
+    def to_layout(self) -> Layout:
+        return Layout(size=self.size, boxes={k: [tuple(b) for b in v] for k, v in self.boxes.items()})
 
 
 def solve_layout(graph: SceneGraph, size: int = 512, seed: int = 0) -> Layout:

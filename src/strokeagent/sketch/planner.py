@@ -2,22 +2,26 @@
 
     >>> planner = SketchPlanner()
     >>> # plan = await planner.plan(view)
-    >>> # plan.instruction, plan.meta["increment"]["object_ids"] -> ('Draw a teddy bear.', ['o1'])
+    >>> # plan.instruction, plan.handoffs["increment"]["object_ids"] -> ('Draw a teddy bear.', ['o1'])
 
 The increments are ``strokeagent.scene.plan_increments``: layout, main objects,
-related objects, attributes, as the paper builds its data. The plan carries the
-whole graph and this step's increment in ``meta`` for the drafter and reflector.
+related objects, attributes, as the paper builds its data. The plan gives the
+whole graph and this step's increment as typed hand-offs (``SceneGraph``,
+``Increment``) to the drafter and reflector.
 """
 
 from __future__ import annotations
 
 from strokeagent.core.stages import TrajectoryView
-from strokeagent.core.state import Plan
+from strokeagent.core.state import Plan, handoffs_of
+from strokeagent.scene import Increment, SceneGraph
 from strokeagent.sketch.scenes import increments_of_prompt, scene_of_prompt
 
 
 class SketchPlanner:
     """Plans one increment per step. Option: ``max_steps`` (increments are merged to fit)."""
+
+    gives = (SceneGraph, Increment)
 
     def __init__(self, max_steps: int = 5) -> None:
         if max_steps < 1:
@@ -27,14 +31,13 @@ class SketchPlanner:
     async def plan(self, view: TrajectoryView) -> Plan:
         graph = scene_of_prompt(view.prompt)
         increments = increments_of_prompt(view.prompt, self.max_steps)
-        scene = graph.model_dump(mode="json")
         if not increments:
             return Plan(
                 instruction="Nothing to draw.",
                 description="",
                 done=True,
                 notes=list(graph.dropped),
-                meta={"scene": scene},
+                handoffs=handoffs_of(graph),
             )
         i = min(view.step, len(increments) - 1)
         inc = increments[i]
@@ -43,5 +46,5 @@ class SketchPlanner:
             description=inc.description,
             done=i == len(increments) - 1,
             notes=list(graph.dropped),
-            meta={"scene": scene, "increment": inc.model_dump(mode="json")},
+            handoffs=handoffs_of(graph, inc),
         )

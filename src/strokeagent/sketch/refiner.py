@@ -66,7 +66,7 @@ class SketchRefiner:
         if not violations:
             return Canvas(image.image, dict(image.meta))
         ids_now = {o.id for o in prompt.objects}
-        expected = [o for o in planned_ids(view, plan, scene_of_plan(plan)) if o in ids_now]
+        expected = [o for o in planned_ids(view, plan, scene_of_plan(plan, view.prompt)) if o in ids_now]
         if reflection.prompt_conflicts and plan.done:
             expected = [o.id for o in prompt.objects]
 

@@ -21,11 +21,13 @@ Each finding is a readable conflict and a structured violation in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from strokeagent.core.stages import Canvas, TrajectoryView
 from strokeagent.core.state import Plan, Reflection
 from strokeagent.scene.graph import SceneGraph, SceneObject
+from strokeagent.scene.increments import Increment
 from strokeagent.sketch.document import SketchDocument
 from strokeagent.sketch.measure import Seen, holds, inspect
 from strokeagent.sketch.scenes import planned_ids, scene_of_plan, scene_of_prompt
@@ -42,15 +44,19 @@ def _name(obj: SceneObject, count: int) -> str:
 
 def check_plan(plan: Plan, prompt: SceneGraph, view: TrajectoryView) -> list[str]:
     """Where the plan disagrees with the prompt (check 1)."""
-    if "scene" not in plan.meta and plan.instruction == prompt.prompt:
+    given = SceneGraph.handoff in plan.handoffs
+    if not given and plan.instruction == prompt.prompt:
         return []  # no planner: the plan is the prompt
-    planned = scene_of_plan(plan)
+    planned = scene_of_plan(plan, view.prompt)
     conflicts = []
     mine = {o.id: o for o in planned.objects}
     for obj in prompt.objects:
         got = mine.get(obj.id)
         if got is None or got.cls != obj.cls:
-            conflicts.append(f"the plan leaves out the {_name(obj, obj.count)}")
+            # A planner that gives no scene graph describes the scene so far: what it has not reached yet
+            # is missing only once it says the scene is complete.
+            if given or plan.done:
+                conflicts.append(f"the plan leaves out the {_name(obj, obj.count)}")
         elif got.count != obj.count:
             conflicts.append(
                 f"the plan has {got.count} {_name(obj, got.count)}, the prompt asks for {obj.count}"
@@ -63,9 +69,13 @@ def check_plan(plan: Plan, prompt: SceneGraph, view: TrajectoryView) -> list[str
     conflicts += [
         f"the plan adds a {o.cls} the prompt does not ask for" for o in planned.objects if o.id not in asked
     ]
-    if set(planned.relations) != set(prompt.relations):
+    drawn_ids = {o.id for o in planned.objects}
+    relations = set(planned.relations)
+    wanted = set(prompt.relations) if (given or plan.done) else {
+        r for r in prompt.relations if r.subject in drawn_ids and r.object in drawn_ids}  # fmt: skip
+    if relations != wanted:
         conflicts.append("the plan's relations differ from the prompt's")
-    if plan.done and "increment" in plan.meta:
+    if plan.done and Increment.handoff in plan.handoffs:
         covered = set(planned_ids(view, plan, planned))
         conflicts += [
             f"the plan ends without drawing the {o.cls}" for o in prompt.objects if o.id not in covered
@@ -160,20 +170,30 @@ def corrected_instruction(violations: list[dict[str, Any]], prompt: SceneGraph) 
 
 
 class SketchReflector:
-    """Inspects sketch canvases from their pixels and id buffers. No options."""
+    """Inspects sketch canvases from their pixels and id buffers.
+
+    Option: ``checks``, which of the paper's two checks to make (``["plan", "image"]``,
+    the default); one each in two stages is the ``examples/two_inspections`` policy.
+    """
+
+    def __init__(self, checks: Sequence[str] = ("plan", "image")) -> None:
+        unknown = [c for c in checks if c not in ("plan", "image")]
+        if unknown or not checks:
+            raise ValueError(f'checks must name "plan", "image" or both, got {list(checks)}')
+        self.checks = tuple(checks)
 
     async def reflect(self, view: TrajectoryView, plan: Plan, image: Canvas) -> Reflection:
         prompt = scene_of_prompt(view.prompt)
-        prompt_conflicts = check_plan(plan, prompt, view)
+        prompt_conflicts = check_plan(plan, prompt, view) if "plan" in self.checks else []
         doc = SketchDocument.from_meta(image.meta)
         expected = [
             oid
-            for oid in planned_ids(view, plan, scene_of_plan(plan))
+            for oid in planned_ids(view, plan, scene_of_plan(plan, view.prompt))
             if oid in {o.id for o in prompt.objects}
         ]
         if prompt_conflicts and plan.done:
             expected = [o.id for o in prompt.objects]  # the plan is wrong: hold the canvas to the prompt
-        violations = check_image(prompt, expected, doc, inspect(image.image, doc))
+        violations = check_image(prompt, expected, doc, inspect(image.image, doc)) if "image" in self.checks else []
         image_conflicts = [v["text"] for v in violations]
         ok = not prompt_conflicts and not image_conflicts
         fix = corrected_instruction(violations, prompt)

@@ -16,7 +16,7 @@ from strokeagent.scene import Increment, SceneGraph, parse_prompt, plan_incremen
 from strokeagent.scene.graph import SceneObject
 from strokeagent.sketch.document import Box, Drawn, SketchDocument
 from strokeagent.sketch.glyphs import footprint
-from strokeagent.sketch.layout import Layout, Need, find_place, solve_layout
+from strokeagent.sketch.layout import Layout, Need, SceneLayout, find_place, solve_layout
 from strokeagent.sketch.palette import rgb_for
 
 
@@ -30,31 +30,57 @@ def increments_of_prompt(prompt: str, max_steps: int) -> tuple[Increment, ...]:
     return tuple(plan_increments(scene_of_prompt(prompt), max_steps))
 
 
-def scene_of_plan(plan: Plan) -> SceneGraph:
-    """The scene the plan asks for: its own graph, or (with no planner) its instruction parsed."""
-    if "scene" in plan.meta:
-        return SceneGraph.model_validate(plan.meta["scene"])
-    return scene_of_prompt(plan.instruction)
+def scene_of_plan(plan: Plan, prompt: str) -> SceneGraph:
+    """The scene the plan asks for: the scene graph it gives (the sketch planner's), else its description
+    (or instruction) parsed, its objects named as the prompt's objects of the same class are, so that
+    any planner's plan can be drawn, inspected and fixed in the prompt's terms."""
+    given = plan.handoffs.get(SceneGraph.handoff)
+    if given is not None:
+        return SceneGraph.model_validate(given)
+    return _aligned(plan.description or plan.instruction, prompt)
+
+
+@lru_cache(maxsize=512)
+def _aligned(text: str, prompt_text: str) -> SceneGraph:
+    derived, prompt = scene_of_prompt(text), scene_of_prompt(prompt_text)
+    free = list(prompt.objects)
+    names: dict[str, str] = {}
+    for o in derived.objects:
+        match = next((p for p in free if p.cls == o.cls), None)
+        if match is not None:
+            free.remove(match)
+            names[o.id] = match.id
+    taken = set(names.values())
+    spare = (f"x{i}" for i in range(len(derived.objects)) if f"x{i}" not in taken)
+    for o in derived.objects:
+        names.setdefault(o.id, next(spare))
+    objects = [o.model_copy(update={"id": names[o.id]}) for o in derived.objects]
+    relations = [r.model_copy(update={"subject": names[r.subject], "object": names[r.object]}) for r in derived.relations]
+    return derived.model_copy(update={"objects": objects, "relations": relations})
 
 
 def planned_ids(view: TrajectoryView, plan: Plan, graph: SceneGraph) -> list[str]:
     """Object ids that should be on the canvas once ``plan`` is drawn: every increment so far.
 
-    With no increments in the plans (no planner ran), that is the whole graph.
+    With no increment given with the plan (no sketch planner), that is the plan's whole scene.
     """
-    if "increment" not in plan.meta:
+    if Increment.handoff not in plan.handoffs:
         return [o.id for o in graph.objects]
     ids: list[str] = []
     plans = [s.plan for s in view.steps[: view.step] if s.plan is not None]
     for p in [*plans, plan]:
-        for oid in p.meta.get("increment", {}).get("object_ids", []):
+        for oid in p.handoffs.get(Increment.handoff, {}).get("object_ids", []):
             if oid not in ids:
                 ids.append(oid)
     return ids
 
 
 def layout_for(view: TrajectoryView, graph: SceneGraph, size: int) -> Layout:
-    # One layout per run, from the run seed, so every step and every stage agree on the plan.
+    """The layout a layout stage gave (``sketch.layout``), else one solved per run from the run seed, so
+    that every step and every stage agree on the plan."""
+    given = view.handoff(SceneLayout)
+    if given is not None and given.size == size and all(o.id in given.boxes for o in graph.objects):
+        return given.to_layout()
     return solve_layout(graph, size, seed=stage_seed(view.trajectory.seed, 0, "layout"))
 
 

@@ -16,7 +16,8 @@ re-exported here where they are light: ``ScriptedTextHead`` (a text head that
 answers from a script). Tiny random-weight models: ``strokeagent.testing.diffusers``
 (pipelines), ``strokeagent.testing.heads`` (chat and vision heads),
 ``strokeagent.testing.unified`` (Janus), ``strokeagent.testing.critics`` (detectors,
-CLIP, and the critic conformance suite).
+CLIP, and the critic conformance suite). The stage contracts any stage can run
+(``PlannerContract`` ... ``StageContract``) are ``strokeagent.testing.contracts``.
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ import asyncio
 import numpy as np
 from PIL import Image, ImageDraw
 
-from strokeagent.core.loop import LoopSpec
-from strokeagent.core.policy import Policy
+from strokeagent.core.policy import LoopSpec, Policy
 from strokeagent.core.stages import Canvas, TrajectoryView
-from strokeagent.core.state import Plan, Reflection
+from strokeagent.core.state import Note, Plan, Reflection
+from strokeagent.testing.contracts import (  # noqa: F401 - the stage contracts, here too
+    DrafterContract,
+    PlannerContract,
+    RefinerContract,
+    ReflectorContract,
+    StageContract,
+    _StageContract,
+)
 from strokeagent.testing.heads import HeadCall, ScriptedTextHead  # noqa: F401 - the text-head double, here too
 
 
@@ -123,9 +131,18 @@ class ShapesRefiner(_Delayed):
         return Canvas(out, dict(image.meta))
 
 
+class CountingNote(_Delayed):
+    """A custom stage (``testing.note``): one ``run`` method that notes how many states came before it."""
+
+    async def run(self, view: TrajectoryView) -> Note:
+        await self._wait()
+        seen = sum(len(s.states) for s in view.steps)
+        return Note(text=f"{view.stage}: {len(view.steps)} step(s), {seen} state(s) so far, seed {view.seed % 1000}")
+
+
 def test_policy(
     steps: int = 3,
-    order: tuple[str, ...] = ("plan", "draft", "reflect", "refine"),
+    order: tuple[str, ...] = ("plan", "draft", "reflect", "refine"),  # "note" is a custom stage
     fail_rounds: int = 1,
     max_refines: int = 2,
     delay: float = 0.0,
@@ -135,111 +152,15 @@ def test_policy(
     return Policy(
         name="testing",
         description="seeded rectangles; a scripted reflector",
-        loop=LoopSpec(order=order, max_steps=max(steps, 1), max_refines=max_refines),  # type: ignore[arg-type]
-        planner=ScriptedPlanner(steps, delay),
-        drafter=ShapesDrafter(size, delay),
-        reflector=ScriptedReflector(fail_rounds, delay),
-        refiner=ShapesRefiner(delay),
+        loop=LoopSpec(order=order, max_steps=max(steps, 1), max_refines=max_refines),
+        stages={
+            "plan": ScriptedPlanner(steps, delay),
+            "draft": ShapesDrafter(size, delay),
+            "reflect": ScriptedReflector(fail_rounds, delay),
+            "refine": ShapesRefiner(delay),
+            "note": CountingNote(delay),
+        },
     )
 
 
 test_policy.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
-
-
-# -- conformance -------------------------------------------------------------
-#
-# Contract tests any stage implementation can run, diffusers-style: subclass the
-# mixin in a pytest class and give the stage to test.
-#
-#     class TestMyDrafter(DrafterContract):
-#         def make_stage(self):
-#             return MyDrafter(...)
-
-
-class _StageContract:
-    stage: str
-    prompt = "a photo of a red apple left of a blue cup"
-
-    def make_stage(self):  # noqa: ANN201 - whatever stage is under test
-        raise NotImplementedError("return the stage under test")
-
-    def view(self, tmp_path, traj=None, step: int = 0, round_: int = 0) -> TrajectoryView:
-        from strokeagent.core.stages import stage_seed
-        from strokeagent.core.state import Trajectory
-        from strokeagent.core.store import ArtifactStore
-
-        traj = traj or Trajectory(prompt=self.prompt, seed=0)
-        store = ArtifactStore(tmp_path / "images")
-        return TrajectoryView(traj, step, self.stage, stage_seed(0, step, self.stage, round_), store)  # type: ignore[arg-type]
-
-    def test_implements_its_protocol_with_an_async_method(self) -> None:
-        import inspect
-
-        from strokeagent.core.stages import STAGE_PROTOCOLS
-
-        stage = self.make_stage()
-        assert isinstance(stage, STAGE_PROTOCOLS[self.stage])  # type: ignore[index]
-        assert inspect.iscoroutinefunction(getattr(stage, self.stage))
-
-    def drafted(self, tmp_path) -> tuple[TrajectoryView, Plan, Canvas]:
-        """A first-step view with one drawn canvas stored in it (for reflect and refine)."""
-        from strokeagent.core.state import Step, Trajectory
-
-        drafter = ShapesDrafter(size=64)
-        plan = Plan(instruction=self.prompt, description=self.prompt, done=True)
-        base = self.view(tmp_path, Trajectory(prompt=self.prompt, seed=0, steps=[Step(index=0, plan=plan)]))
-        canvas = asyncio.run(drafter.draft(base, plan))
-        ref = base.store.put(canvas.image, canvas.meta)
-        traj = base.trajectory.model_copy(update={"steps": [Step(index=0, plan=plan, images=[ref])]})
-        return self.view(tmp_path, traj), plan, base.open(ref)
-
-
-class PlannerContract(_StageContract):
-    stage = "plan"
-
-    def test_plans_the_first_step_deterministically(self, tmp_path) -> None:
-        a = asyncio.run(self.make_stage().plan(self.view(tmp_path)))
-        b = asyncio.run(self.make_stage().plan(self.view(tmp_path)))
-        assert isinstance(a, Plan) and a.instruction.strip()
-        assert a == b
-
-
-class DrafterContract(_StageContract):
-    stage = "draft"
-
-    def plan_for(self, view: TrajectoryView) -> Plan:
-        return Plan(instruction=view.prompt, description=view.prompt, done=True)
-
-    def test_draws_from_scratch_deterministically(self, tmp_path) -> None:
-        from strokeagent.core.store import png_bytes
-
-        view = self.view(tmp_path)
-        a = asyncio.run(self.make_stage().draft(view, self.plan_for(view)))
-        b = asyncio.run(self.make_stage().draft(view, self.plan_for(view)))
-        assert isinstance(a, Canvas) and a.image.width > 0 and a.image.height > 0
-        assert png_bytes(a.image) == png_bytes(b.image), "same seed must give the same bytes"
-
-
-class ReflectorContract(_StageContract):
-    stage = "reflect"
-
-    def test_reflects_consistently(self, tmp_path) -> None:
-        view, plan, canvas = self.drafted(tmp_path)
-        r = asyncio.run(self.make_stage().reflect(view, plan, canvas))
-        assert isinstance(r, Reflection)
-        assert r.ok == (not r.conflicts), "ok must mean no conflicts"
-        if not r.ok:
-            assert r.corrected_instruction, "a reflection with conflicts must say what to do"
-        assert r == asyncio.run(self.make_stage().reflect(view, plan, canvas))
-
-
-class RefinerContract(_StageContract):
-    stage = "refine"
-
-    def test_refines_to_an_image_of_the_same_size(self, tmp_path) -> None:
-        view, plan, canvas = self.drafted(tmp_path)
-        reflection = Reflection(
-            image_conflicts=["the apple is missing"], corrected_instruction="add the apple", ok=False
-        )
-        out = asyncio.run(self.make_stage().refine(view, plan, canvas, reflection))
-        assert isinstance(out, Canvas) and out.image.size == canvas.image.size

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from strokeagent.core.stages import Canvas, TrajectoryView
-from strokeagent.core.state import Plan, Reflection
+from strokeagent.core.state import ImageRef, Plan, Reflection, StageUsage
 from strokeagent.errors import PolicyError
 from strokeagent.unified.protocol import Context, TextOutput, UnifiedModel, Usage
 
@@ -221,8 +221,6 @@ class ProcessStages:
         self.guidance, self.image_steps, self.size = guidance, image_steps, size
         self.on_unreadable_inspection = on_unreadable_inspection
         self._live: OrderedDict[tuple[Any, ...], _Live] = OrderedDict()
-        #: ``(prefilled, generated)`` tokens of the last stage call, for the loop's timings.
-        self.last_usage: tuple[int, int] | None = None
 
     # -- the four stages ------------------------------------------------------
 
@@ -335,13 +333,14 @@ class ProcessStages:
         result = write(live, ops)
         usage = live.ctx.usage.since(before)
         meta = {**result.meta.get("process", {}), "usage": {**vars(usage), "history": history}}
+        # What the call cost comes back with its result: runs sharing this object cannot mix it up.
+        reported = StageUsage(prefilled_tokens=usage.prefilled, generated_tokens=usage.generated)
         if isinstance(result, Canvas):
-            result = Canvas(result.image, {**result.meta, "process": meta})
+            result = Canvas(result.image, {**result.meta, "process": meta}, usage=reported)
         else:
-            result = result.model_copy(update={"meta": {**result.meta, "process": meta}})
+            result = result.model_copy(update={"meta": {**result.meta, "process": meta}, "usage": reported})
         live.keys = [*expected, *_output_keys(result)]
         self._keep(key, live)
-        self.last_usage = (usage.prefilled, usage.generated)
         return result
 
     def _sync(self, view: TrajectoryView, live: _Live | None, expected: list[str]) -> _Live:
@@ -411,9 +410,10 @@ def _with_process(plan: Plan, out: TextOutput, ops: list[list[Any]], opened: str
 
 def _opened(view: TrajectoryView) -> str:
     """The opener the previous step's last inspection wrote (``"<ins>"``), if it opened this step."""
-    if view.step == 0 or not view.steps or not view.steps[-1].reflections:
+    previous = view.steps[view.step - 1] if 0 < view.step <= len(view.steps) else None
+    if previous is None or not previous.reflections:
         return ""
-    return view.steps[-1].reflections[-1].meta.get("process", {}).get("opened", "")
+    return previous.reflections[-1].meta.get("process", {}).get("opened", "")
 
 
 def _stop_notes(out: TextOutput, what: str, cap: int) -> list[str]:
@@ -425,18 +425,17 @@ def _stop_notes(out: TextOutput, what: str, cap: int) -> list[str]:
 
 
 def _text_events(view: TrajectoryView) -> list[tuple[str, Any]]:
-    """The trajectory as ``(key, ops)`` events, in the order the context absorbed them."""
+    """The trajectory as ``(key, ops)`` events, in the order the context absorbed them: every state this
+    model wrote (its ``meta["process"]``), in the order the states were made."""
     events: list[tuple[str, Any]] = []
     for step in view.steps:
-        if step.plan is not None and "process" in step.plan.meta:
-            ops = step.plan.meta["process"].get("ops", [])
-            events.append((_ops_key(ops), ops))
-        for i, ref in enumerate(step.images):
-            process = ref.meta.get("process", {})
-            if "pixels" in process:
-                events.append((process["pixels"], [["image", ref]]))
-            if i < len(step.reflections) and "process" in step.reflections[i].meta:
-                ops = step.reflections[i].meta["process"].get("ops", [])
+        for state in step.states:
+            process = state.value.meta.get("process", {})
+            if isinstance(state.value, ImageRef):
+                if "pixels" in process:
+                    events.append((process["pixels"], [["image", state.value]]))
+            elif process:
+                ops = process.get("ops", [])
                 events.append((_ops_key(ops), ops))
     return events
 
