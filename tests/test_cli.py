@@ -53,7 +53,7 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert (run_dir / "final.png").read_bytes() == (tmp_path / "straight" / "final.png").read_bytes()
     a = json.loads((run_dir / "trajectory.json").read_text())
     b = json.loads((tmp_path / "straight" / "trajectory.json").read_text())
-    assert [s["images"] for s in a["steps"]] == [s["images"] for s in b["steps"]]
+    assert [s["states"] for s in a["steps"]] == [s["states"] for s in b["steps"]]
     assert [t["stage"] for t in a["timings"]] == [t["stage"] for t in b["timings"]]
 
     again = run_cli("resume", str(run_dir))
@@ -86,7 +86,7 @@ def _bad(tmp_path):
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("[loop\norder = ")
     unknown_stage = tmp_path / "unknown_stage.toml"
-    unknown_stage.write_text(f'extends = "{SHAPES}"\n[stages.paint]\nkind = "testing.draft"\n')
+    unknown_stage.write_text(f'extends = "{SHAPES}"\n[loop]\norder = ["plan", "paint", "draft"]\n')
     unknown_kind = tmp_path / "unknown_kind.toml"
     unknown_kind.write_text(f'extends = "{SHAPES}"\n[stages.draft]\nkind = "diffusers.magic"\n')
     bad_order = tmp_path / "bad_order.toml"
@@ -104,9 +104,9 @@ def _bad(tmp_path):
         "long prompt": (["run", "x" * 2001, "--policy", SHAPES], "over the limit of 2000"),
         "malformed policy": (["run", "p", "--policy", str(bad_toml)], "not valid TOML"),
         "unknown policy": (["run", "p", "--policy", "nonesuch"], "no policy file or bundled policy named 'nonesuch'"),
-        "unknown stage": (["run", "p", "--policy", str(unknown_stage)], "unknown stage [stages.paint]"),
+        "unknown stage": (["run", "p", "--policy", str(unknown_stage)], "the loop runs paint but there is no [stages.paint] table"),
         "unknown kind": (["run", "p", "--policy", str(unknown_kind)], "unknown stage kind 'diffusers.magic'"),
-        "impossible order": (["run", "p", "--policy", str(bad_order)], "refine needs reflect right before it"),
+        "impossible order": (["run", "p", "--policy", str(bad_order)], "refine needs an inspection (a reflect stage) right before it"),
         "bad option": (["run", "p", "--policy", str(bad_option)], "bad options for testing.draft"),
         "unwritable out": (["run", "p", "--policy", SHAPES, "--out", str(readonly / "r")], "cannot write the run folder"),
         "out under a file": (["run", "p", "--policy", SHAPES, "--out", str(tmp_path / "a_file" / "r")], "cannot write the run folder"),

@@ -128,7 +128,7 @@ class TrajectoryView:
         return out
 
     def open(self, ref: ImageRef) -> Canvas:
-        return Canvas(self.store.open(ref), dict(ref.meta))
+        return Canvas(self.store.open(ref), dict(ref.meta), dict(ref.handoffs))
 
 
 def current_reflection(step: Step) -> Reflection | None:

@@ -357,6 +357,13 @@ async def _edit(
     """Write the user's edits into the checkpoint, as the stage that ran last: the routing from there sees them."""
     if not traj.timings:
         raise RunError("nothing has run yet, so there is nothing to edit; resume without an edit first")
+    snapshot = await graph.aget_state(config)
+    first = traj.timings[0].stage
+    if first in (snapshot.next or ()):
+        raise RunError(
+            f"the run is paused before step {len(traj.steps) + 1} begins, so that step has nothing to edit yet; "
+            "pause it later in the step (e.g. --pause-before draft)"
+        )
     edited = apply_edits(traj, edits.get("plan"), edits.get("reflection"))
     config = await graph.aupdate_state(
         config, {"trajectory": edited.model_dump(mode="json")}, as_node=traj.timings[-1].stage
