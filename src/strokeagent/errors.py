@@ -40,3 +40,7 @@ class TrainError(StrokeAgentError, ValueError):
 
 class StageOutputError(StrokeAgentError):
     """A stage returned something its role cannot use (a draft that gave no image)."""
+
+
+class BenchError(StrokeAgentError, ValueError):
+    """A suite, a bench folder or a bench option that cannot be used."""

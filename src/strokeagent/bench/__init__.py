@@ -13,11 +13,7 @@ concurrent and resumable), ``summary`` (GenEval's accuracies, per-stage time),
 
 from __future__ import annotations
 
-from strokeagent.errors import StrokeAgentError
-
-
-class BenchError(StrokeAgentError, ValueError):
-    """A suite, a bench folder or a bench option that cannot be used."""
+from strokeagent.errors import BenchError
 
 
 def __getattr__(name: str):  # lazy: the CLI imports this package at start-up

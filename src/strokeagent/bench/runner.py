@@ -31,13 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from strokeagent.bench import BenchError
 from strokeagent.bench.suites import suite_digest
 from strokeagent.core.policy import Policy, list_bundled, load_policy
 from strokeagent.core.stages import Canvas
 from strokeagent.core.store import atomic_write, new_output_folder
 from strokeagent.critics import Critic, build_critic
-from strokeagent.errors import RunError
+from strokeagent.errors import BenchError, RunError
 from strokeagent.scene.geneval import SuiteItem
 
 DEFAULT_CONCURRENCY = 4

@@ -21,7 +21,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from strokeagent.bench import BenchError
+from strokeagent.errors import BenchError
 from strokeagent.scene.geneval import SuiteItem, generate_suite, load_suite
 
 #: T2I-CompBench's categories (Huang et al., 2023), by the stem its prompt files use.

@@ -150,7 +150,8 @@ def _why_order_cannot_run(order: tuple[str, ...], roles: Mapping[str, Role]) -> 
             return f"{name} plans after {order[first_draft]} draws, but the draft draws the plan; put {name} first"
         if role == "reflect" and i < first_draft and known:
             return f"{name} inspects before anything is drawn; put it after {order[first_draft] if drafts else 'draft'}"
-        if role == "refine" and (i == 0 or roles.get(order[i - 1]) != "reflect"):
+        before = order[i - 1] if i else None
+        if role == "refine" and (before is None or (before in roles and roles[before] != "reflect")):
             return (f"{name} needs an inspection (a reflect stage) right before it, to fix what it found; "
                     f"add one or drop {name}")  # fmt: skip
     return None

@@ -171,11 +171,14 @@ class Step(_Frozen):
             return data
         data = dict(data)
         plan, images, reflections = data.pop("plan", None), data.pop("images", []), data.pop("reflections", [])
-        states: list[Any] = [] if plan is None else [{"stage": "plan", "value": plan}]
+        def typed(value: Any, kind: str) -> Any:
+            return {"type": kind, **value} if isinstance(value, dict) else value
+
+        states: list[Any] = [] if plan is None else [{"stage": "plan", "value": typed(plan, "plan")}]
         for i, image in enumerate(images):
-            states.append({"stage": "draft" if i == 0 else "refine", "value": image})
+            states.append({"stage": "draft" if i == 0 else "refine", "value": typed(image, "image")})
             if i < len(reflections):
-                states.append({"stage": "reflect", "value": reflections[i]})
+                states.append({"stage": "reflect", "value": typed(reflections[i], "reflection")})
         data["states"] = [*states, *data.get("states", [])]
         return data
 

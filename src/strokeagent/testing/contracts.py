@@ -62,7 +62,7 @@ class _StageContract:
         return None
 
     def make_drafter(self) -> Any:
-        from strokeagent.testing import ShapesDrafter
+        from strokeagent.testing.doubles import ShapesDrafter
 
         return ShapesDrafter(size=64)
 
