@@ -189,10 +189,61 @@ def run(
         typer.Option("--pause-before", help="Stop before this stage (repeatable); continue with `resume`."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
+    best_of: Annotated[
+        int | None,
+        typer.Option(
+            "--best-of",
+            metavar="K",
+            help="Run K whole trajectories (seeds derived from --seed) and keep the one --critic scores highest; "
+            "writes OUT/k0 … OUT/k{K-1}, best_of.json, final.png and index.html.",
+        ),
+    ] = None,
+    critic: Annotated[
+        str | None,
+        typer.Option(
+            "--critic",
+            help="With --best-of: the critic kind that scores each candidate's final image (default sketch).",
+        ),
+    ] = None,
 ) -> None:
-    """Run a policy on a prompt and write a run folder (trajectory.json, images/, index.html)."""
+    """Run a policy on a prompt and write a run folder (trajectory.json, images/, index.html).
+
+    With --best-of K, run K candidates and keep the best by --critic (resume the folder as any run).
+    """
     from strokeagent.core.policy import load_policy
     from strokeagent.runs.api import astream, check_prompt, new_run_id
+
+    if best_of is not None and best_of != 1:
+        from strokeagent.runs.best_of import abest_of, default_out
+
+        best_dir = out_dir if out_dir is not None else default_out(seed, best_of)
+
+        def best_of_progress(candidate) -> None:  # noqa: ANN001 - a BestOfCandidate
+            if candidate.status == "running":
+                best_status.update(f"best of {best_of} · {candidate.run} · seed {candidate.seed}")
+            elif not quiet:
+                score = f" · score {candidate.score:.3f}" if candidate.score is not None else ""
+                err.print(f"  candidate {candidate.run} {candidate.status}{score}", soft_wrap=True)
+
+        try:
+            check_prompt(prompt)
+            loaded = load_policy(policy)
+            with err.status(f"best of {best_of}: starting…", spinner="dots") as best_status:
+                result = asyncio.run(
+                    abest_of(prompt, loaded, k=best_of, critic=critic or "sketch", seed=seed, out=best_dir,
+                             pause_before=tuple(pause_before or ()), progress=best_of_progress)
+                )  # fmt: skip
+        except StrokeAgentError as e:
+            raise _fail(str(e)) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: every finished stage of every candidate is kept")
+            out.print(f"continue:   strokeagent resume {best_dir}", markup=False)
+            raise typer.Exit(130) from None
+        for line in result.lines():
+            out.print(line, markup=False, soft_wrap=True)
+        return
+    if critic is not None:
+        raise _fail(f"--critic {critic} scores the candidates of --best-of K; add --best-of 2 (or more)")
 
     try:
         check_prompt(prompt)
@@ -257,6 +308,36 @@ def resume(
     At a pause, --edit-plan or --edit-reflection changes what the last stage said before the run goes on.
     """
     from strokeagent.runs.api import aresume
+    from strokeagent.runs.best_of import aresume_best_of, is_best_of
+
+    if is_best_of(run_dir):
+        if edit_plan is not None or edit_reflection is not None:
+            raise _fail(
+                f"{run_dir} is a best-of; edit one candidate's run instead, e.g. "
+                f"strokeagent resume {run_dir / 'k0'} --edit-plan TEXT, then resume {run_dir}"
+            )
+
+        def best_of_progress(candidate) -> None:  # noqa: ANN001 - a BestOfCandidate
+            if candidate.status == "running":
+                best_status.update(f"best-of · {candidate.run} · seed {candidate.seed}")
+            elif not quiet:
+                score = f" · score {candidate.score:.3f}" if candidate.score is not None else ""
+                err.print(f"  candidate {candidate.run} {candidate.status}{score}", soft_wrap=True)
+
+        try:
+            with err.status("best-of: resuming…", spinner="dots") as best_status:
+                result = asyncio.run(
+                    aresume_best_of(run_dir, pause=not no_pause, trust_code=trust_code, progress=best_of_progress)
+                )
+        except StrokeAgentError as e:
+            raise _fail(str(e)) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: every finished stage of every candidate is kept")
+            out.print(f"continue:   strokeagent resume {run_dir}", markup=False)
+            raise typer.Exit(130) from None
+        for line in result.lines():
+            out.print(line, markup=False, soft_wrap=True)
+        return
 
     edits = (edit_plan is not None) + (edit_reflection is not None)
     try:

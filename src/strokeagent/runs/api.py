@@ -35,11 +35,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from strokeagent.errors import PolicyError, PromptError, RunError
 from strokeagent.core.loop import StageNodes
 from strokeagent.core.policy import Policy, load_policy, policy_from_tables, recursion_limit
 from strokeagent.core.state import Plan, Reflection, State, Trajectory
 from strokeagent.core.store import ArtifactStore, atomic_write, new_output_folder
+from strokeagent.errors import PolicyError, PromptError, RunError
 
 MAX_PROMPT_CHARS = 2000
 #: trajectory.json is a live view, refreshed at most this often (seconds) while a run goes, and always
