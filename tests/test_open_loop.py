@@ -324,3 +324,27 @@ def test_import_graph_has_no_cycles():
     for mod in sorted(graph):
         if state.get(mod) is None:
             visit(mod)
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over_to_the_same_bytes(tmp_path):
+    whole = strokeagent.generate(PROMPT, policy="sketch", seed=5, out=tmp_path / "whole")
+    strokeagent.generate(PROMPT, policy="sketch", seed=5, out=tmp_path / "r", pause_before=("reflect",))
+    (tmp_path / "r" / "checkpoints.sqlite").unlink()  # as if killed between run.json and the database
+    assert resume(tmp_path / "r", pause=False).final_image == whole.final_image
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", ["examples/best_of_n", "examples/two_inspections", "examples/layout_first",
+                                     "examples/critique"])  # fmt: skip
+def test_each_example_runs_from_the_cli_deterministic_and_resumable(tmp_path, example):
+    args = ("run", "a photo of two red apples left of a blue cup", "--policy", example, "--seed", "3", "-q")
+    a = run_cli(*args, "--out", str(tmp_path / "a"))
+    b = run_cli(*args, "--out", str(tmp_path / "b"))
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert (tmp_path / "a" / "final.png").read_bytes() == (tmp_path / "b" / "final.png").read_bytes()
+    paused = run_cli(*args, "--out", str(tmp_path / "p"), "--pause-before", "draft")
+    assert paused.returncode == 0, paused.stderr
+    extra = ["--trust-code"] if example == "examples/critique" else []
+    done = run_cli("resume", str(tmp_path / "p"), "--no-pause", *extra)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "p" / "final.png").read_bytes() == (tmp_path / "a" / "final.png").read_bytes()

@@ -171,15 +171,15 @@ def _summarise(last, run_dir: Path) -> None:  # noqa: ANN001
 def run(
     prompt: Annotated[str, typer.Argument(help='What to paint, e.g. "a red apple left of a blue cup".')],
     policy: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--policy",
             "-p",
             envvar="STROKEAGENT_POLICY",
-            help="A policy file, or a bundled name (see `strokeagent policies`). Set STROKEAGENT_POLICY=process "
-            "to make the unified-model policy the default once its model is configured.",
+            help="A policy file, or a bundled name (default: the one `strokeagent policies` marks). Set "
+            "STROKEAGENT_POLICY=process to make the unified-model policy the default once its model is configured.",
         ),
-    ] = "sketch",
+    ] = None,
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
     out_dir: Annotated[
         Path | None, typer.Option("--out", "-o", help="The run folder to create (default runs/<run id>).")
@@ -210,7 +210,9 @@ def run(
 
     With --best-of K, run K candidates and keep the best by --critic (resume the folder as any run).
     """
-    from strokeagent.core.policy import load_policy
+    from strokeagent.core.policy import DEFAULT_POLICY, load_policy
+
+    policy = policy or DEFAULT_POLICY
     from strokeagent.runs.api import astream, check_prompt, new_run_id
 
     if best_of is not None and best_of != 1:
@@ -218,29 +220,12 @@ def run(
 
         best_dir = out_dir if out_dir is not None else default_out(seed, best_of)
 
-        def best_of_progress(candidate) -> None:  # noqa: ANN001 - a BestOfCandidate
-            if candidate.status == "running":
-                best_status.update(f"best of {best_of} · {candidate.run} · seed {candidate.seed}")
-            elif not quiet:
-                score = f" · score {candidate.score:.3f}" if candidate.score is not None else ""
-                err.print(f"  candidate {candidate.run} {candidate.status}{score}", soft_wrap=True)
-
-        try:
+        def start(progress):  # noqa: ANN001, ANN202
             check_prompt(prompt)
-            loaded = load_policy(policy)
-            with err.status(f"best of {best_of}: starting…", spinner="dots") as best_status:
-                result = asyncio.run(
-                    abest_of(prompt, loaded, k=best_of, critic=critic or "sketch", seed=seed, out=best_dir,
-                             pause_before=tuple(pause_before or ()), progress=best_of_progress)
-                )  # fmt: skip
-        except StrokeAgentError as e:
-            raise _fail(str(e)) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]: every finished stage of every candidate is kept")
-            out.print(f"continue:   strokeagent resume {best_dir}", markup=False)
-            raise typer.Exit(130) from None
-        for line in result.lines():
-            out.print(line, markup=False, soft_wrap=True)
+            return abest_of(prompt, load_policy(policy), k=best_of, critic=critic or "sketch", seed=seed,
+                            out=best_dir, pause_before=tuple(pause_before or ()), progress=progress)  # fmt: skip
+
+        _drive_best_of(start, best_dir, f"best of {best_of}", quiet)
         return
     if critic is not None:
         raise _fail(f"--critic {critic} scores the candidates of --best-of K; add --best-of 2 (or more)")
@@ -259,6 +244,29 @@ def run(
             out.print(f"continue:   strokeagent resume {out_dir}")
         raise typer.Exit(130) from None
     _summarise(last, run_dir)
+
+
+def _drive_best_of(make, folder: Path, title: str, quiet: bool) -> None:  # noqa: ANN001 - make(progress) -> coroutine
+    """Run or resume a best-of with a status line per candidate; one line on error, how to go on when interrupted."""
+
+    def progress(candidate) -> None:  # noqa: ANN001 - a BestOfCandidate
+        if candidate.status == "running":
+            status.update(f"{title} · {candidate.run} · seed {candidate.seed}")
+        elif not quiet:
+            score = f" · score {candidate.score:.3f}" if candidate.score is not None else ""
+            err.print(f"  candidate {candidate.run} {candidate.status}{score}", soft_wrap=True)
+
+    try:
+        with err.status(f"{title}: starting…", spinner="dots") as status:
+            result = asyncio.run(make(progress))
+    except StrokeAgentError as e:
+        raise _fail(str(e)) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: every finished stage of every candidate is kept")
+        out.print(f"continue:   strokeagent resume {folder}", markup=False)
+        raise typer.Exit(130) from None
+    for line in result.lines():
+        out.print(line, markup=False, soft_wrap=True)
 
 
 def _recorded_order(run_dir: Path) -> tuple[str, ...]:
@@ -317,26 +325,10 @@ def resume(
                 f"strokeagent resume {run_dir / 'k0'} --edit-plan TEXT, then resume {run_dir}"
             )
 
-        def best_of_progress(candidate) -> None:  # noqa: ANN001 - a BestOfCandidate
-            if candidate.status == "running":
-                best_status.update(f"best-of · {candidate.run} · seed {candidate.seed}")
-            elif not quiet:
-                score = f" · score {candidate.score:.3f}" if candidate.score is not None else ""
-                err.print(f"  candidate {candidate.run} {candidate.status}{score}", soft_wrap=True)
+        def go_on(progress):  # noqa: ANN001, ANN202
+            return aresume_best_of(run_dir, pause=not no_pause, trust_code=trust_code, progress=progress)
 
-        try:
-            with err.status("best-of: resuming…", spinner="dots") as best_status:
-                result = asyncio.run(
-                    aresume_best_of(run_dir, pause=not no_pause, trust_code=trust_code, progress=best_of_progress)
-                )
-        except StrokeAgentError as e:
-            raise _fail(str(e)) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]: every finished stage of every candidate is kept")
-            out.print(f"continue:   strokeagent resume {run_dir}", markup=False)
-            raise typer.Exit(130) from None
-        for line in result.lines():
-            out.print(line, markup=False, soft_wrap=True)
+        _drive_best_of(go_on, run_dir, "best-of", quiet)
         return
 
     edits = (edit_plan is not None) + (edit_reflection is not None)
@@ -374,15 +366,16 @@ def view(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> None
 
 @app.command()
 def policies() -> None:
-    """List the bundled policies, one line each."""
-    from strokeagent.core.policy import list_bundled
+    """List the bundled policies, one line each, and say which is the default and why."""
+    from strokeagent.core.policy import DEFAULT_POLICY, DEFAULT_POLICY_WHY, list_bundled
 
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("policy")
     table.add_column("what it does")
     for name, description in list_bundled():
-        table.add_row(name, description)
+        table.add_row(f"{name} (default)" if name == DEFAULT_POLICY else name, description)
     out.print(table)
+    out.print(f"default: {DEFAULT_POLICY}, {DEFAULT_POLICY_WHY} (STROKEAGENT_POLICY or --policy picks another)")
 
 
 @app.command()
@@ -662,7 +655,7 @@ def ablate(
     """
     from strokeagent.bench.runner import ablation_policies
     from strokeagent.bench.suites import suite_name
-    from strokeagent.core.policy import load_policy
+    from strokeagent.core.policy import DEFAULT_POLICY, load_policy
 
     refs: list = []
     try:
@@ -671,7 +664,7 @@ def ablate(
                 "--policy names the stages that --orders reorders; give --orders too (or use `bench`)"
             )
         if orders is not None:
-            refs += order_policies(load_policy(policy or "sketch"), parse_orders(orders))
+            refs += order_policies(load_policy(policy or DEFAULT_POLICY), parse_orders(orders))
         if policies_dir is not None:
             files = sorted(policies_dir.glob("*.toml")) if policies_dir.is_dir() else []
             if not files:

@@ -52,6 +52,11 @@ from strokeagent.core.stages import ROLE_PROTOCOLS, Canvas, Selector, Stage
 from strokeagent.core.state import METHOD_STAGES, ROLES, Note, Plan, Reflection, Role
 from strokeagent.errors import LoopError, PolicyError
 
+#: What `strokeagent run` and `generate` use when no policy is named, and why.
+DEFAULT_POLICY = "sketch"
+DEFAULT_POLICY_WHY = (
+    "the rule-based reference: runs the whole method offline, no weights; no trained model ships yet"
+)
 #: Keys of a stage table that are the loop's, not the kind's.
 LOOP_KEYS = ("role", "samples", "select")
 MAX_SAMPLES = 16

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from strokeagent.core.loop import StageNodes
-from strokeagent.core.policy import Policy, load_policy, policy_from_tables, recursion_limit
+from strokeagent.core.policy import DEFAULT_POLICY, Policy, load_policy, policy_from_tables, recursion_limit
 from strokeagent.core.state import Plan, Reflection, State, Trajectory
 from strokeagent.core.store import ArtifactStore, atomic_write, new_output_folder
 from strokeagent.errors import PolicyError, PromptError, RunError
@@ -111,8 +111,10 @@ class RunFolder:
         folder = cls(path)
         if not path.is_dir():
             raise RunError(f"{path} is not a folder; give the folder that `strokeagent run` wrote")
-        if not folder.run_file.is_file() or not folder.checkpoint_file.is_file() or folder.store is None:
-            raise RunError(f"{path} is not a strokeagent run (no run.json, checkpoints.sqlite or images/)")
+        # No checkpoints.sqlite is a run killed before its first checkpoint (or whose database was lost): like an
+        # empty database, resume starts it over from run.json, and the same seeds give the same bytes.
+        if not folder.run_file.is_file() or folder.store is None:
+            raise RunError(f"{path} is not a strokeagent run (no run.json or images/)")
         return folder
 
     def read_run(self) -> dict[str, Any]:
@@ -156,7 +158,7 @@ class RunFolder:
 
 def _as_policy(policy: Policy | str | Path | None) -> Policy:
     if policy is None:
-        return load_policy("sketch")
+        return load_policy(DEFAULT_POLICY)
     if isinstance(policy, Policy):
         return policy
     return load_policy(policy)
