@@ -4,7 +4,7 @@ import pytest
 
 from strokeagent.critics import violation_from_reason
 from strokeagent.critics.rules import COLORS, Detection, compute_iou, evaluate, keep_detections
-from strokeagent.sketch.measure import relative_position
+from strokeagent.scene.geometry import relative_position
 
 
 def det(box, score=0.95):

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from strokeagent.scene.geometry import holds, relative_position
 from strokeagent.scene.vocab import GENEVAL_COLORS
-from strokeagent.sketch.measure import holds, relative_position
 
 THRESHOLD = 0.3
 COUNTING_THRESHOLD = 0.9

@@ -3,7 +3,7 @@
     >>> from strokeagent.scene import parse_prompt
     >>> layout = solve_layout(parse_prompt("a photo of a dog right of a teddy bear"), seed=0)
     >>> dog, bear = layout.boxes["o0"][0], layout.boxes["o1"][0]
-    >>> from strokeagent.sketch.measure import holds
+    >>> from strokeagent.scene.geometry import holds
     >>> holds("right of", dog, bear)
     True
 
@@ -37,10 +37,10 @@ from functools import lru_cache
 import numpy as np
 
 from strokeagent.core.state import Handoff
+from strokeagent.scene.geometry import holds
 from strokeagent.scene.graph import Relation, SceneGraph
 from strokeagent.sketch.document import Box
 from strokeagent.sketch.glyphs import ASPECT, LABEL_GAP, LABEL_SIZE, footprint, glyph_kind
-from strokeagent.sketch.measure import holds
 
 MARGIN = 6  # frame margin, pixels
 LABEL_ROOM = LABEL_GAP + LABEL_SIZE + 6

@@ -22,20 +22,18 @@ readings here (see ``holds``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from strokeagent.scene.geometry import POSITION_MARGIN, holds, relative_position  # noqa: F401 - re-exported
 from strokeagent.sketch.document import Box, SketchDocument
 from strokeagent.sketch.glyphs import glyph_kind, glyph_mask, render
 from strokeagent.sketch.palette import OUTLINE, color_names, nearest_index
 
 #: An instance with less than this fraction of its own area visible does not count.
 HIDDEN_THRESHOLD = 0.5
-#: GenEval's ``position_threshold``: the margin, as a fraction of the boxes' summed extent.
-POSITION_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -108,62 +106,3 @@ def measure_color(pixels: np.ndarray) -> str:
     rgb = np.stack([distinct >> 16, (distinct >> 8) & 255, distinct & 255], axis=1)
     votes = np.bincount(nearest_index(rgb), weights=counts, minlength=len(color_names()))
     return color_names()[int(votes.argmax())]
-
-
-def relative_position(a: Box, b: Box, margin: float = POSITION_MARGIN) -> set[str]:
-    """GenEval's position of box ``a`` relative to box ``b``: a subset of {left of, right of, above, below}."""
-    dx = (a[0] + a[2] - b[0] - b[2]) / 2
-    dy = (a[1] + a[3] - b[1] - b[3]) / 2
-    # The margin grows with the boxes, so big objects must be further apart to count as beside.
-    sx = max(abs(dx) - margin * ((a[2] - a[0]) + (b[2] - b[0])), 0.0) * np.sign(dx)
-    sy = max(abs(dy) - margin * ((a[3] - a[1]) + (b[3] - b[1])), 0.0) * np.sign(dy)
-    if abs(sx) < 1e-3 and abs(sy) < 1e-3:
-        return set()
-    norm = math.hypot(dx, dy)
-    rx, ry = sx / norm, sy / norm
-    found = set()
-    if rx < -0.5:
-        found.add("left of")
-    if rx > 0.5:
-        found.add("right of")
-    if ry < -0.5:
-        found.add("above")
-    if ry > 0.5:
-        found.add("below")
-    return found
-
-
-def _x_overlap(a: Box, b: Box) -> float:
-    """How much of the narrower box's width the two boxes share."""
-    shared = min(a[2], b[2]) - max(a[0], b[0])
-    return max(shared, 0) / max(1, min(a[2] - a[0], b[2] - b[0]))
-
-
-def _gap(a: Box, b: Box) -> float:
-    gx = max(a[0] - b[2], b[0] - a[2], 0)
-    gy = max(a[1] - b[3], b[1] - a[3], 0)
-    return math.hypot(gx, gy)
-
-
-def holds(predicate: str, a: Box, b: Box) -> bool:
-    """Whether ``a predicate b`` reads true from the two boxes.
-
-    GenEval's four predicates use its rule. The others are loose: "on top of" and
-    "under" are above/below with the boxes sharing at least half the narrower
-    width; "next to" and "near" leave a gap of at most the larger box's longer side;
-    "in front of" sits lower in the picture (closer to the viewer), "behind" higher.
-    """
-    if predicate in ("left of", "right of", "above", "below"):
-        return predicate in relative_position(a, b)
-    if predicate == "on top of":
-        return "above" in relative_position(a, b) and _x_overlap(a, b) >= 0.5
-    if predicate == "under":
-        return "below" in relative_position(a, b) and _x_overlap(a, b) >= 0.5
-    if predicate in ("next to", "near"):
-        longest = max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1])
-        return _gap(a, b) <= longest
-    if predicate == "in front of":
-        return (a[1] + a[3]) > (b[1] + b[3])
-    if predicate == "behind":
-        return (a[1] + a[3]) < (b[1] + b[3])
-    raise ValueError(f"unknown predicate {predicate!r}")
