@@ -348,3 +348,12 @@ def test_each_example_runs_from_the_cli_deterministic_and_resumable(tmp_path, ex
     done = run_cli("resume", str(tmp_path / "p"), "--no-pause", *extra)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "p" / "final.png").read_bytes() == (tmp_path / "a" / "final.png").read_bytes()
+
+
+def test_the_run_id_is_the_run_folder_name(tmp_path):
+    strokeagent.generate("a red apple", policy=test_policy(order=("draft",)), out=tmp_path / "my-run")
+    assert json.loads((tmp_path / "my-run" / "run.json").read_text())["run_id"] == "my-run"
+    r = run_cli("run", "a red apple", "--policy", str(TEST_POLICIES / "shapes.toml"), "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert json.loads((folder / "run.json").read_text())["run_id"] == folder.name

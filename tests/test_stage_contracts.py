@@ -257,33 +257,11 @@ class TestDiffusionRefinerUnbatched(TestDiffusionRefiner):
 # -- process: all four stages on one unified model's shared context -------------------------
 
 
-def stop_aware_model():
-    """A scripted unified model that writes by where the stage stops, so concurrent runs cannot take
-    each other's lines: a plan, an inspection with a conflict, its fix, a new step."""
-    from strokeagent.testing.unified import ScriptedUnifiedModel
-    from strokeagent.unified.protocol import TextOutput
-
-    lines = {
-        "</des>": "<ins>draw a red apple</ins><des>a red apple</des>",
-        "</inspect>": "<plan_check>ok</plan_check><image_check>the apple is green</image_check></inspect>",
-        "</refine>": "\n<refine>make the apple red</refine>",
-        "<ins>": "\n<ins>",
-    }
-
-    class StopAware(ScriptedUnifiedModel):
-        def generate_text(self, ctx, *, stop, max_new_tokens, seed, temperature):
-            text = lines[stop[0]]
-            ids = tuple(map(ord, text))
-            self.add_tokens(ctx, ids)
-            return TextOutput(text, ids, "stop", stop[0])
-
-    return StopAware([])
-
-
 def process_stages():
+    from strokeagent.testing.unified import StopAwareUnifiedModel
     from strokeagent.unified.process import ProcessStages
 
-    return ProcessStages(stop_aware_model(), format={"preamble": ""})
+    return ProcessStages(StopAwareUnifiedModel(), format={"preamble": ""})
 
 
 class _Processed:

@@ -294,3 +294,27 @@ def test_importing_the_process_policy_and_adapters_does_not_import_torch():
         "strokeagent.testing.unified; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
+def test_concurrent_runs_sharing_one_model_each_record_their_own_usage(tmp_path):
+    # Usage comes back with each stage's result: runs sharing the stages object cannot mix their counts up.
+    import asyncio
+
+    from strokeagent.testing.unified import StopAwareUnifiedModel
+
+    stages = ProcessStages(StopAwareUnifiedModel(), format={"preamble": ""})
+    policy = Policy("shared", LoopSpec(max_steps=2, max_refines=1), dict.fromkeys(("plan", "draft", "reflect", "refine"), stages))
+    # As many runs as the stages keep live contexts (more would rebuild evicted ones, and say so in their usage).
+    prompts = [f"a red apple{' and more' * i}" for i in range(stages.max_live)]  # different prefills
+
+    def usage(traj):
+        return [(t.stage, t.prefilled_tokens, t.generated_tokens) for t in traj.timings]
+
+    alone = [usage(strokeagent.generate(p, policy=policy, seed=i, out=tmp_path / f"a{i}")) for i, p in enumerate(prompts)]
+
+    async def together():
+        return await asyncio.gather(*(strokeagent.agenerate(p, policy=policy, seed=i, out=tmp_path / f"b{i}")
+                                      for i, p in enumerate(prompts)))  # fmt: skip
+
+    assert [usage(t) for t in asyncio.run(together())] == alone
+    assert len({u[0][1] for u in alone}) == len(prompts)  # the first plan's prefill tells the prompts apart

@@ -185,7 +185,8 @@ async def astream(
     """
     prompt = check_prompt(prompt)
     policy = _as_policy(policy)
-    run_id = new_run_id(seed)
+    # The run id is the folder's name (LangGraph's thread id in it): one name for the run wherever it is shown.
+    run_id = (Path(out).resolve().name if out is not None else "") or new_run_id(seed)
     folder = RunFolder.create(out if out is not None else Path("runs") / run_id)
     info = {
         "run_id": run_id,

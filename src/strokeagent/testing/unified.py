@@ -25,7 +25,7 @@ each stage added; it needs no torch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from strokeagent.unified.protocol import Context, TextOutput
 
@@ -291,3 +291,26 @@ DEFAULT_TINY_JANUS = Path("~/.cache/strokeagent/tiny-janus").expanduser()
 
 if __name__ == "__main__":
     print(build_tiny_janus(DEFAULT_TINY_JANUS))
+
+
+class StopAwareUnifiedModel(ScriptedUnifiedModel):
+    """A scripted unified model that writes by where the stage stops, so concurrent runs cannot take each
+    other's lines: a plan, an inspection with a conflict, its fix, a new step. ``lines`` overrides them."""
+
+    LINES: ClassVar[dict[str, str]] = {
+        "</des>": "<ins>draw a red apple</ins><des>a red apple</des>",
+        "</inspect>": "<plan_check>ok</plan_check><image_check>the apple is green</image_check></inspect>",
+        "</refine>": "\n<refine>make the apple red</refine>",
+        "<ins>": "\n<ins>",
+    }
+
+    def __init__(self, lines: dict[str, str] | None = None) -> None:
+        super().__init__([])
+        self.lines = {**self.LINES, **(lines or {})}
+
+    def generate_text(self, ctx: Context, *, stop: tuple[str, ...], max_new_tokens: int, seed: int,
+                      temperature: float) -> TextOutput:  # fmt: skip
+        text = self.lines[stop[0]]
+        ids = tuple(map(ord, text))
+        self.add_tokens(ctx, ids)
+        return TextOutput(text, ids, "stop", stop[0])
