@@ -103,7 +103,7 @@ class TransformersHead:
                 self.tokenizer = AutoTokenizer.from_pretrained(self.source, **options)
                 loader = AutoModelForCausalLM
             self.model = (
-                loader.from_pretrained(self.source, dtype=torch_dtype, **options).to(self.device).eval()
+                loader.from_pretrained(self.source, dtype=torch_dtype, use_safetensors=True, **options).to(self.device).eval()
             )
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise PolicyError(

@@ -398,6 +398,8 @@ def read_policy_tables(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, An
         raise PolicyError(f"{path}: not valid TOML ({e}); fix the file") from None
     except UnicodeDecodeError:
         raise PolicyError(f"{path}: not UTF-8 text; save the policy file as UTF-8") from None
+    except RecursionError:
+        raise PolicyError(f"{path}: nested too deeply to read; a policy is a few flat tables") from None
     except OSError as e:
         raise PolicyError(f"cannot read policy file {path}: {e.strerror}") from None
     _absolutise_backend_paths(data, path.parent)

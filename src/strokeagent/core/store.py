@@ -59,12 +59,27 @@ def new_output_folder(path: Path, *, what: str, taken: str, error: type[Exceptio
     A ``path`` that holds anything is refused (``already exists and <taken>``), and an ``OSError``
     inside the block becomes one ``error`` line saying the folder cannot be written.
     """
+    refused = error(f"output folder {path} already exists and {taken}")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise error(f"output folder {path} already exists and {taken}")
+        raise refused
+    claim = path / ".claimed"
+    try:
+        # Claimed atomically: of two runs started together into one folder, exactly one gets it.
+        path.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        raise refused from None
+    except OSError as e:
+        raise error(f"cannot write the {what} folder {path}: {e.strerror}; choose a writable --out") from None
+    if os.listdir(path) != [claim.name]:  # another claimed it, wrote, and let go between our look and our claim
+        claim.unlink(missing_ok=True)
+        raise refused
     try:
         yield
     except OSError as e:
         raise error(f"cannot write the {what} folder {path}: {e.strerror}; choose a writable --out") from None
+    finally:
+        claim.unlink(missing_ok=True)
 
 
 def png_bytes(image: Image.Image) -> bytes:

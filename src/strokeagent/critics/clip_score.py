@@ -32,7 +32,7 @@ class Clip:
 
         self.path, self.device = str(path), device
         self.processor = transformers.AutoProcessor.from_pretrained(self.path)
-        self.model = transformers.AutoModel.from_pretrained(self.path).to(device).eval()
+        self.model = transformers.AutoModel.from_pretrained(self.path, use_safetensors=True).to(device).eval()
 
     def text(self, texts: Sequence[str]) -> Any:
         """Unit-length text embeddings, one row per text."""

@@ -86,7 +86,7 @@ class _Transformers:
 
         self.path, self.device = str(path), device
         self.processor = transformers.AutoProcessor.from_pretrained(self.path)
-        self.model = getattr(transformers, self.auto_model).from_pretrained(self.path).to(device).eval()
+        self.model = getattr(transformers, self.auto_model).from_pretrained(self.path, use_safetensors=True).to(device).eval()
 
     def _run(self, **inputs: Any) -> Any:
         import torch

@@ -55,6 +55,14 @@ def check_prompt(prompt: str) -> str:
             'the prompt is empty; describe the image to make, e.g. "a red apple left of a blue cup"'
         )
     prompt = " ".join(prompt.split())
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as e:
+        # A lone surrogate: what Python makes of a command-line byte that is not UTF-8 (`$'apple \xff'`).
+        raise PromptError(
+            f"the prompt is not valid text (character {e.start + 1} is an undecodable byte or a lone surrogate); "
+            "write it in UTF-8"
+        ) from None
     if len(prompt) > MAX_PROMPT_CHARS:
         raise PromptError(
             f"the prompt has {len(prompt)} characters, over the limit of {MAX_PROMPT_CHARS}; shorten it"

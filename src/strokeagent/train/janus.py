@@ -68,7 +68,7 @@ class JanusTrainee(nn.Module):
                 f"no model at {path} (no config.json); point `model` at a transformers-format Janus folder"
             )
         model = JanusForConditionalGeneration.from_pretrained(
-            path, dtype=getattr(torch, dtype), local_files_only=True
+            path, dtype=getattr(torch, dtype), local_files_only=True, use_safetensors=True
         )
         return cls(model, AutoProcessor.from_pretrained(path, local_files_only=True))
 

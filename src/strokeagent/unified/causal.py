@@ -78,7 +78,9 @@ class CausalModel:
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    "cpu" if device == "auto" else device)  # fmt: skip
         architecture = getattr(transformers, self.architecture)
-        self.model = architecture.from_pretrained(folder, dtype=getattr(torch, dtype), local_files_only=True)
+        self.model = architecture.from_pretrained(
+            folder, dtype=getattr(torch, dtype), local_files_only=True, use_safetensors=True
+        )
         self.model = self.model.to(self.device)
         self.model.eval()
         self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
