@@ -51,6 +51,18 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         server.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
         step = server.script[min(len(server.requests), len(server.script)) - 1]
+        headers = {"Content-Type": "application/json"}
+        if isinstance(step, tuple) and step[0] == "raw":  # a 200 whose body is not a chat completion
+            data = step[1].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html" if step[1].startswith("<") else "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        if isinstance(step, tuple):  # (status, extra headers)
+            step, extra = int(step[0]), step[1]
+            headers.update(extra)
         if isinstance(step, float):
             time.sleep(step)
             step = json.dumps(PLAN)
@@ -69,7 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
             }
         data = json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -92,7 +105,7 @@ def fake():
 
 
 def head_at(server, **options):
-    return OpenAIHead(base_url=server.url, model="m", backoff=0.01, **options)
+    return OpenAIHead(base_url=server.url, model="m", **options)
 
 
 USER = [{"role": "system", "content": "plan"}, {"role": "user", "content": "a red apple"}]
@@ -130,13 +143,51 @@ def test_prompt_mode_puts_the_schema_in_the_system_turn_and_reads_fenced_json(fa
     )
 
 
-def test_5xx_is_retried_with_backoff_then_succeeds(fake):
+def test_5xx_is_retried_by_the_sdk_with_backoff_then_succeeds(fake):
     server = fake(500, 503, json.dumps(PLAN))
-    head = OpenAIHead(base_url=server.url, model="m", backoff=0.1, max_retries=3)
+    head = OpenAIHead(base_url=server.url, model="m", max_retries=3)
     started = time.perf_counter()
     assert head.chat_sync(USER, schema=PlanAnswer).done is True
     assert len(server.requests) == 3 and head.calls == 3
-    assert time.perf_counter() - started >= 0.1 + 0.2  # 0.1 s, then 0.2 s
+    assert time.perf_counter() - started >= 0.3  # the SDK's backoff: about 0.5 s, then 1 s, less jitter
+
+
+def test_retry_after_is_honoured(fake):
+    server = fake(("429", {"Retry-After": "2"}), json.dumps(PLAN))
+    started = time.perf_counter()
+    assert head_at(server, max_retries=1).chat_sync(USER, schema=PlanAnswer).done is True
+    assert time.perf_counter() - started >= 1.9 and len(server.requests) == 2
+
+
+@pytest.mark.parametrize("body", ["[]", "null", "<html><body>502 Bad Gateway</body></html>"])
+def test_a_200_that_is_not_a_chat_completion_is_asked_again_then_named(fake, body):
+    server = fake(("raw", body), json.dumps(PLAN))
+    assert head_at(server).chat_sync(USER, schema=PlanAnswer).done is True
+    server = fake(("raw", body))
+    with pytest.raises(RunError, match="no valid answer after 2 attempts; last: the reply does not match PlanAnswer"):
+        head_at(server, max_retries=1).chat_sync(USER, schema=PlanAnswer)
+
+
+def test_one_client_per_head_and_an_injected_http_client(fake):
+    import httpx
+
+    seen = []
+
+    def handler(request):
+        seen.append(request.url.path)
+        return httpx.Response(200, json={"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                                         "choices": [{"index": 0, "finish_reason": "stop",
+                                                      "message": {"role": "assistant", "content": json.dumps(PLAN)}}]})  # fmt: skip
+
+    head = OpenAIHead(base_url="http://nowhere.invalid/v1", model="m",
+                      http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))  # fmt: skip
+
+    async def twice():
+        await head.chat(USER, schema=PlanAnswer)
+        await head.chat(USER, schema=PlanAnswer)
+        return len(head._clients)
+
+    assert asyncio.run(twice()) == 1 and seen == ["/v1/chat/completions"] * 2 and head.calls == 2
 
 
 @pytest.mark.parametrize(
@@ -174,7 +225,7 @@ def test_a_server_that_is_down_is_retried_then_named():
     from strokeagent.backends.vllm_local import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
-    head = OpenAIHead(base_url=url, model="m", backoff=0.01, max_retries=1)
+    head = OpenAIHead(base_url=url, model="m", max_retries=1)
     with pytest.raises(
         RunError, match=rf"at {url}: no valid answer after 2 attempts; last: APIConnectionError"
     ):

@@ -12,11 +12,14 @@ schema in one of two ways (``structured``):
 - ``"prompt"``: the schema is written into the system prompt and the reply is
   parsed, for servers that refuse ``response_format`` (``transformers serve``).
 
-Either way the reply is validated with pydantic. A server that is down, slow,
-answers 5xx or 429, or replies with JSON that does not match, is retried with
-exponential backoff; after ``max_retries`` retries a ``RunError`` names the model
-and the URL. A reply that did not match is retried at ``retry_temperature`` with
-another seed: at temperature 0 the server would repeat the same mistake. A 4xx other than 429 is not retried: asking again would not help.
+Either way the reply is validated with pydantic. Transport is the SDK's own: one
+``AsyncOpenAI`` client per head (per event loop), its retries with backoff for a
+server that is down, slow, or answers 408/409/429/5xx (honouring ``Retry-After``).
+Only what the SDK cannot know is ours: a reply that is not a chat completion (a
+body of ``[]``, ``null`` or HTML) or whose JSON does not match the schema is asked
+again at ``retry_temperature`` with another seed (at temperature 0 the server would
+repeat the same mistake). After ``max_retries`` retries either way, a ``RunError``
+names the model and the URL. A 4xx other than 408/409/429 is not retried.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import asyncio
 import json
 import os
 import re
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlparse
@@ -63,12 +67,12 @@ class OpenAIHead:
         vision: bool = True,
         timeout: float = 60.0,
         max_retries: int = 3,
-        backoff: float = 0.5,
         temperature: float = 0.0,
         retry_temperature: float = 0.7,
         max_tokens: int = 512,
         seed: int | None = 0,
         extra_body: dict[str, Any] | None = None,
+        http_client: Any = None,
     ) -> None:
         url = urlparse(base_url)
         if url.scheme not in ("http", "https") or not url.netloc:
@@ -79,8 +83,8 @@ class OpenAIHead:
             raise PolicyError("openai head: 'model' is empty; give the name the server serves")
         if structured not in ("json_schema", "prompt"):
             raise PolicyError(f"openai head: structured = {structured!r}; use 'json_schema' or 'prompt'")
-        if timeout <= 0 or max_retries < 0 or backoff < 0 or max_tokens < 1:
-            raise PolicyError("openai head: timeout and max_tokens must be > 0, max_retries and backoff >= 0")
+        if timeout <= 0 or max_retries < 0 or max_tokens < 1:
+            raise PolicyError("openai head: timeout and max_tokens must be > 0, max_retries >= 0")
         self.api_key = "EMPTY"
         if api_key_env is not None:
             key = os.environ.get(api_key_env)
@@ -95,13 +99,17 @@ class OpenAIHead:
         self.vision = vision
         self.timeout = timeout
         self.max_retries = max_retries
-        self.backoff = backoff
         self.temperature = temperature
         self.retry_temperature = retry_temperature
         self.max_tokens = max_tokens
         self.seed = seed
         self.extra_body = dict(extra_body or {})
-        self.calls = 0  # requests sent, retries included (the benchmark reads it)
+        #: An ``httpx.AsyncClient`` to send through (tests give one with a ``MockTransport``); else the SDK's own.
+        self.http_client = http_client
+        # An AsyncOpenAI is bound to the event loop it first ran in, and a head outlives loops (load_backend
+        # caches it; every sync call has its own): one client per loop, dropped with its loop.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self.calls = 0  # requests sent, the SDK's retries included (the benchmark reads it)
 
     def __str__(self) -> str:
         return f"text head openai {self.model!r} at {self.base_url}"
@@ -113,28 +121,39 @@ class OpenAIHead:
         import openai  # lazy: the sketch policy and the CLI never import it
 
         request = self._request(messages, images, schema)
+        client = self._client()
         last = "no attempt made"
-        # A fresh client per call: an AsyncOpenAI is bound to the event loop it first ran in,
-        # and a head outlives loops (load_backend caches it; every sync call has its own loop).
-        async with openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=self.api_key, timeout=self.timeout, max_retries=0
-        ) as client:
-            invalid = 0  # replies so far that did not match the schema
-            for attempt in range(self.max_retries + 1):
-                if attempt:
-                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-                self.calls += 1
-                try:
-                    response = await client.chat.completions.create(**self._vary(request, invalid))
-                    return self._parse(response, schema)
-                except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as e:
-                    last = _describe(e)  # APITimeoutError is an APIConnectionError
-                except openai.APIStatusError as e:
-                    raise RunError(f"{self}: the server refused the request: {_describe(e)}") from None
-                except (ValidationError, ValueError) as e:
-                    invalid += 1
-                    last = f"the reply does not match {schema.__name__}: {_first_line(e)}"
+        for invalid in range(self.max_retries + 1):  # the SDK retries transport faults inside each call
+            try:
+                response = await client.chat.completions.create(**self._vary(request, invalid))
+                return self._parse(response, schema)
+            except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as e:
+                # The SDK has retried these max_retries times already (APITimeoutError is an APIConnectionError).
+                raise RunError(
+                    f"{self}: no valid answer after {self.max_retries + 1} attempts; last: {_describe(e)}"
+                ) from None
+            except openai.APIStatusError as e:
+                raise RunError(f"{self}: the server refused the request: {_describe(e)}") from None
+            except (ValidationError, ValueError) as e:
+                last = f"the reply does not match {schema.__name__}: {_first_line(e)}"
         raise RunError(f"{self}: no valid answer after {self.max_retries + 1} attempts; last: {last}")
+
+    def _client(self) -> Any:
+        import httpx
+        import openai
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            http = self.http_client or httpx.AsyncClient(timeout=self.timeout)
+            http.event_hooks.setdefault("request", []).append(self._count)
+            client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
+                                        max_retries=self.max_retries, http_client=http)  # fmt: skip
+            self._clients[loop] = client
+        return client
+
+    async def _count(self, request: Any) -> None:
+        self.calls += 1
 
     def chat_sync(
         self, messages: list[dict[str, Any]], images: Sequence[Image.Image] = (), *, schema: type[T]
@@ -194,7 +213,10 @@ class OpenAIHead:
         }
 
     def _parse(self, response: Any, schema: type[T]) -> T:
-        choice = response.choices[0] if response.choices else None
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list):  # a 200 whose body is [], null or an HTML page
+            raise ValueError(f"the server's reply is not a chat completion: {str(response)[:80]!r}")
+        choice = choices[0] if choices else None
         text = (choice.message.content or "") if choice else ""
         if not text.strip():
             raise ValueError("empty reply")
