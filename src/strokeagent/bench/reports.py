@@ -9,6 +9,10 @@ method), the best figure of each column in bold. A second table says where the
 time went: milliseconds per image in each stage, steps and refine rounds.
 ``chart.png`` shows the same two things; ``index.html`` shows every policy's
 image of each prompt side by side, with the critic's verdict.
+
+The chart needs matplotlib (the ``bench`` extra). Without it every other report
+is still written, ``index.html`` says how to get the chart, and
+``chart_note()`` is the one line a command prints about it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from strokeagent import extras
 from strokeagent.bench.summary import stage_columns
 from strokeagent.core.store import atomic_write
 
@@ -141,8 +146,20 @@ def csv_table(summary: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
+def chart_note() -> str | None:
+    """One line saying the chart is skipped and how to get it, or ``None`` when matplotlib is installed."""
+    return extras.optional_note("bench", "chart.png")
+
+
+def can_chart() -> bool:
+    return not extras.missing("bench")
+
+
 def write_chart(path: Path, summary: dict[str, Any]) -> None:
-    """Accuracy by category (grouped bars, Overall emphasised) beside milliseconds per image by stage."""
+    """Accuracy by category (grouped bars, Overall emphasised) beside milliseconds per image by stage.
+
+    Needs matplotlib (``pip install 'strokeagent[bench]'``); ``write_reports`` skips the chart without it.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,8 +246,11 @@ for(const r of document.querySelectorAll('tr.sample')){
 """
 
 
-def index_html(records: list[dict[str, Any]], summary: dict[str, Any]) -> str:
-    """Each prompt (and seed) a row; each policy's final image in a column, framed green or red."""
+def index_html(records: list[dict[str, Any]], summary: dict[str, Any], chart: bool = True) -> str:
+    """Each prompt (and seed) a row; each policy's final image in a column, framed green or red.
+
+    ``chart=False``: no chart.png beside it; the page says how to get one instead of showing a broken image.
+    """
     policies = [p["policy"] for p in ranked(summary)]
     by_key = {(r["policy"], r["index"], r["seed"]): r for r in records}
     header, rows = _accuracy_rows(summary)
@@ -246,7 +266,12 @@ def index_html(records: list[dict[str, Any]], summary: dict[str, Any]) -> str:
             f"<td>{'–' if v is None else f'{v:.3f}'}</td>" for v in r[1:]
         ]
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table><p><img src=chart.png alt='accuracy chart' style='max-width:100%'></p>")
+    if chart:
+        out.append("</table><p><img src=chart.png alt='accuracy chart' style='max-width:100%'></p>")
+    else:
+        out.append(
+            f"</table><p class=tag>No chart: matplotlib is not installed ({e(extras.install_hint('bench'))}).</p>"
+        )
     options = "".join(f"<option value='{e(t)}'>{e(label(t))}</option>" for t in summary["categories"])
     out.append(
         f"<div class=controls>category <select id=tag onchange=filt()><option value=''>all</option>{options}</select> "
@@ -285,10 +310,14 @@ def index_html(records: list[dict[str, Any]], summary: dict[str, Any]) -> str:
 def write_reports(
     out: Path, records: list[dict[str, Any]], summary: dict[str, Any], chart: bool = True
 ) -> None:
-    """Every report of a bench into ``out`` (``samples.jsonl`` is the runner's)."""
+    """Every report of a bench into ``out`` (``samples.jsonl`` is the runner's).
+
+    ``chart.png`` only where matplotlib is installed (``chart_note()`` says so otherwise); the rest always.
+    """
     atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     atomic_write(out / "table.md", markdown_table(summary))
     atomic_write(out / "table.csv", csv_table(summary))
+    chart = chart and can_chart()
     if chart:
         write_chart(out / "chart.png", summary)
-    atomic_write(out / "index.html", index_html(records, summary))
+    atomic_write(out / "index.html", index_html(records, summary, chart=chart))

@@ -406,6 +406,33 @@ def scene(
         out.print(f"[yellow]dropped:[/] {escape(note)}")
 
 
+@app.command()
+def judge(
+    image: Annotated[Path, typer.Argument(help="A PNG (or other image) to judge from its pixels alone.")],
+    prompt: Annotated[str, typer.Argument(help="The prompt it should show.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict and what was seen as JSON.")] = False,
+) -> None:
+    """Judge an image's pixels by GenEval's rules for a prompt, and say what was seen."""
+    import json
+
+    from strokeagent.critics.judge_file import judge_file
+
+    try:
+        seen = judge_file(image, prompt)
+    except StrokeAgentError as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        out.print(json.dumps(seen.to_json()), soft_wrap=True)
+        return
+    for f in seen.found:
+        what = f.cls or "unrecognised shape"
+        status = "counts" if f.counts else ("too little shows" if f.cls else "not counted")
+        out.print(escape(f"{f.color} {what} at {tuple(f.box)}: match {f.iou:.2f}, {f.visible:.0%} visible, {status}"))
+    if not seen.found:
+        out.print("nothing drawn was found")
+    out.print("correct" if seen.correct else escape("wrong: " + "; ".join(seen.reasons)))
+
+
 # -- serve: backends as HTTP services -------------------------------------------
 
 serve_app = typer.Typer(no_args_is_help=True, help="Run a backend as an HTTP service.")
@@ -427,6 +454,10 @@ def serve_image(
     ] = None,
 ) -> None:
     """Serve a diffusion backend over HTTP with request batching (POST /v1/images)."""
+    from strokeagent.extras import command_refusal
+
+    if (refusal := command_refusal("serve image")) is not None:
+        raise _fail(refusal)
     from strokeagent.backends.service import serve_image_command
 
     try:
@@ -525,7 +556,12 @@ def _bench(
     kept = f" ({len(result.records) - result.ran} already done)" if result.ran < len(result.records) else ""
     err.print(f"[bold green]done[/]: {len(result.records)} samples{kept}")
     for name in ("samples.jsonl", "summary.json", "table.md", "table.csv", "chart.png", "index.html"):
-        out.print(f"{name:<14} {result.out / name}")
+        if (result.out / name).is_file():
+            out.print(f"{name:<14} {result.out / name}")
+    from strokeagent.bench.reports import chart_note
+
+    if (note := chart_note()) is not None:
+        err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
 
 
 _CRITIC_HELP = (
@@ -562,6 +598,10 @@ def bench(
 
     Resumable: run the same command again after a kill and it continues where it stopped.
     """
+    from strokeagent.extras import kind_refusal
+
+    if (refusal := kind_refusal("critic", "geneval" if detector else critic, "--critic")) is not None:
+        raise _fail(refusal)
     _bench(suite, policy, out_dir, seeds, images_per_prompt, critic, detector, clip, concurrency)
 
 
@@ -656,6 +696,10 @@ def ablate(
     from strokeagent.bench.runner import ablation_policies
     from strokeagent.bench.suites import suite_name
     from strokeagent.core.policy import DEFAULT_POLICY, load_policy
+    from strokeagent.extras import kind_refusal
+
+    if (refusal := kind_refusal("critic", "geneval" if detector else critic, "--critic")) is not None:
+        raise _fail(refusal)
 
     refs: list = []
     try:
@@ -715,6 +759,10 @@ def data_build(
 
     Example: strokeagent data build geneval:553 --out data/process
     """
+    from strokeagent.extras import backend_refusal
+
+    if editor is not None and (refusal := backend_refusal(editor, "--editor")) is not None:
+        raise _fail(refusal)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
     from strokeagent.data import build_dataset
@@ -758,6 +806,10 @@ def train_command(
 
     Many GPUs: accelerate launch --multi_gpu -m strokeagent.cli train CONFIG (docs/training.md).
     """
+    from strokeagent.extras import command_refusal
+
+    if (refusal := command_refusal("train")) is not None:
+        raise _fail(refusal)
     from strokeagent.train import load_config, train
 
     try:

@@ -21,6 +21,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from strokeagent import extras
 from strokeagent.errors import PolicyError
 
 
@@ -47,10 +48,15 @@ class Registry:
                 f"{where}: unknown {self.what} {kind!r}; use one of {', '.join(self.kinds())}, or 'package.module:Factory'"
             )
         module_name, _, attr = target.rpartition(":")
+        # A kind whose code needs an extra is refused, naming the extra, before anything is imported.
+        extras.require_kind(module_name, f"{where}: {self.what} {kind!r}")
         try:
             return getattr(_import(module_name), attr)
         except ImportError as e:
-            extra = f" (install the extra that provides {e.name!r})" if e.name else ""
+            if isinstance(e, ModuleNotFoundError) and extras.extra_for_module(e.name) is not None:
+                what = f"{where}: {self.what} {kind!r}"
+                raise PolicyError(extras.missing_module_message(what, e.name, prefer=module_name)) from None
+            extra = f" (install the package that provides {e.name!r})" if e.name else ""
             raise PolicyError(f"{where}: {self.what} {kind!r} needs {target}, which cannot be imported: {e}{extra}") from None
         except AttributeError as e:
             raise PolicyError(f"{where}: {self.what} {kind!r} points at {target}, which does not exist: {e}") from None
@@ -79,11 +85,11 @@ class Registry:
         except (TypeError, ValueError, FileNotFoundError) as e:
             raise PolicyError(f"{where}: {kind} refused its options: {e}") from None
         except ImportError as e:
-            missing = f" {e.name!r}" if e.name else ""
-            raise PolicyError(
-                f"{where}: {self.what} {kind!r} needs the module{missing}, which is not installed; "
-                "install the extra that provides it (see the README's install section)"
-            ) from None
+            what = f"{where}: {self.what} {kind!r}"
+            if not isinstance(e, ModuleNotFoundError):  # installed, but not the version it needs
+                raise PolicyError(f"{what} cannot import what it needs: {str(e).splitlines()[0]}") from None
+            module_name = (self.builtins.get(kind) or self._entry_point(kind) or kind).rpartition(":")[0]
+            raise PolicyError(extras.missing_module_message(what, e.name, prefer=module_name)) from None
 
     def _entry_point(self, kind: str) -> str | None:
         for ep in entry_points(group=self.entry_point_group):

@@ -202,8 +202,13 @@ def _align(oid: str, relations: Sequence[Relation]) -> str:
     return "middle"
 
 
+#: Candidate layouts one solve may check before it gives up on the relations it still has: the search is
+#: exponential in the worst case (contradictions, crowds), and a prompt must not spend seconds here.
+BUDGET = 400
+
+
 def _try_layout(
-    graph: SceneGraph, relations: Sequence[Relation], size: int, rng: np.random.Generator
+    graph: SceneGraph, relations: Sequence[Relation], size: int, rng: np.random.Generator, budget: list[int]
 ) -> dict[str, list[Box]] | None:
     ids = [o.id for o in graph.objects]
     classes = {o.id: o.cls for o in graph.objects}
@@ -214,6 +219,9 @@ def _try_layout(
             if n >= 24:  # enough alternatives; the next grid shape is a better bet
                 break
             for jitter in (1.0, 1.0, 0.0):
+                if budget[0] <= 0:
+                    return None
+                budget[0] -= 1
                 boxes = {}
                 for obj in graph.objects:
                     c, r = cells[obj.id]
@@ -233,12 +241,19 @@ def _solve(graph_json: str, size: int, seed: int) -> Layout:
     rng = np.random.default_rng(seed)
     relations = list(graph.relations)
     dropped: list[Relation] = []
+    budget = [BUDGET]
     while True:
-        boxes = _try_layout(graph, relations, size, rng)
+        boxes = _try_layout(graph, relations, size, rng, budget)
         if boxes is not None or not relations:
             break
-        # Contradictory relations: give up the last mentioned until the rest can be drawn.
-        dropped.append(relations.pop())
+        # Contradictory relations: give up the last mentioned until the rest can be drawn; with the budget
+        # spent, all of them at once (one last, bounded try).
+        if budget[0] <= 0:
+            dropped += reversed(relations)
+            relations = []
+            budget = [BUDGET // 10]
+        else:
+            dropped.append(relations.pop())
     if boxes is None:  # only a crowd too large for the frame gets here
         raise ValueError(f"cannot lay out {graph.instance_count} instances on a {size} px canvas")
     return Layout(size=size, boxes=boxes, unsatisfied=dropped)
