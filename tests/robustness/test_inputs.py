@@ -62,3 +62,36 @@ def test_a_policy_file_nested_too_deeply_is_one_line(tmp_path):
     utf16.write_text('name = "x"\n', encoding="utf-16")
     with pytest.raises(PolicyError, match="not UTF-8 text"):
         load_policy(utf16)
+
+
+def test_a_bench_rerun_keeps_a_failed_run_and_resumes_it(tmp_path):
+    from strokeagent.bench import load_bench_suite, run_bench
+    from strokeagent.core.policy import Policy
+    from strokeagent.sketch import SketchDrafter
+
+    class Failing:
+        failures = 2  # the first run and the first re-run fail in step 2's draft
+
+        def __init__(self):
+            self.hand = SketchDrafter()
+
+        async def draft(self, view, plan):
+            if view.step == 1 and Failing.failures:
+                Failing.failures -= 1
+                raise RuntimeError("the GPU fell over")
+            return await self.hand.draft(view, plan)
+
+    base = load_policy("sketch")
+    flaky = Policy("flaky", base.loop, {**base.stages, "draft": Failing()})
+    suite = [i for i in load_bench_suite("geneval:40") if i.tag == "two_object"][:1]
+    with pytest.raises(RunError, match="the GPU fell over"):
+        run_bench(suite, [flaky], out=tmp_path / "b")
+    (run,) = (p.parent for p in (tmp_path / "b" / "runs").rglob("run.json"))
+    kept = {p.name for p in (run / "images").iterdir()}
+    assert kept, "the failed run made images before it failed"
+    (run / "mine.txt").write_text("a note the user left in the failed run")
+    with pytest.raises(RunError, match="the GPU fell over"):
+        run_bench(suite, [flaky], out=tmp_path / "b")  # resumed, failed again: nothing deleted
+    assert (run / "mine.txt").is_file() and kept <= {p.name for p in (run / "images").iterdir()}
+    run_bench(suite, [flaky], out=tmp_path / "b")
+    assert (run / "final.png").is_file() and (run / "mine.txt").is_file()

@@ -36,7 +36,7 @@ from strokeagent.core.policy import Policy, list_bundled, load_policy
 from strokeagent.core.stages import Canvas
 from strokeagent.core.store import atomic_write, new_output_folder
 from strokeagent.critics import Critic, build_critic
-from strokeagent.errors import BenchError, RunError
+from strokeagent.errors import BenchError
 from strokeagent.scene.geneval import SuiteItem
 
 DEFAULT_CONCURRENCY = 4
@@ -165,10 +165,10 @@ async def arun_bench(
         "seeds": list(seeds),
         "critic": critic_spec,
     }
+    judge = _Judge(critic)  # before the folder: a critic that cannot be built leaves nothing behind
     _check_folder(out, plan)
     atomic_write(out / "suite.jsonl", "".join(i.to_json() + "\n" for i in items))
     log = SampleLog(out / "samples.jsonl")
-    judge = _Judge(critic)
     samples = [Sample(i, p, s, item) for p in loaded for i, item in enumerate(items) for s in seeds]
     todo = [s for s in samples if not (s.key in log.records and _finished(out / "runs" / s.key))]
     done = len(samples) - len(todo)
@@ -219,11 +219,12 @@ async def _trajectory(sample: Sample, run_dir: Path) -> Any:
 
     if _finished(run_dir):
         return RunFolder.open(run_dir).read_trajectory()
+    if (run_dir / "run.json").is_file():
+        # Killed, failed or paused: go on from its checkpoint (or from run.json, if it had none). A run that
+        # fails again keeps every image it made; the bench records the failure.
+        return await aresume_to_end(run_dir, policy=sample.policy)
     if run_dir.exists():
-        try:
-            return await aresume_to_end(run_dir, policy=sample.policy)
-        except RunError:
-            shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing worth keeping
+        shutil.rmtree(run_dir)  # killed before it wrote run.json: no stage had run, nothing was made
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     return await agenerate(sample.item.prompt, sample.policy, seed=sample.run_seed, out=run_dir)
 
