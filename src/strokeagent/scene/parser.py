@@ -12,16 +12,23 @@ How it reads a prompt, in order:
 1. Lower-case it, set aside words outside the Latin alphabet (noted), and strip a
    framing prefix ("a photo of", "a watercolor painting of").
 2. Lift scene phrases ("on a beach", "at night") into ``background``.
-3. Cut what is left into noun phrases at connectors ("and", ",", "with") and at
-   relation phrases ("right of", "on top of", "next to").
+3. Cut what is left into noun phrases at connectors ("and", ",", "with"), at
+   relation phrases ("right of", "on the top of", "hidden by", "between") and at
+   verbs after a noun ("five ducks swam", "a child kicks a ball"). Contents and
+   materials ("a cup of coffee", "made of glass") become attributes, not objects.
 4. Read each noun phrase as ``count, modifiers, head noun``. The head is the
    longest known noun at the end of the phrase (so "hot dog" beats "dog"), else
-   the last word, kept as an unknown class.
+   the last word, kept as an unknown class. Colour words beyond GenEval's map to
+   the drawable colour of their family (``vocab.COLOR_FAMILIES``: "gold" yellow).
 5. A relation links the noun phrase just before it (subject) to the one just
-   after it (anchor).
+   after it (anchor): "a pen in front of a pen" is two pens, "the pen" the same
+   one. "between X and Y" is two relations (right of X, left of Y); "it" is the
+   object named before the subject ("a table with a vase on it"); "and behind a
+   vase" keeps the subject before it.
 
 Nothing raises on bad input: whatever cannot be used is left out and ``dropped``
-says what and why.
+says what and why, and so does a reading that is probably wrong ("'top' names a
+part or a side", "'swam' looks like a verb", "'between' needs two objects").
 """
 
 from __future__ import annotations
@@ -33,10 +40,11 @@ from typing import Protocol, runtime_checkable
 from strokeagent.scene.graph import Predicate, Relation, SceneGraph, SceneObject
 from strokeagent.scene.vocab import (
     COCO_CLASSES,
-    COLOR_ALIASES,
+    COLOR_FAMILIES,
     COLORS,
     COUNT_WORDS,
     MAX_NOUN_WORDS,
+    NOUN_COLORS,
     NOUNS,
     looks_plural,
     lookup_noun,
@@ -78,9 +86,11 @@ _FRAME_WORDS = {
     "snapshot",
 }
 
+# "between X and Y": two relations (right of X, left of Y); "between two X": next to them.
+_BETWEEN = "between"
 # Longest first, so "to the left of" wins over "left of". None: a spatial word with no
 # drawable predicate ("in a box"): both objects stay, the relation is dropped with a note.
-_RELATION_PHRASES: list[tuple[tuple[str, ...], Predicate | None]] = sorted(
+_RELATION_PHRASES: list[tuple[tuple[str, ...], Predicate | str | None]] = sorted(
     [
         *(
             ((*p, side, *s), f"{side} of")
@@ -89,6 +99,14 @@ _RELATION_PHRASES: list[tuple[tuple[str, ...], Predicate | None]] = sorted(
             for s in [("side", "of"), ("hand", "side", "of"), ("of",)]
         ),
         (("on", "top", "of"), "on top of"),
+        (("on", "the", "top", "of"), "on top of"),
+        (("at", "the", "top", "of"), "on top of"),
+        (("on", "the", "edge", "of"), "on top of"),
+        (("on", "top"), "on top of"),  # "a cake with a cherry on top": the anchor is the host
+        (("on", "the", "bottom", "of"), "below"),
+        (("at", "the", "bottom", "of"), "below"),
+        (("at", "the", "base", "of"), "below"),
+        (("at", "the", "foot", "of"), "below"),
         (("atop",), "on top of"),
         (("riding",), "on top of"),
         (("on",), "on top of"),
@@ -110,14 +128,40 @@ _RELATION_PHRASES: list[tuple[tuple[str, ...], Predicate | None]] = sorted(
         (("nearby",), "near"),
         (("by",), "near"),
         (("in", "front", "of"), "in front of"),
+        (("in", "the", "front", "of"), "in front of"),
+        (("at", "the", "front", "of"), "in front of"),
+        (("in", "front"), "in front of"),
         (("behind",), "behind"),
         (("in", "back", "of"), "behind"),
+        (("at", "the", "back", "of"), "behind"),
+        (("in", "the", "back", "of"), "behind"),
+        # passive: the subject is the one hidden ("a girl hidden by a desk": the girl is behind)
+        *(
+            ((*adv, verb, prep), "behind")
+            for verb in ("hidden", "covered", "obscured", "blocked", "concealed", "shielded", "screened")
+            for prep in ("by", "behind")
+            for adv in [(), ("partially",), ("partly",), ("half",), ("mostly",)]
+        ),
+        (("topped", "with"), "under"),
+        (("topped", "by"), "under"),
+        (("ridden", "by"), "under"),
+        (("adjacent", "to"), "next to"),
+        (("on", "the", "side", "of"), "next to"),
+        (("at", "the", "side", "of"), "next to"),
+        (("by", "the", "side", "of"), "next to"),
+        (("leaning", "against"), "next to"),
+        (("propped", "against"), "next to"),
+        (("across", "from"), "near"),
+        (("close", "by"), "near"),
+        (("between",), _BETWEEN),
+        (("in", "between"), _BETWEEN),
+        (("flanked", "by"), _BETWEEN),
+        (("surrounded", "by"), None),
         (("in",), None),
         (("inside",), None),
         (("inside", "of"), None),
         (("within",), None),
         (("into",), None),
-        (("between",), None),
         (("around",), None),
     ],
     key=lambda item: -len(item[0]),
@@ -158,6 +202,20 @@ _CONNECTORS: list[tuple[str, ...]] = sorted(
         ("having",),
         ("has",),
         ("have",),
+        # prepositions with no place in a scene graph: "looks at", "throws a ball to a dog"
+        ("at",),
+        ("to",),
+        ("from",),
+        ("for",),
+        ("toward",),
+        ("towards",),
+        ("about",),
+        ("away",),
+        ("out",),
+        ("up",),
+        ("down",),
+        ("off",),
+        ("then",),
     ],
     key=lambda c: -len(c),
 )
@@ -169,7 +227,60 @@ _FILLERS = {
     "placed", "located", "positioned", "resting", "rests", "parked", "floating", "hanging",
     "flying", "perched", "set", "put", "very", "really", "quite", "also", "just", "some",
     "draw", "paint", "show", "generate", "create", "make", "me", "please",
+    "his", "her", "its", "their", "our", "partially", "partly", "mostly", "completely", "fully",
+    "slightly", "almost", "directly", "neatly", "carefully", "quietly", "happily", "peacefully",
+    "slowly", "quickly", "gently", "proudly", "calmly", "together", "visible", "seen", "shown",
+    "depicted", "featuring", "containing", "showing", "depicting",
 }  # fmt: skip
+
+# Verbs that end a noun phrase when a noun came before them ("five ducks swam", "a child kicks
+# a ball"): forms that are never nouns after one. Base forms ("two girls play") only count after
+# a plural noun, so "a wrist watch" keeps its watch.
+_VERB_FORMS = {
+    "swam", "swims", "swum", "ran", "runs", "sat", "stood", "flew", "flies", "lay", "slept",
+    "sleeps", "ate", "eats", "eaten", "drank", "drinks", "bit", "bites", "threw", "throws",
+    "thrown", "kicks", "walks", "plays", "reads", "looks", "watches", "jumps", "climbs", "hangs",
+    "hung", "holds", "held", "carries", "chases", "rides", "rode", "barks", "waits", "sings",
+    "sang", "dances", "smiles", "stares", "leans", "floats", "hides", "hid", "peeks", "grows",
+    "grew", "faces", "talks", "cries", "laughs", "fights", "fought", "waves", "drives", "drove",
+    "driven", "pulls", "pushes", "feeds", "fed", "hugs", "kisses", "touches", "catches", "caught",
+    "swings", "swung", "writes", "wrote", "written", "cooks", "cuts", "grazes", "bought", "brought",
+    "made", "makes", "gives", "gave", "given", "took", "takes", "taken", "sees", "seen",
+    "wears", "wore", "worn", "goes", "went", "gone", "comes", "came", "fell", "falls", "fallen",
+    "broke", "stolen", "stole", "chosen", "lies", "rests", "perches", "crosses", "glows",
+    "shines", "shone", "blooms", "naps", "poses", "posing", "licks", "chews", "sniffs", "hunts",
+    "graze", "hidden", "broken", "frozen", "bitten", "beaten", "forgotten", "spoken",
+    "shaken", "woven", "sunken", "swollen", "ridden",
+}  # fmt: skip
+# "a man is painting a fence": after "is", an -ing noun is a verb.
+_COPULAS = {"is", "are", "was", "were"}
+_BASE_VERBS = {
+    "play", "swim", "run", "sit", "walk", "eat", "drink", "watch", "read", "look", "jump", "fly",
+    "sleep", "stand", "wait", "talk", "fight", "dance", "sing", "climb", "ride", "chase", "hold",
+    "carry", "kick", "throw", "bite", "bark", "hug", "feed", "cross", "graze", "rest", "lie",
+    "hang", "float", "hide", "peek", "stare", "smile", "laugh", "cry", "wave", "drive", "pull",
+    "push", "cook", "cut", "wear", "swing", "nap", "pose", "hunt", "gather", "march", "race",
+}  # fmt: skip
+# "-ed" words that are adjectives even after a noun ("a cat with striped fur" is rare; "a dog,
+# spotted" rarer): left out of the "-ed ends a noun phrase" rule.
+_ED_ADJECTIVES = {"striped", "spotted", "colored", "coloured", "checkered", "dotted", "stuffed", "red"}
+# "a cup of coffee", "a bowl of fruit": what follows "of" is the contents, not another object.
+_CONTAINERS = {
+    "cup", "mug", "glass", "bowl", "plate", "box", "bag", "basket", "bottle", "jar", "vase", "pot",
+    "bucket", "can", "carton", "crate", "tray", "pitcher", "jug", "slice", "piece", "loaf", "bar",
+    "sack", "barrel", "tub", "teapot", "kettle", "bouquet", "wine glass", "handbag", "suitcase",
+    "backpack", "dish", "platter", "spoonful", "cupful", "handful", "pile", "heap", "stack",
+}  # fmt: skip
+# "made of glass", "made from wood": the material, kept as an attribute.
+_MATERIAL_PHRASES = [("made", "out", "of"), ("made", "of"), ("made", "from"), ("crafted", "from"),
+                     ("carved", "from"), ("carved", "out", "of"), ("built", "from"), ("built", "of")]  # fmt: skip
+# Words that name a part of something or a place in the frame: as an object they are a misreading.
+_PART_WORDS = {"top", "bottom", "front", "back", "side", "middle", "center", "centre", "edge", "corner",
+               "end", "left", "right", "base", "foot", "rear", "inside", "outside"}  # fmt: skip
+# Relations that may stand without their anchor when the host is already named:
+# "a cake with a cherry on top", "a car with a man in front".
+_ELLIPTIC = {"on top", "in front", "behind", "underneath", "beneath", "below", "above", "beside", "nearby",
+             "close by", "alongside", "next to"}  # fmt: skip
 
 # Adjectives that never head a noun phrase on their own ("a big and red cup").
 _ADJECTIVES = {
@@ -179,7 +290,9 @@ _ADJECTIVES = {
     "spotted", "empty", "full", "broken", "open", "closed", "wet", "dry", "hot", "cold", "vintage",
     "modern", "realistic", "cartoon", "colorful", "colourful", "single", "other", "another",
 }  # fmt: skip
-_SELF_WORDS = {"itself", "themselves", "it", "them", "oneself", "himself", "herself"}
+_SELF_WORDS = {"itself", "themselves", "oneself", "himself", "herself"}
+# "a table with a vase on it": the object named before the subject.
+_PRONOUNS = {"it", "them"}
 _SELF_PHRASES = [("each", "other"), ("one", "another")]
 
 # Nouns that name a place or a time rather than a thing: "on a beach", "at night".
@@ -200,11 +313,38 @@ _SCENE_PREPS = {"in", "on", "at", "by", "under", "during", "inside", "over", "un
 # A scene phrase ends at one of these (or the end): "in a park next to ..." still ends at "park".
 _ARTICLES = {"a", "an", "the"}
 # Words that can never be the noun of a phrase, even as an unknown one.
-_NOT_NOUNS = _ARTICLES | {"this", "that", "these", "those", "of", "and", "or", "with", "to", "for", "from", "my", "your"}
+_NOT_NOUNS = _ARTICLES | {
+    "this",
+    "that",
+    "these",
+    "those",
+    "of",
+    "and",
+    "or",
+    "with",
+    "to",
+    "for",
+    "from",
+    "my",
+    "your",
+    # subject pronouns: "I ate an apple" has no object called "i"
+    "i",
+    "we",
+    "you",
+    "he",
+    "she",
+    "they",
+    "someone",
+    "something",
+}
 
 _COUNT_PHRASES: list[tuple[tuple[str, ...], int]] = sorted(
     [
         (("a", "couple", "of"), 2),
+        (("half", "a", "dozen"), 6),
+        (("a", "half", "dozen"), 6),
+        (("a", "trio", "of"), 3),
+        (("a", "quartet", "of"), 4),
         (("a", "couple"), 2),
         (("a", "pair", "of"), 2),
         (("a", "few"), 3),
@@ -241,7 +381,7 @@ _COUNT_PHRASES: list[tuple[tuple[str, ...], int]] = sorted(
 )
 #: Words after which "of" belongs to the count ("a pair of"), not a connector ("a cup of tea").
 _GROUP_WORDS = {
-    "couple", "pair", "group", "bunch", "handful", "lot", "lots", "dozen", "dozens", "hundreds",
+    "couple", "pair", "pairs", "trio", "quartet", "group", "bunch", "handful", "lot", "lots", "dozen", "dozens", "hundreds",
     "thousands", "millions", "herd", "flock", "pack", "crowd", "row", "stack", "pile", "set",
     "number", "series", "collection", "few", "several", "many", "all",
 }  # fmt: skip
@@ -271,11 +411,12 @@ class _Phrase:
     attributes: list[str] = field(default_factory=list)
     head: list[str] = field(default_factory=list)
     is_self: bool = False  # "itself", "each other"
+    pronoun: bool = False  # "it", "them": the object named before
 
 
 @dataclass
 class _Rel:
-    predicate: Predicate | None
+    predicate: Predicate | str | None  # a Predicate, _BETWEEN, or None (not drawable)
     text: str
 
 
@@ -284,7 +425,15 @@ class _Place:
     attribute: str
 
 
-_Item = _Phrase | _Rel | _Place | None  # None: a connector
+@dataclass
+class _Conn:
+    """A connector: "and", ",", "with", a verb between two noun phrases, "of" after a container."""
+
+    text: str
+    kind: str = ""  # "verb": a verb ended the phrase; "content": what follows is contents/material
+
+
+_Item = _Phrase | _Rel | _Place | _Conn
 
 
 # Words in -ing that are nouns, not verbs ("a wedding", "a building").
@@ -308,6 +457,18 @@ def _is_verb(word: str) -> bool:
         and word not in _ING_NOUNS
         and word not in _NOUN_FIRST_WORDS  # "parking meter"
         and lookup_noun(word) is None
+    )
+
+
+def _looks_participle(word: str) -> bool:
+    """A past participle used as a verb after a noun ("books stacked on a desk")."""
+    return (
+        len(word) > 4
+        and word.endswith("ed")
+        and not word.endswith("eed")
+        and word not in _ED_ADJECTIVES
+        and lookup_noun(word) is None
+        and word not in COLOR_FAMILIES
     )
 
 
@@ -426,8 +587,13 @@ class RuleParser:
             step = 0
             relation = next(((p, pred) for p, pred in _RELATION_PHRASES if _match(tokens, i, p)), None)
             place = next(((p, a) for p, a in _ABSOLUTE_PLACES.items() if _match(tokens, i, p)), None)
+            material = next((p for p in _MATERIAL_PHRASES if _match(tokens, i, p)), None)
             # "on the left of a dog" is a relation; "a cat on the left" is a place in the frame.
-            if place and (relation is None or len(place[0]) >= len(relation[0])):
+            if material:
+                flush()
+                items.append(_Conn(" ".join(material), kind="content"))
+                step = len(material)
+            elif place and (relation is None or len(place[0]) >= len(relation[0])):
                 flush()
                 items.append(_Place(place[1]))
                 step = len(place[0])
@@ -438,11 +604,17 @@ class RuleParser:
             if not step and tokens[i] == "of" and buf and buf[-1] in _GROUP_WORDS:
                 buf.append("of")  # "a pair of", "a herd of": part of the count
                 step = 1
+            if not step and tokens[i] == "of" and RuleParser._is_container(buf):
+                flush()  # "a cup of coffee": the coffee is in the cup, not beside it
+                items.append(_Conn("of", kind="content"))
+                step = 1
+            if not step and tokens[i] in ("colored", "coloured") and buf and RuleParser._color(buf[-1]):
+                step = 1  # "a cream colored sofa"
             if not step:
                 for phrase in _CONNECTORS:
                     if _match(tokens, i, phrase):
                         flush()
-                        items.append(None)
+                        items.append(_Conn(" ".join(phrase)))
                         step = len(phrase)
                         break
             if not step:
@@ -453,9 +625,14 @@ class RuleParser:
                         break
             if not step and i + 1 < len(tokens) and tokens[i + 1] == "than":
                 step = 1  # "taller than": a comparison, not a noun
-            if not step and _is_verb(tokens[i]):
-                flush()  # "a man riding a horse": the verb ends the first noun phrase
-                items.append(None)
+            progressive = tokens[i] in _ING_NOUNS and i > 0 and tokens[i - 1] in _COPULAS
+            if not step and (
+                _is_verb(tokens[i])
+                or RuleParser._is_finite_verb(tokens[i], buf)
+                or (progressive and RuleParser._head_of(buf) is not None)
+            ):
+                flush()  # "a man riding a horse", "five ducks swam": the verb ends the noun phrase
+                items.append(_Conn(tokens[i], kind="verb"))
                 step = 1
             if not step:
                 if tokens[i] not in _FILLERS:
@@ -465,6 +642,37 @@ class RuleParser:
         flush()
         return items
 
+    @staticmethod
+    def _head_of(buf: list[str]) -> tuple[str, bool] | None:
+        """The head noun the words so far would have, and whether it is plural; None if none yet."""
+        if not buf:
+            return None
+        phrase = RuleParser._read_phrase(list(buf))
+        if not phrase.head:
+            return None
+        noun = " ".join(phrase.head)
+        form = lookup_noun(noun)
+        return (form.singular, form.plural) if form else (phrase.head[-1], looks_plural(phrase.head[-1]))
+
+    @staticmethod
+    def _is_finite_verb(word: str, buf: list[str]) -> bool:
+        """A verb after a noun: "swam" in "five ducks swam", "play" in "two girls play"."""
+        if word not in _VERB_FORMS and word not in _BASE_VERBS and not _looks_participle(word):
+            return False
+        if word in _NOUN_FIRST_WORDS:  # "an orange potted plant"
+            return False
+        head = RuleParser._head_of(buf)
+        if head is None:
+            return False
+        if word in _VERB_FORMS or _looks_participle(word):
+            return True
+        return head[1]  # a base form only after a plural: "two girls play", not "a wrist watch"
+
+    @staticmethod
+    def _is_container(buf: list[str]) -> bool:
+        head = RuleParser._head_of(buf)
+        return head is not None and (head[0] in _CONTAINERS or singularize(head[0]) in _CONTAINERS)
+
     # 4. one noun phrase ------------------------------------------------------------------------
 
     @staticmethod
@@ -473,6 +681,10 @@ class RuleParser:
         if any(w in _SELF_WORDS for w in words):
             phrase.is_self = True
             return phrase
+        if words and words[-1] in _PRONOUNS:
+            phrase.pronoun = True  # "on it": resolved against the objects named before
+            return phrase
+        words = [w for w in words if w not in _PRONOUNS]  # "it is a cat"
         i = RuleParser._read_count(words, phrase)
         rest = words[i:]
         # The head: the longest known noun at the end; else, with trailing colours and
@@ -480,12 +692,17 @@ class RuleParser:
         head_len = RuleParser._known_suffix(rest)
         post: list[str] = []
         if not head_len:
-            while rest and (RuleParser._color(rest[-1]) or rest[-1].endswith(("ing", "ed", "ly"))):
+            while rest and (
+                RuleParser._color(rest[-1])
+                or (rest[-1].endswith(("ing", "ed", "ly")) and rest[-1] not in _ING_NOUNS)
+            ):
                 post.insert(0, rest.pop())
             head_len = RuleParser._known_suffix(rest) or (1 if rest else 0)
-            if not rest:  # nothing but modifiers: "a red" ; the last one may still be a noun
+            if not rest:  # nothing but modifiers: "a red" ; the last one may still be a noun ("a rose")
                 rest, post = post, []
-                head_len = 1 if rest and not RuleParser._color(rest[-1]) else 0
+                head_len = 1 if rest and (not RuleParser._color(rest[-1]) or rest[-1] in NOUN_COLORS) else 0
+            elif head_len == 1 and rest[-1] in _ADJECTIVES and post and post[-1] in NOUN_COLORS:
+                rest, post = rest + post, []  # "a single rose": the colour word is the noun
         if head_len == 1 and (rest[-1] in _ADJECTIVES or rest[-1] in COUNT_WORDS or rest[-1] in _NOT_NOUNS):
             # "a big red", "the the": no noun yet
             head_len = 0
@@ -505,6 +722,9 @@ class RuleParser:
         """Read a leading count into ``phrase``; return the index after it."""
         if words and words[0] == "the":
             phrase.definite = True
+            return 1
+        if words and words[0] == "another":
+            phrase.count, phrase.count_text = 1, "another"
             return 1
         for count_phrase, value in _COUNT_PHRASES:
             if _match(words, 0, count_phrase):
@@ -527,6 +747,11 @@ class RuleParser:
             phrase.count *= _MULTIPLIERS[words[i]]
             phrase.count_text += " " + words[i]
             i += 1
+        # "two pairs of socks": four socks
+        if i < len(words) and words[i] in ("pair", "pairs") and phrase.count is not None:
+            phrase.count *= 2
+            phrase.count_text += " " + words[i]
+            i += 1
         if i < len(words) and words[i] == "of":
             i += 1
         return i
@@ -540,7 +765,7 @@ class RuleParser:
 
     @staticmethod
     def _color(word: str) -> str | None:
-        word = COLOR_ALIASES.get(word, word)
+        word = COLOR_FAMILIES.get(word, word)
         return word if word in COLORS else None
 
     # 5. objects and relations ------------------------------------------------------------------
@@ -550,29 +775,76 @@ class RuleParser:
         relations: list[Relation] = []
         carry: list[_Phrase] = []  # head-less modifiers waiting for their noun: "a red and blue cup"
         previous: str | None = None  # id of the noun phrase just read (a relation's subject)
-        previous_phrase: _Phrase | None = None
         pending: _Rel | None = None
+        pending_subject: str | None = None  # "a cup in front of a laptop and behind a vase": the cup
+        between: tuple[str, str, _Rel] | None = None  # (subject, first anchor): waiting for "and Y"
+        last_rel_subject: str | None = None
+        last_was_anchor = False  # the phrase just read was a relation's anchor
+        conn: _Conn | None = None  # the connector right before this item
+        content_of: str | None = None  # "a cup of coffee": the next phrase is what the cup holds
 
-        for item in [*items, None]:
+        def relate(subject: str, predicate: Predicate, anchor: str) -> None:
+            relation = Relation(subject=subject, predicate=predicate, object=anchor)
+            if subject != anchor and relation not in relations:
+                relations.append(relation)
+
+        def finish_between() -> None:
+            nonlocal between
+            if between is not None:
+                subject, first, rel = between
+                between = None
+                dropped.append(
+                    f"'{rel.text}' needs two objects (between X and Y); placed next to the one given"
+                )
+                relate(subject, "next to", first)
+
+        def finish_dangling() -> None:
+            """A relation with no anchor after it: "a cake with a cherry on top" anchors on the host."""
+            nonlocal pending
+            if pending is None:
+                return
+            rel, pending = pending, None
+            subject = pending_subject or previous
+            host = self._antecedent(objects, subject)
+            if rel.text in _ELLIPTIC and subject is not None and host is not None:
+                relate(subject, rel.predicate, host)  # type: ignore[arg-type]
+            else:
+                dropped.append(f"relation '{rel.text}' has no object after it")
+
+        for item in [*items, _Conn("", kind="end")]:
             if isinstance(item, _Rel):
-                if pending is not None:
-                    dropped.append(f"relation '{pending.text}' has no object after it")
+                finish_dangling()
+                finish_between()
                 pending = item
+                pending_subject = last_rel_subject if conn is not None and last_was_anchor else None
+                conn = None
                 continue
             if isinstance(item, _Place):
                 if previous is not None:
-                    objects = [
-                        o.model_copy(update={"attributes": [*o.attributes, item.attribute]})
-                        if o.id == previous and item.attribute not in o.attributes
-                        else o
-                        for o in objects
-                    ]
+                    self._update(objects, previous, attribute=item.attribute)
                 continue
-            if item is None:
+            if isinstance(item, _Conn):
+                if pending is not None and (item.kind == "end" or pending.text in _ELLIPTIC):
+                    finish_dangling()
+                if item.text != "and":
+                    finish_between()
+                if item.kind == "content" and previous is not None:
+                    content_of = previous
+                conn = item
                 continue
             phrase = item
-            if not phrase.head and not phrase.is_self:
-                if phrase.colors or phrase.attributes or phrase.count is not None:
+            before, conn = conn, None
+            if content_of is not None and pending is None:
+                # "a cup of coffee", "a vase made of glass": an attribute of the cup, not an object
+                if before is not None:
+                    self._update(objects, content_of, attribute=f"{before.text} {phrase.text}")
+                content_of = None
+                continue
+            content_of = None
+            if not phrase.head and not phrase.is_self and not phrase.pronoun:
+                if before is not None and before.kind == "verb" and previous is not None and phrase.colors:
+                    self._recolor(objects, previous, phrase, dropped)  # "a car painted blue"
+                elif phrase.colors or phrase.attributes or phrase.count is not None:
                     carry.append(phrase)
                 continue
             for earlier in carry:  # "a red and blue cup": fold the head-less phrases in
@@ -582,29 +854,79 @@ class RuleParser:
                     phrase.count, phrase.count_text = earlier.count, earlier.count_text
             carry = []
 
-            if phrase.is_self and pending is None:
+            if (phrase.is_self or phrase.pronoun) and pending is None:
                 dropped.append(f"{phrase.text!r} refers to nothing before it; dropped")
                 continue
+            if between is not None and pending is None and before is not None and before.text == "and":
+                subject, first, rel = between  # "a clock between a vase and a lamp"
+                between = None
+                second = self._add_object(phrase, objects, dropped)
+                if second is None or second in (subject, first):
+                    dropped.append(f"'{rel.text}' needs two different objects; placed next to the one given")
+                    relate(subject, "next to", first)
+                else:
+                    relate(subject, "right of", first)
+                    relate(subject, "left of", second)
+                    previous = second
+                last_rel_subject, last_was_anchor = subject, True
+                continue
+            finish_between()
             if pending is not None:
-                anchor = self._relate(previous, previous_phrase, pending, phrase, objects, relations, dropped)
-                pending = None
+                rel, pending = pending, None
+                subject = pending_subject or previous
+                anchor = self._relate(subject, rel, phrase, objects, relations, dropped)
+                if (
+                    rel.predicate == _BETWEEN
+                    and anchor is not None
+                    and subject is not None
+                    and anchor != subject
+                ):
+                    if self._object(objects, anchor).count > 1:
+                        relate(subject, "next to", anchor)  # "a cup between two plates"
+                    else:
+                        between = (subject, anchor, rel)
                 if anchor is not None:
-                    previous, previous_phrase = anchor, phrase
+                    previous = anchor
+                last_rel_subject, last_was_anchor = subject, True
                 continue
             object_id = self._add_object(phrase, objects, dropped)
             if object_id is not None:
-                previous, previous_phrase = object_id, phrase
+                previous = object_id
+            last_was_anchor = False
 
-        if pending is not None:
-            dropped.append(f"relation '{pending.text}' has no object after it")
         for phrase in carry:
             dropped.append(f"{phrase.text!r} has no noun; dropped")
         return objects, relations
 
+    @staticmethod
+    def _object(objects: list[SceneObject], object_id: str) -> SceneObject:
+        return next(o for o in objects if o.id == object_id)
+
+    @staticmethod
+    def _update(objects: list[SceneObject], object_id: str, attribute: str) -> None:
+        for n, o in enumerate(objects):
+            if o.id == object_id and attribute not in o.attributes:
+                objects[n] = o.model_copy(update={"attributes": [*o.attributes, attribute]})
+
+    @staticmethod
+    def _recolor(objects: list[SceneObject], object_id: str, phrase: _Phrase, dropped: list[str]) -> None:
+        """A colour after a verb belongs to the noun before it: "a car painted blue"."""
+        for n, o in enumerate(objects):
+            if o.id != object_id:
+                continue
+            if o.color is None:
+                objects[n] = o.model_copy(update={"color": phrase.colors[0]})
+            elif o.color != phrase.colors[0]:
+                dropped.append(f"'{phrase.colors[0]}' contradicts '{o.color}' for {o.cls}; kept '{o.color}'")
+
+    @staticmethod
+    def _antecedent(objects: list[SceneObject], subject: str | None) -> str | None:
+        """What "it" names: the latest object other than the subject."""
+        return next((o.id for o in reversed(objects) if o.id != subject), None)
+
     def _relate(
         self,
         subject: str | None,
-        subject_phrase: _Phrase | None,
         rel: _Rel,
         anchor_phrase: _Phrase,
         objects: list[SceneObject],
@@ -615,40 +937,50 @@ class RuleParser:
         if anchor_phrase.is_self:
             dropped.append(f"self-relation '{rel.text} {anchor_phrase.text}' dropped")
             return subject
-        if subject is not None and subject_phrase is not None and self._same(subject_phrase, anchor_phrase):
-            subject_obj = next(o for o in objects if o.id == subject)
-            dropped.append(
-                f"self-relation dropped: '{subject_phrase.text} {rel.text} {anchor_phrase.text}' "
-                f"places the {subject_obj.cls} relative to itself"
-            )
-            return subject
-        anchor = self._add_object(anchor_phrase, objects, dropped)
+        if anchor_phrase.pronoun:
+            anchor = self._antecedent(objects, subject)
+            if anchor is None:
+                dropped.append(
+                    f"'{rel.text} {anchor_phrase.text}': '{anchor_phrase.text}' names nothing; dropped"
+                )
+                return subject
+        else:
+            anchor = self._add_object(anchor_phrase, objects, dropped)
         if subject is None:
             dropped.append(f"relation '{rel.text}' has no subject before it")
         elif anchor is None:
             dropped.append(f"relation '{rel.text} {anchor_phrase.text}' dropped: its object was dropped")
         elif anchor == subject:
-            dropped.append(f"self-relation '{rel.text} {anchor_phrase.text}' dropped")
+            cls = self._object(objects, subject).cls
+            dropped.append(
+                f"self-relation dropped: '{rel.text} {anchor_phrase.text}' places the {cls} relative to itself"
+            )
         elif rel.predicate is None:
             dropped.append(
                 f"'{rel.text}' is not a relation the canvas can draw; kept both objects, dropped the relation"
             )
-        else:
-            relation = Relation(subject=subject, predicate=rel.predicate, object=anchor)
+        elif rel.predicate != _BETWEEN:
+            relation = Relation(subject=subject, predicate=rel.predicate, object=anchor)  # type: ignore[arg-type]
             if relation not in relations:
                 relations.append(relation)
         return anchor
 
     @staticmethod
-    def _same(a: _Phrase, b: _Phrase) -> bool:
-        """Whether the anchor phrase names the subject again: "a cat left of a cat"."""
-        return (
-            a.head == b.head
-            and (a.count or 1) == 1
-            and (b.count or 1) == 1
-            and a.colors[:1] == b.colors[:1]
-            and a.attributes == b.attributes
-        )
+    def _doubt(phrase: _Phrase, word: str, dropped: list[str]) -> None:
+        """Say when an unknown head noun is probably a misreading: a verb, a part, a noun as modifier."""
+        if word in _PART_WORDS:
+            dropped.append(
+                f"{phrase.text!r}: '{word}' names a part or a side, not a thing; drawn as an object"
+            )
+            return
+        if word in _VERB_FORMS or _looks_participle(word):
+            dropped.append(f"{phrase.text!r}: '{word}' looks like a verb, not a thing; drawn as an object")
+            return
+        for attribute in phrase.attributes:
+            if lookup_noun(attribute):
+                dropped.append(
+                    f"{phrase.text!r}: read '{word}' as the object and '{attribute}' as a modifier of it"
+                )
 
     def _add_object(self, phrase: _Phrase, objects: list[SceneObject], dropped: list[str]) -> str | None:
         """The id of the object the phrase names: a new one, or an earlier one for "the X"."""
@@ -663,6 +995,7 @@ class RuleParser:
                 return None
             cls, plural, known = singularize(word), looks_plural(word), False
             noun = word
+            self._doubt(phrase, word, dropped)
         if phrase.definite:
             for o in reversed(objects):
                 if o.cls == cls:

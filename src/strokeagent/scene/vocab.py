@@ -77,6 +77,42 @@ COLORS: dict[str, tuple[int, int, int]] = {
 GENEVAL_COLORS: tuple[str, ...] = tuple(list(COLORS)[:10])
 #: Other spellings of a colour, mapped to its COLORS name.
 COLOR_ALIASES: dict[str, str] = {"grey": "gray", "violet": "purple", "crimson": "red", "scarlet": "red"}
+#: Colour words people write beyond GenEval's, each mapped to the drawable colour of its
+#: family (the canvas paints and measures only COLORS). Shades that fall between two
+#: families go to the one people name them after: teal and turquoise are "blue", beige and
+#: tan "brown", gold "yellow", silver "gray". The rule parser reads these; ``COLOR_ALIASES``
+#: (what a text head may answer) stays the short list.
+COLOR_FAMILIES: dict[str, str] = {
+    **COLOR_ALIASES,
+    **dict.fromkeys(["maroon", "burgundy", "ruby", "cherry", "vermilion", "vermillion", "cardinal"], "red"),
+    **dict.fromkeys(["peach", "coral", "tangerine", "apricot", "copper", "amber", "ginger"], "orange"),
+    **dict.fromkeys(["gold", "golden", "mustard", "lemon", "blond", "blonde", "canary"], "yellow"),
+    **dict.fromkeys(["lime", "olive", "emerald", "jade", "mint", "sage", "chartreuse"], "green"),
+    **dict.fromkeys(
+        ["navy", "azure", "cobalt", "sapphire", "turquoise", "teal", "cyan", "aqua", "cerulean", "denim"],
+        "blue",
+    ),
+    **dict.fromkeys(["lavender", "lilac", "mauve", "plum", "indigo", "amethyst", "purplish"], "purple"),
+    **dict.fromkeys(["magenta", "fuchsia", "rose", "salmon", "pinkish"], "pink"),
+    **dict.fromkeys(
+        ["beige", "tan", "khaki", "chocolate", "bronze", "caramel", "chestnut", "rust", "brownish"], "brown"
+    ),
+    **dict.fromkeys(["ebony", "blackish"], "black"),
+    **dict.fromkeys(["ivory", "cream", "pearl", "snowy", "whitish"], "white"),
+    **dict.fromkeys(["silver", "silvery", "charcoal", "slate", "ash", "grayish", "greyish"], "gray"),
+    **{"reddish": "red", "orangish": "orange", "yellowish": "yellow", "greenish": "green", "bluish": "blue"},
+}
+#: Colour words that are also things ("a rose", "a lime", "gold"): a noun when nothing else
+#: in the phrase can be, a colour otherwise ("a rose vase").
+NOUN_COLORS: frozenset[str] = frozenset(
+    {
+        "orange", "cherry", "ruby", "peach", "coral", "tangerine", "apricot", "copper", "amber",
+        "ginger", "gold", "mustard", "lemon", "lime", "olive", "emerald", "jade", "mint", "sage",
+        "navy", "sapphire", "denim", "lavender", "lilac", "plum", "amethyst", "rose", "salmon",
+        "chocolate", "bronze", "caramel", "chestnut", "rust", "ebony", "ivory", "cream", "pearl",
+        "silver", "charcoal", "slate", "ash", "tan",
+    }
+)  # fmt: skip
 
 #: Synonyms, singular → GenEval class. Plurals are derived (with IRREGULAR_PLURALS).
 SYNONYMS: dict[str, str] = {
@@ -175,15 +211,25 @@ def geneval_plural(name: str) -> str:
     return f"{name}es" if name.endswith("s") else f"{name}s"
 
 
+#: Nouns ending in "-ie", whose plural is "-ies" but whose singular is not "-y".
+_IE_NOUNS = {
+    "cookie", "movie", "pie", "brownie", "zombie", "rookie", "calorie", "selfie", "smoothie",
+    "magpie", "goalie", "collie", "genie", "budgie", "hoodie", "beanie", "necktie", "bowtie",
+    "birdie", "prairie", "lingerie", "sweetie", "pixie", "roomie", "veggie", "auntie", "sortie",
+}  # fmt: skip
+
+
 def singularize(word: str) -> str:
     """Best-effort singular of an unknown noun, for labelling generic objects.
 
-    >>> singularize("dragons"), singularize("ponies"), singularize("boxes"), singularize("cactus")
-    ('dragon', 'pony', 'box', 'cactus')
+    >>> singularize("dragons"), singularize("ponies"), singularize("boxes"), singularize("cookies")
+    ('dragon', 'pony', 'box', 'cookie')
     """
     for singular, plural in IRREGULAR_PLURALS.items():
         if word == plural:
             return singular
+    if word[:-1] in _IE_NOUNS:
+        return word[:-1]
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
     if word.endswith(("ches", "shes", "xes", "sses", "zes")):
