@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterable
+from typing import Any
 
 from strokeagent.errors import PolicyError
 
@@ -177,15 +178,8 @@ def command_refusal(command: str) -> str | None:
     return None
 
 
-def kind_refusal(registry: str, kind: str | None, where: str) -> str | None:
-    """Why the built-in ``kind`` of ``registry`` (``"backend"``, ``"critic"``, ``"stage"``) cannot be built, or ``None``."""
-    from strokeagent.core import registry as registries
-
-    table = {
-        "backend": registries.BACKEND_KINDS,
-        "critic": registries.CRITIC_KINDS,
-        "stage": registries.STAGE_KINDS,
-    }[registry]
+def kind_refusal(table: Any, kind: str | None, where: str) -> str | None:
+    """Why the built-in ``kind`` of the registry ``table`` (``CRITIC_KINDS``...) cannot be built here, or ``None``."""
     target = table.builtins.get(kind or "")
     if target is None:
         return None  # not built in: the registry itself says what is wrong with it when it is built
@@ -194,19 +188,3 @@ def kind_refusal(registry: str, kind: str | None, where: str) -> str | None:
     except ExtraMissing as e:
         return str(e)
     return None
-
-
-def backend_refusal(ref: object, where: str) -> str | None:
-    """Why the backend described by the TOML file ``ref`` cannot be built here, or ``None``.
-
-    A file that cannot be read is ``None`` too: whatever builds it says what is wrong, in its own words.
-    """
-    from strokeagent.backends import read_backend_table
-    from strokeagent.errors import StrokeAgentError
-
-    try:
-        path, table = read_backend_table(ref)  # type: ignore[arg-type]
-    except (StrokeAgentError, OSError, ValueError):
-        return None
-    kind = table.get("kind")
-    return kind_refusal("backend", kind if isinstance(kind, str) else None, f"{where} {path}")

@@ -73,3 +73,20 @@ def load_backend(ref: str | Path) -> Any:
 def forget_backends() -> None:
     """Drop every built backend (frees their models)."""
     _BUILT.clear()
+
+
+def backend_refusal(ref: object, where: str) -> str | None:
+    """Why the backend described by the TOML file ``ref`` cannot be built here, or ``None``.
+
+    A file that cannot be read is ``None`` too: whatever builds it says what is wrong, in its own words.
+    """
+    from strokeagent.core.registry import BACKEND_KINDS
+    from strokeagent.errors import StrokeAgentError
+    from strokeagent.extras import kind_refusal
+
+    try:
+        path, table = read_backend_table(ref)  # type: ignore[arg-type]
+    except (StrokeAgentError, OSError, ValueError):
+        return None
+    kind = table.get("kind")
+    return kind_refusal(BACKEND_KINDS, kind if isinstance(kind, str) else None, f"{where} {path}")

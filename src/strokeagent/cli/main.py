@@ -598,9 +598,10 @@ def bench(
 
     Resumable: run the same command again after a kill and it continues where it stopped.
     """
+    from strokeagent.core.registry import CRITIC_KINDS
     from strokeagent.extras import kind_refusal
 
-    if (refusal := kind_refusal("critic", "geneval" if detector else critic, "--critic")) is not None:
+    if (refusal := kind_refusal(CRITIC_KINDS, "geneval" if detector else critic, "--critic")) is not None:
         raise _fail(refusal)
     _bench(suite, policy, out_dir, seeds, images_per_prompt, critic, detector, clip, concurrency)
 
@@ -696,9 +697,10 @@ def ablate(
     from strokeagent.bench.runner import ablation_policies
     from strokeagent.bench.suites import suite_name
     from strokeagent.core.policy import DEFAULT_POLICY, load_policy
+    from strokeagent.core.registry import CRITIC_KINDS
     from strokeagent.extras import kind_refusal
 
-    if (refusal := kind_refusal("critic", "geneval" if detector else critic, "--critic")) is not None:
+    if (refusal := kind_refusal(CRITIC_KINDS, "geneval" if detector else critic, "--critic")) is not None:
         raise _fail(refusal)
 
     refs: list = []
@@ -759,7 +761,7 @@ def data_build(
 
     Example: strokeagent data build geneval:553 --out data/process
     """
-    from strokeagent.extras import backend_refusal
+    from strokeagent.backends import backend_refusal
 
     if editor is not None and (refusal := backend_refusal(editor, "--editor")) is not None:
         raise _fail(refusal)
