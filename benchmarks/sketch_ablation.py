@@ -7,7 +7,8 @@ For every policy in ``policies/ablations`` (one_shot: draft only; plan_draft;
 draft_reflect_refine; full), each prompt of ``strokeagent.scene.generate_suite``
 (GenEval's six categories in its proportions) runs through
 ``strokeagent.generate`` with seed = its row number, and the final canvas is
-judged by ``strokeagent.critics.canvas`` from its pixels and id buffer. The table
+judged by ``strokeagent.critics.canvas`` from its pixels alone (its document is
+not read; ``--truth`` judges by the document's answer key instead). The table
 gives per-category accuracy and GenEval's overall score (the mean of the six
 category accuracies), then per prompt: steps, refine rounds, and seconds inside
 the stages (the framework's own overhead excluded).
@@ -35,20 +36,22 @@ def _policy(name: str, mistake_rate: float | None) -> Any:
     policy = load_policy(f"ablations/{name}")
     if mistake_rate is None:
         return policy
-    tables = dict(policy.source)
+    tables = policy.record()
     stages = {k: dict(v) for k, v in tables["stages"].items()}
     stages["draft"]["mistake_rate"] = mistake_rate
     return policy_from_tables({**tables, "stages": stages}, where=name)
 
 
-def _run_chunk(args: tuple[list[tuple[int, dict]], float | None]) -> list[dict[str, Any]]:
+def _run_chunk(args: tuple[list[tuple[int, dict]], float | None, bool]) -> list[dict[str, Any]]:
     from strokeagent import generate
     from strokeagent.core.stages import Canvas
     from strokeagent.core.store import ArtifactStore
     from strokeagent.critics.canvas import judge
+    from strokeagent.critics.ground_truth import truth
     from strokeagent.scene import SuiteItem
 
-    rows, mistake_rate = args
+    rows, mistake_rate, by_truth = args
+    decide = truth if by_truth else judge
     policies = {name: _policy(name, mistake_rate) for name in POLICIES}
     out = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,7 +62,7 @@ def _run_chunk(args: tuple[list[tuple[int, dict]], float | None]) -> list[dict[s
                 traj = generate(item.prompt, policy, seed=index, out=folder)
                 ref = traj.final_image
                 canvas = Canvas(ArtifactStore(folder / "images").open(ref), dict(ref.meta))
-                correct, _ = judge(item, canvas)
+                correct, _ = decide(item, canvas)
                 out.append({"policy": name, "tag": item.tag, "correct": correct, "steps": len(traj.steps),
                             "refines": sum(len(s.refinements) for s in traj.steps),
                             "seconds": sum(traj.stage_seconds().values())})  # fmt: skip
@@ -71,6 +74,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=553, help="prompts in the suite (GenEval has 553)")
     parser.add_argument("--seed", type=int, default=0, help="suite seed")
     parser.add_argument("--mistake-rate", type=float, default=None, help="override the drafter's rate")
+    parser.add_argument("--truth", action="store_true", help="judge by the documents' answer key, not pixels")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
 
@@ -80,7 +84,7 @@ def main() -> None:
         (i, it.model_dump(by_alias=True, exclude_none=True))
         for i, it in enumerate(generate_suite(args.n, args.seed))
     ]
-    chunks = [(items[k :: args.workers * 4], args.mistake_rate) for k in range(args.workers * 4)]
+    chunks = [(items[k :: args.workers * 4], args.mistake_rate, args.truth) for k in range(args.workers * 4)]
     with ProcessPoolExecutor(args.workers) as pool:
         results = [r for chunk in pool.map(_run_chunk, chunks) for r in chunk]
 

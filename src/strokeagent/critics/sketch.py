@@ -1,4 +1,4 @@
-"""The sketch critic: GenEval's rules on a stroke canvas, read from its id buffer and pixels.
+"""The sketch critic: GenEval's rules on a stroke canvas, read from its pixels alone.
 
     >>> from strokeagent.sketch.document import Drawn, SketchDocument
     >>> doc = SketchDocument(size=128).add(Drawn(iid=0, object_id="o0", cls="cup",
@@ -8,12 +8,15 @@
     >>> verdict.correct, verdict.reason
     (False, 'expected cup>=2, found 1')
 
-The canvas's own "detector" is ``strokeagent.critics.canvas``: an instance counts
+The canvas's own "detector" is ``strokeagent.critics.canvas_detector``, used by
+``strokeagent.critics.canvas``: objects are segmented from the pixels and
+recognised by rendering every class's glyph into their boxes; an instance counts
 when half of it is visible; its box is the bounds of its visible pixels; its
-colour is measured from those pixels. No weights, no randomness: the critic a
-bench uses for the sketch policies. ``image`` must carry the sketch document
-(a ``Canvas`` from a sketch stage, a run's final ``ImageRef`` meta, or a
-``SketchDocument``).
+colour is its fill's nearest named colour. No weights, no randomness: the critic
+a bench uses for the sketch policies. ``image`` is a stroke canvas: a ``Canvas``
+whose meta marks it as one (judged from its pixels; the document is not read),
+or a ``SketchDocument`` (rendered, then judged from those pixels). To judge any
+PNG by its pixels, use ``strokeagent judge`` (``critics.judge_file``).
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def conflict_sample(
     right) and passes its inspection; both labels end with ``</process>``.
     """
     from strokeagent.core.stages import Canvas
-    from strokeagent.critics.canvas import judge
+    from strokeagent.critics.ground_truth import truth
     from strokeagent.runs.api import generate
     from strokeagent.scene.graph import SceneGraph
     from strokeagent.sketch.document import SketchDocument
@@ -205,7 +205,8 @@ def conflict_sample(
             "so give a policy whose drafter is sketch.draft (e.g. ablations/one_shot)"
         )
     doc = SketchDocument.from_meta(ref.meta)
-    passed, reasons = judge(item, Canvas(image, dict(ref.meta)))
+    # Labels come from the answer key (what the renderer drew), not from the pixel judge.
+    passed, reasons = truth(item, Canvas(image, dict(ref.meta)))
     graph: SceneGraph = scene_of_prompt(item.prompt)
     violations = check_image(graph, [o.id for o in graph.objects], doc, inspect(image, doc))
     plan = traj.steps[-1].plan if traj.steps and traj.steps[-1].plan else None

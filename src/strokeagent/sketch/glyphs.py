@@ -29,13 +29,13 @@ reflector with pixels, and both agree.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from strokeagent.sketch.document import Box, Drawn, SketchDocument
-from strokeagent.sketch.palette import LABEL_INK, OUTLINE
+from strokeagent.sketch.palette import LABEL_HALO, LABEL_INK, OUTLINE
 
 # (kind, geometry, tone): kind is ellipse | rect | rrect | poly | ring | line.
 Shape = tuple[str, tuple, str]
@@ -54,7 +54,6 @@ GLYPHS: dict[str, list[Shape]] = {
         ("rrect", (0.0, 0.34, 1.0, 0.82), "fill"),
         ("ellipse", (0.1, 0.6, 0.38, 1.0), "fill"),
         ("ellipse", (0.62, 0.6, 0.9, 1.0), "fill"),
-        ("line", ((0.53, 0.08), (0.53, 0.34)), "ink"),
         ("ring", (0.2, 0.72, 0.28, 0.88), "ink"),
         ("ring", (0.72, 0.72, 0.8, 0.88), "ink"),
     ],
@@ -75,7 +74,6 @@ GLYPHS: dict[str, list[Shape]] = {
             ),
             "fill",
         ),
-        ("line", ((0.22, 0.32), (0.78, 0.32)), "ink"),
     ],
     "animal": [
         ("poly", ((0.0, 0.2), (0.07, 0.18), (0.22, 0.42), (0.14, 0.47)), "fill"),
@@ -92,12 +90,9 @@ GLYPHS: dict[str, list[Shape]] = {
     "accessory": [
         ("ring", (0.24, 0.0, 0.76, 0.66), "ink"),
         ("poly", ((0.07, 0.32), (0.93, 0.32), (1.0, 1.0), (0.0, 1.0)), "fill"),
-        ("line", ((0.5, 0.34), (0.5, 0.5)), "ink"),
     ],
     "sports": [
         ("ellipse", (0.0, 0.0, 1.0, 1.0), "fill"),
-        ("line", ((0.1, 0.5), (0.9, 0.5)), "ink"),
-        ("ring", (0.28, 0.06, 0.72, 0.94), "ink"),
     ],
     "kitchen": [
         ("ring", (0.58, 0.24, 1.0, 0.72), "ink"),
@@ -107,11 +102,10 @@ GLYPHS: dict[str, list[Shape]] = {
     "food": [
         ("ellipse", (0.0, 0.16, 1.0, 1.0), "fill"),
         ("poly", ((0.46, 0.24), (0.5, 0.0), (0.58, 0.0), (0.55, 0.24)), "ink"),
-        ("ellipse", (0.6, 0.02, 0.88, 0.17), "fill"),
-        ("line", ((0.26, 0.4), (0.34, 0.3)), "ink"),
+        ("ellipse", (0.55, 0.02, 0.85, 0.17), "fill"),
     ],
     "furniture": [
-        ("rect", (0.0, 0.0, 0.3, 0.6), "fill"),
+        ("rect", (0.0, 0.0, 0.55, 0.62), "fill"),
         ("rect", (0.02, 0.64, 0.2, 1.0), "fill"),
         ("rect", (0.8, 0.64, 0.98, 1.0), "fill"),
         ("rect", (0.0, 0.48, 1.0, 0.68), "fill"),
@@ -146,12 +140,9 @@ GLYPHS: dict[str, list[Shape]] = {
             ),
             "fill",
         ),
-        ("line", ((0.12, 0.55), (0.88, 0.55)), "ink"),
     ],
     "generic": [
         ("rrect", (0.0, 0.0, 1.0, 1.0), "fill"),
-        ("line", ((0.28, 0.72), (0.72, 0.28)), "ink"),
-        ("line", ((0.28, 0.28), (0.72, 0.72)), "ink"),
     ],
 }
 
@@ -161,6 +152,55 @@ ASPECT: dict[str, float] = {
     "kitchen": 0.95, "food": 1.0, "furniture": 0.85, "electronic": 1.25, "appliance": 0.65,
     "indoor": 0.8, "generic": 1.0,
 }  # fmt: skip
+
+#: Where each silhouette carries its class mark (u0, v0, u1, v1): a patch of solid fill, clear of details.
+MARK_RECT: dict[str, tuple[float, float, float, float]] = {
+    "person": (0.36, 0.34, 0.64, 0.6), "vehicle": (0.4, 0.4, 0.6, 0.78), "outdoor": (0.22, 0.12, 0.78, 0.52),
+    "animal": (0.22, 0.38, 0.6, 0.65), "accessory": (0.22, 0.44, 0.78, 0.9), "sports": (0.22, 0.22, 0.78, 0.78),
+    "kitchen": (0.16, 0.3, 0.62, 0.88), "food": (0.2, 0.36, 0.8, 0.86), "furniture": (0.08, 0.08, 0.47, 0.42),
+    "electronic": (0.2, 0.2, 0.8, 0.6), "appliance": (0.14, 0.45, 0.7, 0.86), "indoor": (0.24, 0.44, 0.76, 0.88),
+    "generic": (0.2, 0.2, 0.8, 0.8),
+}  # fmt: skip
+
+#: The class marks: ink strokes in the mark rect's unit square, one pattern per class of a supercategory.
+MARKS: tuple[tuple[tuple[tuple[float, float], ...], ...], ...] = (
+    (((0.0, 0.5), (1.0, 0.5)),),  # -
+    (((0.5, 0.0), (0.5, 1.0)),),  # |
+    (((0.0, 1.0), (1.0, 0.0)),),  # /
+    (((0.0, 0.0), (1.0, 1.0)),),  # \
+    (((0.0, 0.2), (1.0, 0.2)), ((0.0, 0.8), (1.0, 0.8))),  # =
+    (((0.2, 0.0), (0.2, 1.0)), ((0.8, 0.0), (0.8, 1.0))),  # ||
+    (((0.0, 0.0), (1.0, 1.0)), ((0.0, 1.0), (1.0, 0.0))),  # x
+    (((0.0, 0.5), (1.0, 0.5)), ((0.5, 0.0), (0.5, 1.0))),  # +
+    (((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.0, 0.0)),),  # square
+    (((0.0, 1.0), (0.5, 0.0), (1.0, 1.0)),),  # ^
+)
+
+
+@cache
+def _classes_by_kind() -> dict[str, tuple[str, ...]]:
+    from strokeagent.scene.vocab import COCO_CLASSES
+
+    out: dict[str, list[str]] = {}
+    for cls, sc in COCO_CLASSES.items():
+        out.setdefault(glyph_kind(sc), []).append(cls)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def classes_of_kind(kind: str) -> tuple[str, ...]:
+    """The classes drawn with ``kind``'s silhouette, in mark order (mark k is the k-th class)."""
+    return _classes_by_kind().get(kind, ())
+
+
+def class_mark(cls: str, kind: str) -> int:
+    """Which of ``MARKS`` a ``cls`` glyph of silhouette ``kind`` carries."""
+    known = classes_of_kind(kind)
+    if cls in known:
+        return known.index(cls)
+    import hashlib
+
+    return int(hashlib.sha256(cls.encode()).hexdigest()[:8], 16) % len(MARKS)
+
 
 LABEL_SIZE = 12
 LABEL_GAP = 2
@@ -174,8 +214,10 @@ def stroke_width(box: Box) -> int:
     return max(2, round(min(box[2] - box[0], box[3] - box[1]) * 0.03))
 
 
-def _draw_glyph(draws: list[tuple[ImageDraw.ImageDraw, object, object]], kind: str, box: Box) -> None:
-    """Draw one glyph with the same geometry into every (draw, fill, ink) target."""
+def _draw_glyph(
+    draws: list[tuple[ImageDraw.ImageDraw, object, object]], kind: str, box: Box, mark: int | None = None
+) -> None:
+    """Draw one glyph with the same geometry into every (draw, fill, ink) target, its class mark last."""
     x0, y0, x1, y1 = box
     sx, sy = x1 - x0 - 1, y1 - y0 - 1
     width = stroke_width(box)
@@ -203,6 +245,16 @@ def _draw_glyph(draws: list[tuple[ImageDraw.ImageDraw, object, object]], kind: s
                 draw.ellipse(rect(g), outline=ink, width=width + 1)
             elif shape == "line":
                 draw.line([pt(u, v) for u, v in g], fill=ink, width=width)
+    if mark is not None:
+        for draw, _, ink in draws:
+            for stroke in mark_strokes(kind, mark):
+                draw.line([pt(u, v) for u, v in stroke], fill=ink, width=width)
+
+
+def mark_strokes(kind: str, mark: int) -> list[list[tuple[float, float]]]:
+    """Mark ``mark`` of silhouette ``kind`` as polylines in the glyph's unit square."""
+    m0, n0, m1, n1 = MARK_RECT[kind]
+    return [[(m0 + a * (m1 - m0), n0 + b * (n1 - n0)) for a, b in stroke] for stroke in MARKS[mark]]
 
 
 @cache
@@ -228,17 +280,42 @@ def footprint(cls: str, box: Box) -> Box:
 def _draw_label(draw: ImageDraw.ImageDraw, d: Drawn) -> None:
     cx = (d.box[0] + d.box[2]) / 2
     draw.text((cx, d.box[3] + LABEL_GAP + 2), d.cls, font=_font(), anchor="mt", fill=LABEL_INK,
-              stroke_width=2, stroke_fill=(250, 248, 242))  # fmt: skip
+              stroke_width=2, stroke_fill=LABEL_HALO)  # fmt: skip
 
 
 @cache
 def glyph_mask(kind: str, w: int, h: int) -> np.ndarray:
-    """The pixels a glyph covers in a ``w`` × ``h`` box, as a bool array (read-only)."""
+    """The pixels a glyph covers in a ``w`` × ``h`` box, as a bool array (read-only).
+
+    Class marks lie inside the silhouette, so every class of a kind covers the same pixels."""
     im = Image.new("L", (w, h), 0)
     _draw_glyph([(ImageDraw.Draw(im), 1, 1)], kind, (0, 0, w, h))
     mask = np.asarray(im, dtype=bool)
     mask.flags.writeable = False
     return mask
+
+
+#: Values of ``glyph_template``: nothing, fill colour, outline ink, the mark patch (either).
+EMPTY, FILL, INK, MARK = 0, 1, 2, 3
+
+
+@lru_cache(maxsize=8192)
+def glyph_template(kind: str, w: int, h: int, mark: int | None = None) -> np.ndarray:
+    """What a ``kind`` glyph looks like in a ``w`` × ``h`` box, pixel by pixel (read-only uint8):
+    ``FILL`` where its colour shows, ``INK`` where its outline or details do; with ``mark=None`` the
+    class-mark patch is ``MARK`` (it differs between classes), else that mark is drawn in ink."""
+    im = Image.new("L", (w, h), EMPTY)
+    _draw_glyph([(ImageDraw.Draw(im), FILL, INK)], kind, (0, 0, w, h), mark)
+    out = np.array(im, dtype=np.uint8)
+    if mark is None:
+        m0, n0, m1, n1 = MARK_RECT[kind]
+        x0, x1 = round(m0 * (w - 1)), round(m1 * (w - 1)) + 1
+        y0, y1 = round(n0 * (h - 1)), round(n1 * (h - 1)) + 1
+        pad = stroke_width((0, 0, w, h))
+        patch = out[max(0, y0 - pad) : y1 + pad, max(0, x0 - pad) : x1 + pad]
+        patch[patch == FILL] = MARK
+    out.flags.writeable = False
+    return out
 
 
 def render(doc: SketchDocument) -> tuple[Image.Image, np.ndarray]:
@@ -253,6 +330,6 @@ def render(doc: SketchDocument) -> tuple[Image.Image, np.ndarray]:
     pen, id_pen = ImageDraw.Draw(image), ImageDraw.Draw(ids)
     for d in sorted(doc.instances, key=lambda d: (d.z, d.iid)):
         kind = glyph_kind(d.supercategory)
-        _draw_glyph([(pen, d.rgb, OUTLINE), (id_pen, d.iid, d.iid)], kind, d.box)
+        _draw_glyph([(pen, d.rgb, OUTLINE), (id_pen, d.iid, d.iid)], kind, d.box, class_mark(d.cls, kind))
         _draw_label(pen, d)
     return image, np.asarray(ids).astype(np.uint16)

@@ -1,4 +1,4 @@
-"""Seeing a canvas: what is visible, where, and in which colour — from pixels and the id buffer.
+"""Ground truth of a canvas: what is visible, where, and in which colour — from its document and id buffer.
 
     >>> from strokeagent.sketch.document import Drawn, SketchDocument
     >>> doc = SketchDocument(size=128).add(Drawn(iid=0, object_id="o0", cls="cup",
@@ -7,8 +7,9 @@
     >>> [(s.cls, s.color, s.counts) for s in inspect(render(doc)[0], doc)]
     [('cup', 'blue', True)]
 
-Both the reflector and the judge look through this module, and neither reads
-intent: an instance's visible pixels are where the id buffer holds its iid, its
+This is the answer key, not perception: the reflector sees through
+``perceive`` (pixels only); this module serves data building, tests and
+benchmarks that need the truth. It reads no intent either: an instance's visible pixels are where the id buffer holds its iid, its
 colour is the most common nearest-named-colour among those pixels *of the image
 as given*, and its box for relations is the bounding box of those pixels.
 
@@ -23,11 +24,13 @@ readings here (see ``holds``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from strokeagent.scene.geometry import POSITION_MARGIN, holds, relative_position  # noqa: F401 - re-exported
+from strokeagent.scene.graph import SceneGraph, SceneObject
 from strokeagent.sketch.document import Box, SketchDocument
 from strokeagent.sketch.glyphs import glyph_kind, glyph_mask, render
 from strokeagent.sketch.palette import OUTLINE, color_names, nearest_index
@@ -106,3 +109,126 @@ def measure_color(pixels: np.ndarray) -> str:
     rgb = np.stack([distinct >> 16, (distinct >> 8) & 255, distinct & 255], axis=1)
     votes = np.bincount(nearest_index(rgb), weights=counts, minlength=len(color_names()))
     return color_names()[int(votes.argmax())]
+
+
+def _violation(kind: str, text: str, **fields: Any) -> dict[str, Any]:
+    return {"kind": kind, "text": text, **fields}
+
+
+def _name(obj: SceneObject, count: int) -> str:
+    from strokeagent.scene.vocab import pluralize
+
+    return obj.cls if count == 1 else pluralize(obj.cls)
+
+
+#: An instance may lose this much of itself to the frame or to others before it counts as a problem.
+TOLERANCE = 0.1
+
+
+def check_document(
+    prompt: SceneGraph, expected: list[str], doc: SketchDocument, seen: list[Seen]
+) -> list[dict[str, Any]]:
+    """Ground truth: where the document's canvas disagrees with what should be on it by now (for data and
+    benchmarks; the reflector sees pixels only, ``reflector.check_pixels``)."""
+    out: list[dict[str, Any]] = []
+    asked = {o.id: o for o in prompt.objects}
+    visible: dict[str, list[Seen]] = {}
+    for s in seen:
+        obj = asked.get(s.object_id)
+        if obj is None:
+            out.append(
+                _violation(
+                    "unexpected", f"a {s.cls} is drawn that the prompt does not ask for", instance=s.iid
+                )
+            )
+        elif s.object_id in expected and s.cls != obj.cls:
+            out.append(_violation("wrong_class", f"a {s.cls} is drawn where a {obj.cls} should be",
+                                  instance=s.iid, object_id=obj.id, expected=obj.cls, found=s.cls))  # fmt: skip
+    for oid in expected:
+        obj = asked[oid]
+        mine = [s for s in seen if s.object_id == oid and s.cls == obj.cls]
+        shown = [s for s in mine if s.counts]
+        for s in mine:
+            if not s.counts:
+                where = "off the frame" if s.inframe_fraction < 0.5 else "hidden"
+                out.append(_violation("hidden", f"a {obj.cls} is {where} ({s.visible_fraction:.0%} visible)",
+                                      instance=s.iid, object_id=oid, found=round(s.visible_fraction, 3)))  # fmt: skip
+        if len(shown) != obj.count:
+            add = max(0, obj.count - len(mine))
+            extra = sorted(shown, key=lambda s: s.visible)[: max(0, len(shown) - obj.count)]
+            out.append(_violation("count", f"expected {obj.count} {_name(obj, obj.count)}, {len(shown)} visible",
+                                  object_id=oid, expected=obj.count, found=len(shown), add=add,
+                                  remove=[s.iid for s in extra]))  # fmt: skip
+        for s in shown:
+            if s.inframe_fraction < 1 - TOLERANCE:
+                out.append(_violation("off_frame", f"a {obj.cls} is partly off the frame", instance=s.iid, object_id=oid,
+                                      found=round(s.inframe_fraction, 3)))  # fmt: skip
+            elif s.occluded_fraction > TOLERANCE:
+                out.append(_violation("occluded", f"a {obj.cls} is partly covered", instance=s.iid, object_id=oid,
+                                      found=round(s.occluded_fraction, 3)))  # fmt: skip
+            if obj.color and s.color != obj.color:
+                out.append(_violation("color", f"{obj.cls} is {s.color}, expected {obj.color}", instance=s.iid,
+                                      object_id=oid, expected=obj.color, found=s.color))  # fmt: skip
+        visible[oid] = shown
+    for r in prompt.relations:
+        if r.subject not in visible or r.object not in visible:
+            continue
+        target = asked[r.object].cls
+        for a in visible[r.subject]:
+            bad = next((b for b in visible[r.object] if not holds(r.predicate, a.box, b.box)), None)
+            if bad is not None:
+                out.append(_violation("relation", f"{asked[r.subject].cls} is not {r.predicate} {target}",
+                                      instance=a.iid, object_id=r.subject, expected=r.predicate,
+                                      target=r.object, target_instance=bad.iid))  # fmt: skip
+    return out
+
+
+def truth_verdict(item: Any, doc: SketchDocument) -> tuple[bool, list[str]]:
+    """GenEval's rules on the document's ground truth (tests and benchmarks only: it reads the answer key).
+
+    ``item`` is a GenEval row (``include``/``exclude`` clauses, a dict or model) or a ``SceneGraph``.
+    """
+    if isinstance(item, SceneGraph):
+        include: list[dict[str, Any]] = []
+        at: dict[str, int] = {}
+        for obj in item.objects:
+            at[obj.id] = len(include)
+            include.append(
+                {"class": obj.cls, "count": obj.count, **({"color": obj.color} if obj.color else {})}
+            )
+        for r in item.relations:
+            s = item.object(r.subject)
+            include.append({"class": s.cls, "count": s.count, "position": [r.predicate, at[r.object]]})
+        totals: dict[str, int] = {}
+        for obj in item.objects:
+            totals[obj.cls] = totals.get(obj.cls, 0) + obj.count
+        exclude = [{"class": c, "count": n + 1} for c, n in totals.items()]
+    else:
+        raw = item.model_dump(by_alias=True, exclude_none=True) if hasattr(item, "model_dump") else dict(item)
+        include, exclude = list(raw.get("include", [])), list(raw.get("exclude") or [])
+    by: dict[str, list[Seen]] = {}
+    for s in sorted(inspect(render(doc)[0], doc), key=lambda s: -s.visible):
+        if s.counts:
+            by.setdefault(s.cls, []).append(s)
+    reasons: list[str] = []
+    matched: list[list[Seen]] = []
+    for clause in include:
+        found = by.get(clause["class"], [])
+        n = clause.get("count", 1)
+        if clause.get("color"):
+            found = sorted(found, key=lambda s: s.color != clause["color"])
+        chosen = found[:n]
+        matched.append(chosen)
+        if len(chosen) < n:
+            reasons.append(f"expected {clause['class']}>={n}, found {len(found)}")
+            continue
+        if clause.get("color") and any(s.color != clause["color"] for s in chosen):
+            reasons.append(f"expected {clause['color']} {clause['class']}>={n}")
+        if clause.get("position"):
+            rel, i = clause["position"]
+            if any(not holds(rel, a.box, b.box) for a in chosen for b in matched[i]):
+                reasons.append(f"expected {clause['class']} {rel} {include[i]['class']}")
+    for clause in exclude:
+        if len(by.get(clause["class"], [])) >= clause["count"]:
+            reasons.append(f"expected {clause['class']}<{clause['count']}")
+    return not reasons, reasons

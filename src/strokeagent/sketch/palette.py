@@ -24,6 +24,7 @@ RGB = tuple[int, int, int]
 
 OUTLINE: RGB = (34, 34, 40)
 LABEL_INK: RGB = (40, 40, 48)
+LABEL_HALO: RGB = (250, 248, 242)
 
 
 @cache

@@ -14,22 +14,27 @@ Acting on ``Reflection.meta["violations"]`` (see ``reflector``):
   relates to leave it no such place, they are lifted and put back too;
 * missing instances are added the same way.
 
+The reflection names instances by their pixel boxes (the inspector sees only
+pixels); the refiner is the drawing hand, so it maps each box to the instance it
+drew there (``on_document``: best overlap with each instance's visible pixels).
 Objects are the prompt's (a plan that mis-stated one is corrected here).
 Everything else keeps its document entry, so re-rendering leaves every pixel
 outside the changed instances' old and new footprints as it was. The refiner
-draws carefully: by default it makes no mistakes at all (``mistake_rate=0``),
-so one round fixes what reflect found; a rate above 0 uses the drafter's model.
+draws carefully but not perfectly: each instance it redraws slips with the
+drafter's mistake model at ``mistake_rate`` (default 0.1), so a fix can fail and
+the loop's ``max_refines`` bounds how often it tries again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from strokeagent.core.stages import Canvas, TrajectoryView
 from strokeagent.core.state import Plan, Reflection
-from strokeagent.sketch.document import SketchDocument
+from strokeagent.sketch.document import Box, SketchDocument
 from strokeagent.sketch.drafter import check_mistake_options
 from strokeagent.sketch.glyphs import render
 from strokeagent.sketch.mistakes import MISTAKE_KINDS, applicable, make_mistake, mistake_probability
@@ -46,14 +51,82 @@ from strokeagent.sketch.scenes import (
 MOVE = ("hidden", "occluded", "off_frame", "relation", "wrong_class")
 
 
+def _iou(a: Box, b: Box) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def on_document(
+    violations: list[dict[str, Any]], doc: SketchDocument, expected: list[str]
+) -> list[dict[str, Any]]:
+    """The inspector's violations, which name instances by pixel box, on the hand's own drawing: each
+    box goes to the drawn instance whose visible pixels it overlaps best (unmatched boxes are dropped);
+    a missing instance the hand did draw (now hidden or off the frame) is moved rather than added again."""
+    _, ids = render(doc)
+    seen: dict[int, Box] = {}
+    for d in doc.instances:
+        ys, xs = np.nonzero(ids == d.iid)
+        if len(xs):
+            seen[d.iid] = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+    def match(box: Any) -> int | None:
+        if box is None:
+            return None
+        box = tuple(box)
+        scored = [(max(_iou(box, b), _iou(box, doc.get(i).box)), i) for i, b in seen.items()]
+        best = max(scored, default=(0.0, None))
+        return best[1] if best[0] >= 0.3 else None
+
+    out: list[dict[str, Any]] = []
+    moved: set[int] = set()
+    for v in violations:
+        if "instance" in v or v["kind"] == "count" and "boxes" not in v:
+            out.append(v)  # already in document terms
+            continue
+        kind = v["kind"]
+        if kind == "count":
+            remove = [i for i in (match(b) for b in v["remove"]) if i is not None]
+            add = v["add"]
+            if add:
+                shown = {match(b) for b in v["boxes"]}
+                lost = [d.iid for d in doc.instances if d.object_id == v["object_id"] and d.iid not in shown]
+                for iid in lost[:add]:
+                    out.append({**v, "kind": "hidden", "instance": iid})
+                    moved.add(iid)
+                add -= len(lost[:add])
+            out.append({**v, "add": add, "remove": remove})
+            continue
+        iid = match(v.get("box"))
+        if iid is None or iid in moved:
+            continue
+        d = doc.get(iid)
+        if kind in ("unexpected", "unclear"):
+            # The hand knows what it drew: a misread instance of a wanted object is redrawn, the rest erased.
+            kind = "hidden" if d.object_id in expected else "unexpected"
+        fields = {"instance": iid}
+        if kind == "relation":
+            target = match(v.get("target_box"))
+            if target is None:
+                continue
+            fields["target_instance"] = target
+        if kind in MOVE:
+            moved.add(iid)
+        out.append({**v, **fields, "kind": kind, "object_id": d.object_id})
+    return out
+
+
 class SketchRefiner:
     """Moves, recolours, redraws, adds or erases only the violating instances.
 
-    Options: ``mistake_rate`` (default 0: a careful hand), ``crowding``, ``mistakes``.
+    Options: ``mistake_rate`` (default 0.1: a careful hand, yet a hand), ``crowding``, ``mistakes``.
     """
 
     def __init__(
-        self, mistake_rate: float = 0.0, crowding: float = 0.25, mistakes: Sequence[str] = MISTAKE_KINDS
+        self, mistake_rate: float = 0.1, crowding: float = 0.25, mistakes: Sequence[str] = MISTAKE_KINDS
     ) -> None:
         self.mistake_rate = mistake_rate
         self.crowding = crowding
@@ -70,6 +143,7 @@ class SketchRefiner:
         if reflection.prompt_conflicts and plan.done:
             expected = [o.id for o in prompt.objects]
 
+        violations = on_document(violations, doc, expected)
         erase = {i for v in violations if v["kind"] == "unexpected" for i in [v["instance"]]}
         erase |= {i for v in violations if v["kind"] == "count" for i in v["remove"]}
         movers = {v["instance"] for v in violations if v["kind"] in MOVE} - erase

@@ -10,13 +10,17 @@ The two checks of the paper's Inspect:
    instruction parsed) against the prompt's: every object with its class, count
    and colour, every relation; on the last step, every object planned somewhere.
 2. **Image vs. plan.** Everything that should be on the canvas by now (all
-   increments so far), checked from the pixels and the id buffer through
-   ``measure.inspect``: visible counts, colours, relations by GenEval's rule,
-   instances off the frame or covered. Objects are those of the *prompt*: a plan
-   that mis-stated one shows here as a wrong colour or class, for the refiner.
+   increments so far), checked from the RGB pixels alone through
+   ``perceive.perceive`` (no document, no id buffer, no labels): visible counts
+   per class, colours, relations by GenEval's rule, instances off the frame,
+   covered or unrecognisable. Objects are those of the *prompt*: a plan that
+   mis-stated one shows here as a wrong colour or class, for the refiner.
+   Perception errs, so this check can miss a mistake or flag a right canvas
+   (``benchmarks/inspector.py`` measures how often).
 
 Each finding is a readable conflict and a structured violation in
-``Reflection.meta["violations"]``, which the refiner acts on.
+``Reflection.meta["violations"]``, which the refiner acts on; violations name
+instances by their pixel ``box``, which the refiner maps to its own drawing.
 """
 
 from __future__ import annotations
@@ -26,14 +30,25 @@ from typing import Any
 
 from strokeagent.core.stages import Canvas, TrajectoryView
 from strokeagent.core.state import Plan, Reflection
+from strokeagent.scene.geometry import holds
 from strokeagent.scene.graph import SceneGraph, SceneObject
 from strokeagent.scene.increments import Increment
-from strokeagent.sketch.document import SketchDocument
-from strokeagent.sketch.measure import Seen, holds, inspect
+from strokeagent.sketch.perceive import Found, perceive
 from strokeagent.sketch.scenes import planned_ids, scene_of_plan, scene_of_prompt
 
 #: An instance may lose this much of itself to the frame or to others before it counts as a problem.
 TOLERANCE = 0.1
+#: Covered this much (as perception estimates it), an instance is moved into clear view.
+OCCLUDED = 0.2
+
+
+def __getattr__(name: str) -> Any:
+    # The document-based check moved to ``measure`` (ground truth for data building); kept importable here.
+    if name == "check_image":
+        from strokeagent.sketch import measure
+
+        return measure.check_document
+    raise AttributeError(name)
 
 
 def _name(obj: SceneObject, count: int) -> str:
@@ -87,60 +102,73 @@ def _violation(kind: str, text: str, **fields: Any) -> dict[str, Any]:
     return {"kind": kind, "text": text, **fields}
 
 
-def check_image(
-    prompt: SceneGraph, expected: list[str], doc: SketchDocument, seen: list[Seen]
-) -> list[dict[str, Any]]:
-    """Where the canvas disagrees with what should be on it by now (check 2)."""
+def check_pixels(prompt: SceneGraph, expected: list[str], found: list[Found]) -> list[dict[str, Any]]:
+    """Where the canvas, as ``perceive`` saw it, disagrees with what should be on it by now (check 2).
+
+    Found instances are matched to the prompt's objects by class (and, between objects of one class, by
+    colour); every violation names instances by their pixel box (``box``), never by a document id.
+    """
     out: list[dict[str, Any]] = []
     asked = {o.id: o for o in prompt.objects}
-    visible: dict[str, list[Seen]] = {}
-    for s in seen:
-        obj = asked.get(s.object_id)
-        if obj is None:
+    wanted = [asked[oid] for oid in expected if oid in asked]
+    prompt_classes = {o.cls for o in prompt.objects}
+    named = [f for f in found if f.cls is not None]
+    for f in named:
+        if f.counts and f.cls not in prompt_classes:
             out.append(
-                _violation(
-                    "unexpected", f"a {s.cls} is drawn that the prompt does not ask for", instance=s.iid
-                )
+                _violation("unexpected", f"a {f.cls} is drawn that the prompt does not ask for", box=f.box)
             )
-        elif s.object_id in expected and s.cls != obj.cls:
-            out.append(_violation("wrong_class", f"a {s.cls} is drawn where a {obj.cls} should be",
-                                  instance=s.iid, object_id=obj.id, expected=obj.cls, found=s.cls))  # fmt: skip
-    for oid in expected:
-        obj = asked[oid]
-        mine = [s for s in seen if s.object_id == oid and s.cls == obj.cls]
-        shown = [s for s in mine if s.counts]
-        for s in mine:
-            if not s.counts:
-                where = "off the frame" if s.inframe_fraction < 0.5 else "hidden"
-                out.append(_violation("hidden", f"a {obj.cls} is {where} ({s.visible_fraction:.0%} visible)",
-                                      instance=s.iid, object_id=oid, found=round(s.visible_fraction, 3)))  # fmt: skip
-        if len(shown) != obj.count:
-            add = max(0, obj.count - len(mine))
-            extra = sorted(shown, key=lambda s: s.visible)[: max(0, len(shown) - obj.count)]
+    assigned: dict[str, list[Found]] = {}
+    for cls in dict.fromkeys(o.cls for o in wanted):
+        objs = [o for o in wanted if o.cls == cls]
+        pool = sorted((f for f in named if f.cls == cls and f.counts), key=lambda f: -f.visible_fraction)
+        for o in sorted(objs, key=lambda o: o.color is None):  # coloured objects pick their colour first
+            mine = [f for f in pool if o.color is None or f.color == o.color][: o.count]
+            assigned[o.id] = mine
+            pool = [f for f in pool if f not in mine]
+        for o in objs:  # then the short ones take what is left, whatever its colour
+            more = pool[: max(0, o.count - len(assigned[o.id]))]
+            assigned[o.id] += more
+            pool = [f for f in pool if f not in more]
+        if pool and all(o.id in expected for o in prompt.objects if o.cls == cls):
+            extra = sorted(pool, key=lambda f: f.visible_fraction)
+            out.append(_violation("count", f"{len(extra)} {_name(objs[0], len(extra))} too many",
+                                  object_id=objs[0].id, expected=objs[0].count, found=objs[0].count + len(extra),
+                                  add=0, boxes=[], remove=[f.box for f in extra]))  # fmt: skip
+        for f in named:
+            if f.cls == cls and not f.counts:
+                where = "off the frame" if f.inframe_fraction < 0.5 else "hidden"
+                out.append(_violation("hidden", f"a {cls} is {where} ({f.visible_fraction:.0%} visible)",
+                                      box=f.box, object_id=objs[0].id, found=round(f.visible_fraction, 3)))  # fmt: skip
+    for f in found:
+        if f.cls is None and (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) >= 100:
+            out.append(_violation("unclear", "something is drawn that cannot be made out", box=f.box))
+    for obj in wanted:
+        shown = assigned.get(obj.id, [])
+        if len(shown) < obj.count:
             out.append(_violation("count", f"expected {obj.count} {_name(obj, obj.count)}, {len(shown)} visible",
-                                  object_id=oid, expected=obj.count, found=len(shown), add=add,
-                                  remove=[s.iid for s in extra]))  # fmt: skip
-        for s in shown:
-            if s.inframe_fraction < 1 - TOLERANCE:
-                out.append(_violation("off_frame", f"a {obj.cls} is partly off the frame", instance=s.iid, object_id=oid,
-                                      found=round(s.inframe_fraction, 3)))  # fmt: skip
-            elif s.occluded_fraction > TOLERANCE:
-                out.append(_violation("occluded", f"a {obj.cls} is partly covered", instance=s.iid, object_id=oid,
-                                      found=round(s.occluded_fraction, 3)))  # fmt: skip
-            if obj.color and s.color != obj.color:
-                out.append(_violation("color", f"{obj.cls} is {s.color}, expected {obj.color}", instance=s.iid,
-                                      object_id=oid, expected=obj.color, found=s.color))  # fmt: skip
-        visible[oid] = shown
+                                  object_id=obj.id, expected=obj.count, found=len(shown),
+                                  add=obj.count - len(shown), boxes=[f.box for f in shown], remove=[]))  # fmt: skip
+        for f in shown:
+            if f.inframe_fraction < 1 - TOLERANCE:
+                out.append(_violation("off_frame", f"a {obj.cls} is partly off the frame", box=f.box,
+                                      object_id=obj.id, found=round(f.inframe_fraction, 3)))  # fmt: skip
+            elif f.occluded_fraction > OCCLUDED:
+                out.append(_violation("occluded", f"a {obj.cls} is partly covered", box=f.box, object_id=obj.id,
+                                      found=round(f.occluded_fraction, 3)))  # fmt: skip
+            if obj.color and f.color != obj.color:
+                out.append(_violation("color", f"{obj.cls} is {f.color}, expected {obj.color}", box=f.box,
+                                      object_id=obj.id, expected=obj.color, found=f.color))  # fmt: skip
     for r in prompt.relations:
-        if r.subject not in visible or r.object not in visible:
+        if r.subject not in assigned or r.object not in assigned:
             continue
         target = asked[r.object].cls
-        for a in visible[r.subject]:
-            bad = next((b for b in visible[r.object] if not holds(r.predicate, a.box, b.box)), None)
+        for a in assigned[r.subject]:
+            bad = next((b for b in assigned[r.object] if not holds(r.predicate, a.box, b.box)), None)
             if bad is not None:
                 out.append(_violation("relation", f"{asked[r.subject].cls} is not {r.predicate} {target}",
-                                      instance=a.iid, object_id=r.subject, expected=r.predicate,
-                                      target=r.object, target_instance=bad.iid))  # fmt: skip
+                                      box=a.box, object_id=r.subject, expected=r.predicate,
+                                      target=r.object, target_box=bad.box))  # fmt: skip
     return out
 
 
@@ -166,11 +194,13 @@ def corrected_instruction(violations: list[dict[str, Any]], prompt: SceneGraph) 
             parts.append(f"Redraw the {v['found']} as a {obj.cls}.")
         elif kind == "unexpected":
             parts.append("Remove what the prompt does not ask for.")
+        elif kind == "unclear":
+            parts.append("Redraw what cannot be made out in clear view.")
     return " ".join(dict.fromkeys(parts))
 
 
 class SketchReflector:
-    """Inspects sketch canvases from their pixels and id buffers.
+    """Inspects sketch canvases from their RGB pixels alone.
 
     Option: ``checks``, which of the paper's two checks to make (``["plan", "image"]``,
     the default); one each in two stages is the ``examples/two_inspections`` policy.
@@ -185,7 +215,6 @@ class SketchReflector:
     async def reflect(self, view: TrajectoryView, plan: Plan, image: Canvas) -> Reflection:
         prompt = scene_of_prompt(view.prompt)
         prompt_conflicts = check_plan(plan, prompt, view) if "plan" in self.checks else []
-        doc = SketchDocument.from_meta(image.meta)
         expected = [
             oid
             for oid in planned_ids(view, plan, scene_of_plan(plan, view.prompt))
@@ -193,7 +222,7 @@ class SketchReflector:
         ]
         if prompt_conflicts and plan.done:
             expected = [o.id for o in prompt.objects]  # the plan is wrong: hold the canvas to the prompt
-        violations = check_image(prompt, expected, doc, inspect(image.image, doc)) if "image" in self.checks else []
+        violations = check_pixels(prompt, expected, perceive(image.image)) if "image" in self.checks else []
         image_conflicts = [v["text"] for v in violations]
         ok = not prompt_conflicts and not image_conflicts
         fix = corrected_instruction(violations, prompt)
