@@ -3,7 +3,7 @@
     $ python benchmarks/inspector.py --n 120            # one-shot drafts at the default and a high mistake rate
 
 Each prompt of the generated GenEval suite is drafted in one pass (``SketchDrafter``, seed = row) at each
-mistake rate; ground truth is GenEval's rules on the document (``measure.truth_verdict``: the answer key,
+mistake rate; ground truth is GenEval's rules on the document (``critics.ground_truth.truth``: the answer key,
 read here only); the inspector is ``SketchReflector(checks=["image"])``, which sees the RGB pixels alone.
 Miss rate: the inspector says ok on a canvas that fails its prompt. False-alarm rate: it flags a canvas
 that passes. Per class: of the instances that count in truth (half visible), the share ``perceive`` finds
@@ -28,10 +28,11 @@ def main() -> None:
     from strokeagent.core.stages import TrajectoryView
     from strokeagent.core.state import Plan, Step, Trajectory
     from strokeagent.core.store import ArtifactStore
+    from strokeagent.critics.ground_truth import truth as truth_verdict
     from strokeagent.scene import generate_suite
     from strokeagent.sketch import SketchDrafter, SketchReflector
     from strokeagent.sketch.glyphs import render
-    from strokeagent.sketch.measure import inspect, truth_verdict
+    from strokeagent.sketch.measure import inspect
     from strokeagent.sketch.perceive import perceive
     from strokeagent.sketch.refiner import _iou
 

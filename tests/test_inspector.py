@@ -62,3 +62,12 @@ def test_every_class_drawn_alone_is_named(cls: str) -> None:
 def test_a_blank_canvas_has_no_instances() -> None:
     for bg in (None, "beach", "night", "kitchen"):
         assert perceive(render(SketchDocument(size=256, background=bg))[0]) == []
+
+
+def test_a_template_too_thin_to_hold_fill_does_not_crash_the_inspection(tmp_path):
+    # Found by the ablation: row 501 of the generated suite, one pass then fixes, crashed in _fill_bounds.
+    import strokeagent
+
+    traj = strokeagent.generate("a photo of a white teddy bear and a brown bird",
+                                policy="ablations/draft_reflect_refine", seed=501, out=tmp_path / "r")  # fmt: skip
+    assert traj.final_image is not None

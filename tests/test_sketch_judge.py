@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from strokeagent.critics.canvas import judge
-from strokeagent.critics.ground_truth import HIDDEN_THRESHOLD, instances
 from strokeagent.scene import parse_prompt
 from strokeagent.sketch.document import Drawn, SketchDocument
 from strokeagent.sketch.glyphs import render
+from strokeagent.sketch.measure import HIDDEN_THRESHOLD, inspect
 from strokeagent.sketch.palette import named_colors
 
 SC = {"apple": "food", "cup": "kitchen", "dog": "animal", "teddy bear": "indoor", "bench": "outdoor"}
@@ -30,9 +30,9 @@ def test_counts_follow_the_hidden_threshold() -> None:
     crossed = set()
     for dx in range(-100, 1, 4):
         doc = canvas(("apple", (200, 200, 300, 300), "red"), ("cup", (200 + dx, 190, 300 + dx, 310), "blue"))
-        apple = instances(doc)[0]
-        counted = apple.visible >= HIDDEN_THRESHOLD
-        if abs(apple.visible - HIDDEN_THRESHOLD) < 0.03:
+        apple = inspect(render(doc)[0], doc)[0]
+        counted = apple.visible_fraction >= HIDDEN_THRESHOLD
+        if abs(apple.visible_fraction - HIDDEN_THRESHOLD) < 0.03:
             continue  # at the threshold itself the pixels cannot tell a percent or two
         ok, reasons = judge([{"class": "apple", "count": 1}], doc)
         assert ok == counted, (dx, apple.visible, reasons)

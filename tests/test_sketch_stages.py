@@ -14,16 +14,16 @@ import pytest
 from strokeagent.core.stages import Canvas, TrajectoryView, stage_seed
 from strokeagent.core.state import Plan, Reflection, State, Step, Trajectory
 from strokeagent.core.store import ArtifactStore
+from strokeagent.critics.ground_truth import truth
 from strokeagent.sketch import STAGE_KINDS, SketchDrafter, SketchPlanner, SketchRefiner, SketchReflector
 from strokeagent.sketch.document import SketchDocument
 from strokeagent.sketch.glyphs import footprint
-from strokeagent.sketch.measure import truth_verdict
 from strokeagent.sketch.mistakes import MISTAKE_KINDS
 from strokeagent.sketch.scenes import scene_of_prompt
 
 
 def judge(item, canvas):  # noqa: ANN001, ANN201 - ground truth from the document (critics is the judge engineer's)
-    return truth_verdict(item, SketchDocument.from_meta(canvas.meta))
+    return truth(item, canvas)
 
 
 class MiniLoop:

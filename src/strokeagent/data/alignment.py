@@ -34,10 +34,9 @@ from strokeagent.scene import SceneGraph
 from strokeagent.sketch.document import SketchDocument
 from strokeagent.sketch.glyphs import footprint, render
 from strokeagent.sketch.layout import find_place
-from strokeagent.sketch.measure import inspect
+from strokeagent.sketch.measure import check_document, inspect
 from strokeagent.sketch.mistakes import make_mistake
 from strokeagent.sketch.palette import color_names, rgb_for
-from strokeagent.sketch.reflector import check_image
 from strokeagent.sketch.scenes import needs_for
 
 PERTURBATIONS = ("count", "color", "position", "missing")
@@ -110,4 +109,4 @@ def perturb(
 def measure(graph: SceneGraph, steps: list[Step], k: int, doc: SketchDocument) -> list[dict[str, Any]]:
     """The reflector's image check of ``doc`` against everything planned up to step ``k``."""
     image, _ = render(doc)
-    return check_image(graph, expected_ids(steps, k), doc, inspect(image, doc))
+    return check_document(graph, expected_ids(steps, k), doc, inspect(image, doc))

@@ -188,8 +188,8 @@ def conflict_sample(
     from strokeagent.runs.api import generate
     from strokeagent.scene.graph import SceneGraph
     from strokeagent.sketch.document import SketchDocument
-    from strokeagent.sketch.measure import inspect
-    from strokeagent.sketch.reflector import check_image, corrected_instruction
+    from strokeagent.sketch.measure import check_document, inspect
+    from strokeagent.sketch.reflector import corrected_instruction
     from strokeagent.sketch.scenes import scene_of_prompt
 
     out = scratch / f"run-{seed}"
@@ -208,7 +208,7 @@ def conflict_sample(
     # Labels come from the answer key (what the renderer drew), not from the pixel judge.
     passed, reasons = truth(item, Canvas(image, dict(ref.meta)))
     graph: SceneGraph = scene_of_prompt(item.prompt)
-    violations = check_image(graph, [o.id for o in graph.objects], doc, inspect(image, doc))
+    violations = check_document(graph, [o.id for o in graph.objects], doc, inspect(image, doc))
     plan = traj.steps[-1].plan if traj.steps and traj.steps[-1].plan else None
     instruction = plan.instruction if plan else item.prompt
     description = plan.description if plan and plan.description else item.prompt

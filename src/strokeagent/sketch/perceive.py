@@ -141,6 +141,8 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(mask)
+    if not len(xs):  # a template drawn too thin to hold any fill: its whole box
+        return 0, 0, mask.shape[1], mask.shape[0]
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 

@@ -42,15 +42,6 @@ TOLERANCE = 0.1
 OCCLUDED = 0.2
 
 
-def __getattr__(name: str) -> Any:
-    # The document-based check moved to ``measure`` (ground truth for data building); kept importable here.
-    if name == "check_image":
-        from strokeagent.sketch import measure
-
-        return measure.check_document
-    raise AttributeError(name)
-
-
 def _name(obj: SceneObject, count: int) -> str:
     from strokeagent.scene.vocab import pluralize
 
