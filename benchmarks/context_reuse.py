@@ -65,7 +65,7 @@ def build(size: str, folder: Path) -> Path:
 
 
 def run(policy, seed: int, out: Path, rebuild: bool):  # -> (trajectory, seconds)
-    policy.planner.max_live = 0 if rebuild else 4
+    policy.stage("plan").max_live = 0 if rebuild else 4
     start = time.perf_counter()
     traj = strokeagent.generate("a red apple left of a blue cup", policy=policy, seed=seed, out=out)
     return traj, time.perf_counter() - start

@@ -1,6 +1,7 @@
 """The diffusion service (`strokeagent serve image`) and its http-image client, over real loopback HTTP."""
 
 import asyncio
+import contextlib
 import http.server
 import os
 import signal
@@ -30,41 +31,68 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def service(tiny):  # noqa: F811
-    import httpx
-
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def start_service(toml, *args: str, token: str | None = TOKEN, port: int | None = None):
+    """``strokeagent serve image`` in its own session (one signal reaches all its processes): (url, process)."""
+    port = port or free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("STROKEAGENT_IMAGE_TOKEN", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "strokeagent.cli", "serve", "image", "--backend", str(tiny / "sd.toml")]
-        + ["--port", str(port), "--token", TOKEN],
+        [
+            sys.executable,
+            "-m",
+            "strokeagent.cli",
+            "serve",
+            "image",
+            "--backend",
+            str(toml),
+            "--port",
+            str(port),
+        ]
+        + (["--token", token] if token else [])
+        + list(args),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,
-        start_new_session=True,  # its worker processes share the group: one signal ends them all
+        start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
+    return f"http://127.0.0.1:{port}", proc
+
+
+def wait_ready(url: str, proc, token: str | None = TOKEN, limit: float = 240) -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    deadline = time.monotonic() + limit
     while True:
         try:
-            if (
-                httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2).text
-                == "ok"
-            ):
-                break
+            if httpx.get(f"{url}/health", headers=headers, timeout=2).text == "ok":
+                return
         except httpx.TransportError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
+            stop_service(proc, signal.SIGKILL)
             pytest.fail(f"the service did not start: {proc.stderr.read().decode()[-2000:]}")
         time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
+
+
+def stop_service(proc, sig=signal.SIGTERM) -> None:
     try:
+        os.killpg(proc.pid, sig)
         proc.wait(20)
+    except ProcessLookupError:
+        return
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # what the server itself started must be gone too
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def service(tiny):  # noqa: F811
+    url, proc = start_service(tiny / "sd.toml")
+    wait_ready(url, proc)
+    yield url
+    stop_service(proc)
 
 
 def test_concurrent_requests_are_batched_and_match_the_local_backend(service, tiny):  # noqa: F811
@@ -84,7 +112,7 @@ def test_concurrent_requests_are_batched_and_match_the_local_backend(service, ti
 def test_a_token_is_required_and_bad_requests_do_not_spoil_a_batch(service):
     with pytest.raises(
         ImageBackendError,
-        match=r"^image backend http-image at http://127\.0\.0\.1:\d+/v1/images refused the request: HTTP 401: "
+        match=r"^image backend http-image at http://127\.0\.0\.1:\d+/v1 refused the request: HTTP 401: "
         r"missing or wrong token: send 'Authorization: Bearer <token>'$",
     ):
         asyncio.run(HttpImageBackend(service, token="wrong").generate([req()]))
@@ -135,8 +163,9 @@ def test_5xx_slow_and_down_servers_are_retried_then_named(flaky):
         asyncio.run(client.generate([req()]))
     assert Flaky.hits == 3
     assert str(e.value) == (
-        f"image backend http-image at {flaky}/v1/images failed after 3 attempts: HTTP 503: overloaded; "
-        "start it (`strokeagent serve image --backend FILE`) or fix the url, then resume the run"
+        f"image backend http-image at {flaky}/v1 failed after 3 attempts: HTTP 503: overloaded; start it "
+        "(`strokeagent serve image --backend FILE`, or the server its description names) or fix the url, "
+        "then resume the run"
     )
     Flaky.delay = 0.5
     with pytest.raises(ImageBackendError, match=r"failed after 2 attempts: no answer within 0\.1 s;"):
@@ -194,8 +223,6 @@ def test_a_dead_service_stops_the_run_but_keeps_its_images(tiny, tmp_path):  # n
         generate(
             "two shapes", policy=write_policy(tmp_path / "p.toml", draft, refine), seed=1, out=tmp_path / "r"
         )
-    assert f"image backend http-image at {url}/v1/images failed after 2 attempts: cannot connect" in str(
-        e.value
-    )
+    assert f"image backend http-image at {url}/v1 failed after 2 attempts: cannot connect" in str(e.value)
     assert "it kept 1 images" in str(e.value) and "strokeagent resume" in str(e.value)
     assert len(list((tmp_path / "r" / "images").glob("*.png"))) == 1

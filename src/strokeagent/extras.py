@@ -8,7 +8,7 @@
     strokeagent.extras.ExtraMissing: the chart needs the 'bench' extra (matplotlib is not installed); install it with: pip install 'strokeagent[bench]'
 
 The light install (``pip install strokeagent``) has no torch, diffusers,
-transformers, openai, litserve or matplotlib; each comes with an extra of
+transformers, openai, litserve, matplotlib, ray or mlflow; each comes with an extra of
 ``pyproject.toml``. Commands and kinds that need one check here before they do
 any work, so a missing extra is one ``error:`` line naming it, never a traceback
 after minutes of work. Nothing here imports the heavy modules: ``find_spec``
@@ -31,6 +31,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "transformers", "safetensors", "accelerate", "peft", "datasets"),
     "serve": ("litserve", "httpx", "fastapi"),
     "bench": ("matplotlib",),
+    "ray": ("ray",),
+    "mlflow": ("mlflow",),
 }
 
 #: A module that is missing → the extra to name when nothing says better (torch is in several: the
@@ -48,7 +50,8 @@ KIND_NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "strokeagent.backends.transformers_head": ("transformers", ("torch", "transformers")),
     "strokeagent.backends.smollm2": ("transformers", ("torch", "transformers", "gguf")),
     "strokeagent.backends.openai_head": ("vllm", ("openai",)),
-    "strokeagent.backends.http_image": ("serve", ("httpx",)),
+    "strokeagent.backends.http_image": ("vllm", ("openai",)),  # an alias of openai-images
+    "strokeagent.backends.openai_images": ("vllm", ("openai",)),
     "strokeagent.testing.heads": ("transformers", ("torch", "transformers")),
     "strokeagent.unified.janus": ("transformers", ("torch", "transformers")),
     "strokeagent.unified.emu3": ("transformers", ("torch", "transformers")),
@@ -64,6 +67,13 @@ KIND_NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
 COMMAND_NEEDS: dict[str, dict[str, tuple[str, ...]]] = {
     "serve image": {"serve": ("litserve",), "diffusers": ("torch", "diffusers", "transformers")},
     "train": {"train": ("torch", "transformers", "accelerate")},
+}
+
+#: What a command's option cannot work without: ``option → (extra, import names)``.
+OPTION_NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "--ray": ("ray", ("ray",)),
+    "--ray-address": ("ray", ("ray",)),
+    "--mlflow": ("mlflow", ("mlflow",)),
 }
 
 
@@ -173,6 +183,16 @@ def command_refusal(command: str) -> str | None:
     """Why ``strokeagent COMMAND`` cannot start here (an extra it needs is missing), or ``None``."""
     try:
         require_command(command)
+    except ExtraMissing as e:
+        return str(e)
+    return None
+
+
+def option_refusal(command: str, option: str) -> str | None:
+    """Why ``strokeagent COMMAND OPTION`` cannot work here (``bench --ray`` without ray), or ``None``."""
+    extra, modules = OPTION_NEEDS[option]
+    try:
+        require(extra, f"strokeagent {command} {option}", modules)
     except ExtraMissing as e:
         return str(e)
     return None

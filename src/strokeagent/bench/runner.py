@@ -141,12 +141,16 @@ async def arun_bench(
     critic: Any = "auto",
     concurrency: int = DEFAULT_CONCURRENCY,
     on_sample: Callable[[dict[str, Any], int, int], None] | None = None,
+    ray: bool | str | None = None,
 ) -> BenchResult:
     """Run and score every row × policy × seed into ``out``; see the module doc.
 
     ``critic`` is ``"auto"`` (the sketch critic for stroke canvases; other images
     need a critic named), a kind, a table ``{"kind": "geneval", "detector": ...}``
     or a critic object. ``on_sample(record, done, total)`` follows progress.
+    ``ray``: run every sample on Ray (``True``: start or join a local instance; a
+    string: a cluster address); the folder and figures are those of a local bench
+    (``strokeagent.bench.cluster``). ``concurrency`` is then per actor.
     """
     from strokeagent.bench.reports import write_reports
     from strokeagent.bench.summary import summarize
@@ -165,19 +169,35 @@ async def arun_bench(
         "seeds": list(seeds),
         "critic": critic_spec,
     }
-    judge = _Judge(critic)  # before the folder: a critic that cannot be built leaves nothing behind
+    # Before the folder: a critic that cannot be built leaves nothing behind. On Ray each worker builds it.
+    if ray:
+        from strokeagent.bench.cluster import check_shippable
+
+        check_shippable(critic, plan["policies"])
+    judge = _Judge(critic) if not ray else None
     _check_folder(out, plan)
     atomic_write(out / "suite.jsonl", "".join(i.to_json() + "\n" for i in items))
     log = SampleLog(out / "samples.jsonl")
     samples = [Sample(i, p, s, item) for p in loaded for i, item in enumerate(items) for s in seeds]
     todo = [s for s in samples if not (s.key in log.records and _finished(out / "runs" / s.key))]
     done = len(samples) - len(todo)
-    gate = asyncio.Semaphore(concurrency)
+    pool = None
+    if ray and todo:
+        from strokeagent.bench.cluster import RayPool
+
+        left = {p.name: sum(s.policy.name == p.name for s in todo) for p in loaded}
+        tables = {p["name"]: p["tables"] for p in plan["policies"]}
+        pool = RayPool(loaded, tables, out, critic, concurrency, left, address=ray)
+    # On Ray each actor runs up to `concurrency` samples; the driver only waits.
+    gate = asyncio.Semaphore(concurrency if pool is None else max(1, len(todo)))
 
     async def one(sample: Sample) -> None:
         nonlocal done
         async with gate:
-            record = await _run_sample(sample, out, judge)
+            if pool is not None:
+                record = await pool.run(sample)
+            else:
+                record = await _run_sample(sample, out, judge)
         log.append(record)
         done += 1
         if on_sample is not None:
@@ -192,6 +212,9 @@ async def arun_bench(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+    finally:
+        if pool is not None:
+            pool.close()
     records = [log.records[s.key] for s in samples]
     log.rewrite(records)
     summary = summarize(records, loaded, items, seeds, critic_spec)

@@ -452,16 +452,26 @@ def serve_image(
             envvar="STROKEAGENT_IMAGE_TOKEN", help="Bearer token clients must send (or set the variable)."
         ),
     ] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413 above).")] = 20971520,
+    max_prompt_chars: Annotated[int, typer.Option(help="Longest prompt, in characters (413).")] = 4000,
+    max_pixels: Annotated[int, typer.Option(help="Largest width × height, asked or uploaded (413).")] = 4194304,
+    max_steps: Annotated[int, typer.Option(help="Most denoising steps per request (413).")] = 100,
+    max_pixel_steps: Annotated[
+        int, typer.Option(help="Per-request budget of width × height × steps, so none starves the rest.")
+    ] = 67108864,
+    max_batch_size: Annotated[int, typer.Option(help="Most requests per pipeline batch.")] = 8,
 ) -> None:
-    """Serve a diffusion backend over HTTP with request batching (POST /v1/images)."""
+    """Serve a diffusion backend over HTTP with request batching (the OpenAI Images API:
+    POST /v1/images/generations and /v1/images/edits)."""
     from strokeagent.extras import command_refusal
 
     if (refusal := command_refusal("serve image")) is not None:
         raise _fail(refusal)
-    from strokeagent.backends.service import serve_image_command
+    from strokeagent.backends.service import Limits, serve_image_command
 
     try:
-        serve_image_command(backend, host, port, token)
+        limits = Limits(max_body_bytes, max_prompt_chars, max_pixels, max_steps, max_pixel_steps)
+        serve_image_command(backend, host, port, token, max_batch_size=max_batch_size, limits=limits)
     except StrokeAgentError as e:
         raise _fail(str(e)) from None
 
@@ -495,6 +505,16 @@ def _parse_seeds(seeds: str | None, images_per_prompt: int) -> list[int]:
         raise BenchError(f"--seeds {seeds!r}: give whole numbers separated by commas, e.g. 0,1,2") from None
 
 
+def _option_refusal(command: str, ray: bool, ray_address: str | None, mlflow: str | None) -> None:
+    """One `error:` line, before any work, when --ray or --mlflow asks for an extra that is not installed."""
+    from strokeagent.extras import option_refusal
+
+    cluster = "--ray-address" if ray_address else "--ray" if ray else None
+    for option in (cluster, "--mlflow" if mlflow is not None else None):
+        if option is not None and (refusal := option_refusal(command, option)) is not None:
+            raise _fail(refusal)
+
+
 def _bench(
     suite: str,
     policy_refs: list,  # policy files, bundled names or Policy objects
@@ -505,6 +525,8 @@ def _bench(
     detector: Path | None,
     clip: Path | None,
     concurrency: int,
+    ray: bool | str | None = None,
+    mlflow: str | None = None,  # "" for the default URI, None for no tracking
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -546,7 +568,13 @@ def _bench(
                 critic=critic_spec,
                 concurrency=concurrency,
                 on_sample=on_sample,
+                ray=ray,
             )
+        if mlflow is not None:
+            from strokeagent.bench.tracking import log_bench, tracking_uri
+
+            uri = tracking_uri(mlflow or None, result.out)
+            run_id = log_bench(result, uri, suite=suite)
     except StrokeAgentError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
@@ -558,6 +586,8 @@ def _bench(
     for name in ("samples.jsonl", "summary.json", "table.md", "table.csv", "chart.png", "index.html"):
         if (result.out / name).is_file():
             out.print(f"{name:<14} {result.out / name}")
+    if mlflow is not None:
+        out.print(f"{'mlflow':<14} {uri} (run {run_id})")
     from strokeagent.bench.reports import chart_note
 
     if (note := chart_note()) is not None:
@@ -592,7 +622,24 @@ def bench(
     clip: Annotated[
         Path | None, typer.Option(help="CLIP folder: colours for geneval, or the clip-score model.")
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Samples running at once.")] = 4,
+    concurrency: Annotated[int, typer.Option(help="Samples running at once (on Ray: per actor).")] = 4,
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Run every sample on Ray: start or join a local Ray instance.")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Run on the Ray cluster at ADDRESS (ray://head:10001); --out on a shared filesystem."),
+    ] = None,
+    mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow",
+            help="Log the bench to MLflow (MLFLOW_TRACKING_URI, else a file store in OUT/mlruns).",
+        ),
+    ] = False,
+    mlflow_uri: Annotated[
+        str | None, typer.Option(help="Log the bench to the MLflow server or store at URI (implies --mlflow).")
+    ] = None,
 ) -> None:
     """Run every prompt of SUITE through every policy; write scores, a table, a chart and index.html.
 
@@ -601,9 +648,12 @@ def bench(
     from strokeagent.core.registry import CRITIC_KINDS
     from strokeagent.extras import kind_refusal
 
+    track = mlflow_uri or ("" if mlflow else None)
+    _option_refusal("bench", ray, ray_address, track)
     if (refusal := kind_refusal(CRITIC_KINDS, "geneval" if detector else critic, "--critic")) is not None:
         raise _fail(refusal)
-    _bench(suite, policy, out_dir, seeds, images_per_prompt, critic, detector, clip, concurrency)
+    cluster = ray_address or ray
+    _bench(suite, policy, out_dir, seeds, images_per_prompt, critic, detector, clip, concurrency, cluster, track)
 
 
 _ORDERS_HELP = (
@@ -684,7 +734,24 @@ def ablate(
     critic: Annotated[str, typer.Option(help=_CRITIC_HELP)] = "auto",
     detector: Annotated[Path | None, typer.Option(help="Detector folder for --critic geneval.")] = None,
     clip: Annotated[Path | None, typer.Option(help="CLIP folder for geneval colours or clip-score.")] = None,
-    concurrency: Annotated[int, typer.Option(help="Samples running at once.")] = 4,
+    concurrency: Annotated[int, typer.Option(help="Samples running at once (on Ray: per actor).")] = 4,
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Run every sample on Ray: start or join a local Ray instance.")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Run on the Ray cluster at ADDRESS (ray://head:10001); --out on a shared filesystem."),
+    ] = None,
+    mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow",
+            help="Log the bench to MLflow (MLFLOW_TRACKING_URI, else a file store in OUT/mlruns).",
+        ),
+    ] = False,
+    mlflow_uri: Annotated[
+        str | None, typer.Option(help="Log the bench to the MLflow server or store at URI (implies --mlflow).")
+    ] = None,
 ) -> None:
     """`bench` over stage orders: what each stage adds.
 
@@ -700,6 +767,8 @@ def ablate(
     from strokeagent.core.registry import CRITIC_KINDS
     from strokeagent.extras import kind_refusal
 
+    track = mlflow_uri or ("" if mlflow else None)
+    _option_refusal("ablate", ray, ray_address, track)
     if (refusal := kind_refusal(CRITIC_KINDS, "geneval" if detector else critic, "--critic")) is not None:
         raise _fail(refusal)
 
@@ -721,7 +790,8 @@ def ablate(
     if not refs:
         refs = ablation_policies()
     out_path = out_dir if out_dir is not None else Path("bench") / f"{suite_name(suite)}-ablate"
-    _bench(suite, refs, out_path, seeds, images_per_prompt, critic, detector, clip, concurrency)
+    cluster = ray_address or ray
+    _bench(suite, refs, out_path, seeds, images_per_prompt, critic, detector, clip, concurrency, cluster, track)
 
 
 # -- data and training (strokeagent.data, strokeagent.train) ---------------------------------------

@@ -130,6 +130,7 @@ BACKEND_KINDS = Registry(
     builtins={
         "diffusers": "strokeagent.backends.diffusers:DiffusersBackend",
         "http-image": "strokeagent.backends.http_image:HttpImageBackend",
+        "openai-images": "strokeagent.backends.openai_images:OpenAIImagesBackend",
         "openai": "strokeagent.backends.openai_head:OpenAIHead",
         "transformers": "strokeagent.backends.transformers_head:TransformersHead",
         "smollm2": "strokeagent.backends.smollm2:smollm2_head",

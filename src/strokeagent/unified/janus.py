@@ -13,10 +13,11 @@ through its VQ head, so:
 
 - ``add_image`` prefills ``<begin_of_image>``, one ``<image_placeholder>`` per
   vision patch (filled with the encoder's features) and ``<end_of_image>``.
-- ``generate_image`` paints in a fork of the context (the conditional branch)
-  beside a tiny unconditional branch ``[BOS, <begin_of_image>]`` for
-  classifier-free guidance, decodes the VQ tokens, and drops both forks. The
-  process stages then add the painted image back with ``add_image``: the same
+- ``generate_image`` paints beside a tiny unconditional branch ``[BOS, <begin_of_image>]``
+  for classifier-free guidance: both branches run as one batch-2 forward per token
+  (the context's cache and the unconditional one, left-padded and masked, in a new
+  cache; the context itself is only read), the token is sampled on the device,
+  and the VQ tokens are decoded. The process stages then add the painted image back with ``add_image``: the same
   representation a resumed run re-reads from the PNG, so live and rebuilt
   contexts agree bit for bit.
 - Janus cannot edit an image: a refinement is a new image conditioned on the
@@ -27,7 +28,7 @@ through its VQ head, so:
 
 from __future__ import annotations
 
-from strokeagent.unified.causal import CausalModel, pick
+from strokeagent.unified.causal import CausalModel
 from strokeagent.unified.protocol import Context
 
 
@@ -65,35 +66,67 @@ class JanusModel(CausalModel):
         if size is not None and size != self.native_size:
             raise ValueError(f"Janus paints {self.native_size}px images only; asked for {size}px")
         torch = self.torch
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        cond = self.fork(ctx)
-        uncond = self._blank_context()
+        gen = torch.Generator(device=self.device).manual_seed(seed)
         # Janus masks all but BOS and the image start in its unconditional branch; keep just those.
         uncond_ids = [t for t in (self.bos, self.boi) if t is not None]
-        self._prefill(cond, [self.boi])
-        self._prefill(uncond, uncond_ids)
+        cache, mask, positions = self._guidance_pair(ctx, uncond_ids[:-1])
         ctx.usage.prefilled += 1 + len(uncond_ids)
-        tokens: list[int] = []
         head = self.model.model.generation_head
-        for i in range(self.num_image_tokens):
-            c, u = (head(h).float().cpu() for h in (cond.state.hidden, uncond.state.hidden))
-            scores = u + guidance * (c - u)
-            token = pick(torch, scores[0], 1.0, gen)
-            tokens.append(token)
-            if i + 1 < self.num_image_tokens:
-                embeds = self.model.prepare_embeddings_for_image_generation(
-                    torch.tensor([[token]], device=self.device)
-                )
-                for branch in (cond, uncond):
-                    self._forward(branch, inputs_embeds=embeds)
-        ctx.usage.generated += len(tokens)
-        self.drop(cond)
-        self.drop(uncond)
+        embeds = self.model.get_input_embeddings()(torch.tensor([[self.boi]], device=self.device))
+        tokens = []
         with torch.no_grad():
-            decoded = self.model.decode_image_tokens(torch.tensor([tokens], device=self.device))
+            for i in range(self.num_image_tokens):
+                # Both branches in one forward: row 0 conditional, row 1 unconditional (left-padded, masked).
+                mask = torch.cat([mask, mask.new_ones(2, 1)], dim=1)
+                out = self.model.model(inputs_embeds=embeds.expand(2, -1, -1), attention_mask=mask,
+                                       position_ids=positions + i, cache=cache, use_cache=True)  # fmt: skip
+                c, u = head(out.last_hidden_state[:, -1, :]).float()
+                # Sampled on the device, kept there: no copy to the CPU (and no wait for the GPU) per token.
+                token = torch.multinomial(torch.softmax(u + guidance * (c - u), dim=-1), 1, generator=gen)
+                tokens.append(token)
+                if i + 1 < self.num_image_tokens:
+                    embeds = self.model.prepare_embeddings_for_image_generation(token[None])
+        ctx.usage.generated += len(tokens)
+        del cache
+        with torch.no_grad():
+            decoded = self.model.decode_image_tokens(torch.cat(tokens)[None])
         pixels = self.processor.image_processor.postprocess(
             list(decoded.permute(0, 3, 1, 2).float().cpu()), return_tensors="pt"
         ).pixel_values[0]
         from PIL import Image
 
         return Image.fromarray(pixels.permute(1, 2, 0).to(torch.uint8).numpy(), "RGB")
+
+    def _guidance_pair(self, ctx: Context, uncond_prefix: list[int]):  # -> (cache, mask, positions)
+        """A batch-2 cache for guidance: row 0 is ``ctx``'s cache, row 1 the unconditional ``uncond_prefix``.
+
+        The shorter row is left-padded with zeros that ``mask`` hides; ``positions`` are each row's next
+        position. ``ctx``'s own cache is only read, never changed.
+        """
+        torch = self.torch
+        from transformers import DynamicCache
+
+        uncond = self._blank_context()
+        if uncond_prefix:
+            self._prefill(uncond, uncond_prefix)
+        rows = (ctx.state.cache, uncond.state.cache)
+        lengths = [c.get_seq_length() for c in rows]
+        longest = max(lengths)
+        cache = DynamicCache(config=self.model.config.text_config)
+        if longest:
+            full = rows[0] if lengths[0] else rows[1]  # a row with something cached gives the shapes
+            for layer in range(len(full.layers)):
+                pairs = [(c.layers[layer].keys, c.layers[layer].values) if n else
+                         (full.layers[layer].keys[:, :, :0], full.layers[layer].values[:, :, :0])
+                         for c, n in zip(rows, lengths, strict=True)]  # fmt: skip
+                pad = [(0, 0, longest - n, 0) for n in lengths]
+                keys = torch.cat(
+                    [torch.nn.functional.pad(k, p) for (k, _), p in zip(pairs, pad, strict=True)]
+                )
+                values = torch.cat(
+                    [torch.nn.functional.pad(v, p) for (_, v), p in zip(pairs, pad, strict=True)]
+                )
+                cache.update(keys, values, layer)
+        mask = torch.tensor([[0] * (longest - n) + [1] * n for n in lengths], device=self.device)
+        positions = torch.tensor([[n] for n in lengths], device=self.device)
+        return cache, mask, positions

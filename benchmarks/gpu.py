@@ -1,0 +1,424 @@
+"""Speed on a GPU: the framework's figures at real model sizes, random weights, one process, one JSON object.
+
+    $ python benchmarks/gpu.py                       # SD 1.5-sized pipeline and Janus-Pro-1B-sized model, cuda
+    $ python benchmarks/gpu.py --tiny --device cpu   # the same code on the tiny test models (CPU, < 2 min)
+
+On a bare GPU machine (torch and transformers only), install what it needs from the wheels that
+``benchmarks/gpu_wheels.sh`` downloads first; that script prints the command.
+
+Every model is built from a config with random weights (nothing is downloaded), saved to a temporary
+folder and loaded by path through the project's own loading code, as a real checkpoint would be:
+
+- Stable Diffusion 1.5's shapes (UNet 320/640/1280/1280, cross-attention 768; VAE 128/256/512/512;
+  CLIP text encoder 768 × 12 layers), float16 on a GPU, 512×512, ``--steps`` steps (20).
+- Janus-Pro-1B's shapes (``benchmarks/context_reuse.py``), bfloat16 on a GPU, 384×384, 576 image tokens.
+
+Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeagent.testing``, 64×64, 4 steps):
+
+``backend_batched_vs_raw``
+    Eight text-to-image requests sent at once to ``DiffusersBackend`` (micro-batched into one call), images per
+    second, over diffusers' own pipeline called on a batch of eight (best of ``--repeats`` each).
+``trajectory_ratio``
+    One trajectory's wall time over the time inside its stages: ``sketch.plan``, ``diffusion.draft`` (text to
+    image, then image to image), a scripted reflect that fails once a step, ``diffusion.refine``
+    (image to image); 3 steps. 1.0 would be no framework cost at all.
+``concurrent_vs_raw``
+    Eight such trajectories at once in one process (their requests micro-batched): denoising steps per second,
+    counted from the trajectories, over diffusers' batch-of-8 image-steps per second.
+``unified_image_tokens_per_s``
+    ``JanusModel.generate_image`` with classifier-free guidance (5.0): image tokens per second, one image at a time.
+``unified_prefill_saved``
+    The process policy over 3 steps with the shared KV context: the share of prefill it saves against
+    re-encoding the trajectory in every stage (counted from the run's recorded usage, as context_reuse.py
+    prints it as "re-encode by count"; ``--tiny`` also runs the re-encoding and checks the two agree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+PROMPT = "a red apple left of a blue cup, a green ball on the right"
+BATCH = 8
+
+
+def log(message: str) -> None:
+    print(f"[gpu.py {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- building the models ------------------------------------------------------------------------------
+
+
+def sd15_components(device: str):  # -> dict of SD 1.5-shaped components, random weights
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from strokeagent.testing.diffusers import tiny_clip_tokenizer
+
+    tokenizer = tiny_clip_tokenizer()  # a small vocabulary; the encoder keeps SD 1.5's 49408 rows
+    torch.manual_seed(0)
+    with torch.device(device):  # random init where the weights will run: seconds, not a minute on the CPU
+        unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
+        vae = AutoencoderKL(
+            block_out_channels=[128, 256, 512, 512],
+            down_block_types=["DownEncoderBlock2D"] * 4,
+            up_block_types=["UpDecoderBlock2D"] * 4,
+            layers_per_block=2,
+            latent_channels=4,
+            sample_size=512,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                hidden_size=768,
+                intermediate_size=3072,
+                num_attention_heads=12,
+                num_hidden_layers=12,
+                vocab_size=49408,
+                max_position_embeddings=77,
+                projection_dim=768,
+            )
+        )
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)  # fmt: skip
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+            "scheduler": scheduler, "safety_checker": None, "feature_extractor": None}  # fmt: skip
+
+
+def build_sd(tiny: bool, device: str, folder: Path) -> Path:
+    from diffusers import StableDiffusionPipeline
+
+    from strokeagent.testing.diffusers import save_tiny_sd
+
+    if tiny:
+        return save_tiny_sd(folder)
+    import torch
+
+    pipe = StableDiffusionPipeline(**sd15_components(device), requires_safety_checker=False)
+    pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
+    del pipe
+    return folder
+
+
+def build_janus(tiny: bool, device: str, folder: Path) -> Path:
+    from strokeagent.testing.unified import build_tiny_janus
+
+    if tiny:
+        return build_tiny_janus(folder)
+    import torch
+    from context_reuse import pro_1b_config  # benchmarks/ is this script's folder, first on sys.path
+    from transformers import JanusForConditionalGeneration, JanusProcessor
+    from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
+
+    from strokeagent.testing.unified import tiny_janus_tokenizer
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = JanusForConditionalGeneration(pro_1b_config()).to(torch.bfloat16)
+    processor = JanusProcessor(image_processor=JanusImageProcessorPil(size={"height": 384, "width": 384}, min_size=14),
+                               tokenizer=tiny_janus_tokenizer(), num_image_tokens=576)  # fmt: skip
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    del model
+    return folder
+
+
+# -- measuring ----------------------------------------------------------------------------------------
+
+
+def best_of(repeats: int, fn) -> float:  # noqa: ANN001
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def measure_backend(backend, size: int, steps: int, repeats: int) -> dict[str, float]:  # noqa: ANN001
+    """Eight concurrent requests through the backend against one batch-of-8 call of the pipeline itself."""
+    import torch
+
+    from strokeagent.backends.image import ImageRequest
+
+    requests = [
+        ImageRequest(f"{PROMPT}, {i}", width=size, height=size, steps=steps, seed=i) for i in range(BATCH)
+    ]
+    pipe = backend._pipes["text-to-image"]
+
+    def raw() -> None:
+        pipe(prompt=[r.prompt for r in requests], height=size, width=size, num_inference_steps=steps,
+             generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests], output_type="pil")  # fmt: skip
+
+    async def concurrent() -> None:
+        await asyncio.gather(*(backend.generate([r]) for r in requests))
+
+    raw()  # warm-up: allocations, kernel choices
+    asyncio.run(concurrent())
+    calls = backend.batch_stats.calls
+    raw_s = best_of(repeats, raw)
+    batched_s = best_of(repeats, lambda: asyncio.run(concurrent()))
+    return {
+        "raw_batch8_s": raw_s,
+        "backend_8_concurrent_s": batched_s,
+        "backend_calls_per_8": (backend.batch_stats.calls - calls) / repeats,
+        "raw_images_per_s": BATCH / raw_s,
+        "raw_image_steps_per_s": BATCH * steps / raw_s,
+        "backend_images_per_s": BATCH / batched_s,
+    }
+
+
+def diffusion_policy(backend_toml: Path, size: int, steps: int):  # -> Policy
+    from strokeagent.core.policy import LoopSpec, Policy
+    from strokeagent.kinds.diffusion import DiffusionDrafter, DiffusionRefiner
+    from strokeagent.sketch import SketchPlanner
+    from strokeagent.testing.doubles import ScriptedReflector
+
+    return Policy(
+        name="gpu-benchmark",
+        description="sketch plan, diffusion draft and image-to-image refine, scripted reflect",
+        loop=LoopSpec(order=("plan", "draft", "reflect", "refine"), max_steps=3, max_refines=1, stop="fixed"),
+        stages={
+            "plan": SketchPlanner(max_steps=3),
+            "draft": DiffusionDrafter(
+                str(backend_toml), mode="image-to-image", size=size, steps=steps, strength=0.6
+            ),  # fmt: skip
+            "reflect": ScriptedReflector(fail_rounds=1),
+            "refine": DiffusionRefiner(
+                str(backend_toml), mode="image-to-image", size=size, steps=steps, strength=0.5
+            ),  # fmt: skip
+        },
+    )
+
+
+def measure_trajectories(policy, root: Path, raw_image_steps_per_s: float) -> dict[str, float]:  # noqa: ANN001
+    import strokeagent
+
+    strokeagent.generate(PROMPT, policy=policy, seed=100, out=root / "warm-up")
+    start = time.perf_counter()
+    one = strokeagent.generate(PROMPT, policy=policy, seed=0, out=root / "one")
+    wall = time.perf_counter() - start
+    inside = sum(t.seconds for t in one.timings)
+
+    async def many():  # noqa: ANN202
+        return await asyncio.gather(
+            *(
+                strokeagent.agenerate(PROMPT, policy=policy, seed=i, out=root / f"many-{i}")
+                for i in range(BATCH)
+            )
+        )
+
+    start = time.perf_counter()
+    trajs = asyncio.run(many())
+    many_s = time.perf_counter() - start
+    image_steps = sum(t.denoising_steps or 0 for traj in trajs for t in traj.timings)
+    return {
+        "trajectory_ratio": wall / inside,
+        "trajectory_wall_s": wall,
+        "trajectory_in_stages_s": inside,
+        "trajectory_stages": len(one.timings),
+        "trajectory_steps": len(one.steps),
+        "concurrent_vs_raw": image_steps / many_s / raw_image_steps_per_s,
+        "concurrent_wall_s": many_s,
+        "concurrent_image_steps": image_steps,
+    }
+
+
+def measure_image_tokens(model, images: int) -> dict[str, float]:  # noqa: ANN001
+    import torch
+
+    ctx = model.new_context()
+    model.add_text(ctx, f"<prompt>{PROMPT}</prompt>")
+    model.generate_image(ctx, seed=99, guidance=5.0)  # warm-up
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for seed in range(images):
+        model.generate_image(ctx, seed=seed, guidance=5.0)  # the PIL image at the end waits for the GPU
+    seconds = time.perf_counter() - start
+    return {"unified_image_tokens_per_s": images * model.num_image_tokens / seconds,
+            "unified_image_s": seconds / images, "unified_image_tokens": model.num_image_tokens}  # fmt: skip
+
+
+def measure_prefill(backend_toml: Path, root: Path, tiny: bool, budget_s: float) -> dict[str, float]:
+    """context_reuse.py's measurement: shared context over 3 steps against re-encoding every stage."""
+    import strokeagent
+    from strokeagent.testing.unified import tiny_process_policy
+
+    policy = tiny_process_policy(backend_toml, max_steps=3, max_refines=1)
+    start = time.perf_counter()
+    for seed in range(20):  # the first seed whose trajectory paints 3 steps (a random model may close early)
+        policy.stage("plan").max_live = 4
+        t0 = time.perf_counter()
+        shared = strokeagent.generate(PROMPT, policy=policy, seed=seed, out=root / f"shared-{seed}")
+        shared_s = time.perf_counter() - t0
+        painted = sum(1 for s in shared.steps if not s.plan.meta["process"].get("closed"))
+        if painted == 3 or time.perf_counter() - start > budget_s:
+            break
+    prefilled = sum(t.prefilled_tokens or 0 for t in shared.timings)
+    records = [x for s in shared.steps for x in (s.plan, *s.reflections, *s.images)]
+    by_count = sum(r.meta["process"]["usage"]["history"] + r.meta["process"]["usage"]["prefilled"]
+                   for r in records if "usage" in r.meta.get("process", {}))  # fmt: skip
+    out = {
+        "unified_prefill_saved": 1 - prefilled / by_count,
+        "unified_prefilled_shared": prefilled,
+        "unified_prefilled_reencode": by_count,
+        "unified_seed": seed,
+        "unified_painted_steps": painted,
+        "unified_shared_run_s": shared_s,
+    }
+    if tiny:  # cheap here: run the re-encoding too, and check it agrees with the count
+        policy.stage("plan").max_live = 0
+        again = strokeagent.generate(PROMPT, policy=policy, seed=seed, out=root / f"reencode-{seed}")
+        # The rebuild replays generated text a token a forward (bit-exact); a stateless server prefills it.
+        replayed = sum(t.generated_tokens or 0 for t in again.timings) - sum(
+            t.generated_tokens or 0 for t in shared.timings
+        )
+        measured = sum(t.prefilled_tokens or 0 for t in again.timings) + replayed
+        out["unified_prefilled_reencode_measured"] = measured
+        out["unified_count_off_by"] = by_count - measured  # 1 here: the count takes one more token
+        out["unified_same_bytes"] = again.final_image.sha256 == shared.final_image.sha256
+    return out
+
+
+# -- the command --------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="the tiny test models (a CPU run in under 2 min)")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda if available")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 20; 4 with --tiny)")
+    parser.add_argument("--repeats", type=int, default=None, help="best of (default 2; 3 with --tiny)")
+    parser.add_argument(
+        "--images", type=int, default=None, help="Janus images timed (default 1; 3 with --tiny)"
+    )
+    parser.add_argument("--skip-unified", action="store_true", help="diffusion figures only")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON object to this file")
+    args = parser.parse_args(argv)
+    began = time.perf_counter()
+
+    import torch
+
+    import strokeagent
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no GPU here (torch.cuda.is_available() is False)")
+    tiny = args.tiny
+    steps = args.steps or (4 if tiny else 20)
+    repeats = args.repeats or (3 if tiny else 2)
+    images = args.images or (3 if tiny else 1)
+    size = 64 if tiny else 512
+    sd_dtype = "float32" if device == "cpu" else "float16"
+    lm_dtype = "float32" if device == "cpu" else "bfloat16"
+    if device == "cpu":
+        torch.set_num_threads(1)  # a small model on a shared CPU: one thread is fastest and steadiest
+    result: dict = {
+        "device": torch.cuda.get_device_name(0)
+        if device == "cuda"
+        else f"cpu ({platform.processor() or 'unknown'})",
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "sizes": "tiny" if tiny else "sd15 + janus-pro-1b",
+        "python": platform.python_version(),
+        "strokeagent": getattr(strokeagent, "__version__", "?"),
+        "settings": {
+            "size": size,
+            "steps": steps,
+            "repeats": repeats,
+            "batch": BATCH,
+            "janus_images": images,
+            "sd_dtype": sd_dtype,
+            "janus_dtype": lm_dtype,
+        },  # fmt: skip
+    }
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="gpu-bench-") as tmp:
+        root = Path(tmp)
+        from strokeagent.backends import forget_backends, load_backend
+
+        t = time.perf_counter()
+        sd_folder = build_sd(tiny, device, root / "sd")
+        sd_toml = root / "sd.toml"
+        threads = "threads = 1\n" if device == "cpu" else ""
+        sd_toml.write_text(f'kind = "diffusers"\nmodel = "{sd_folder.as_posix()}"\ndtype = "{sd_dtype}"\n'
+                           f'device = "{device}"\nmax_batch = {BATCH}\n{threads}')  # fmt: skip
+        backend = load_backend(sd_toml)  # the policy's stages load the same instance
+        seconds["build_sd"] = time.perf_counter() - t
+        log(f"SD built and loaded in {seconds['build_sd']:.1f} s")
+
+        t = time.perf_counter()
+        raw = measure_backend(backend, size, steps, repeats)
+        result["backend_batched_vs_raw"] = raw["backend_images_per_s"] / raw["raw_images_per_s"]
+        result["backend"] = raw
+        seconds["backend"] = time.perf_counter() - t
+        log(f"backend: {result['backend_batched_vs_raw']:.3f} in {seconds['backend']:.1f} s")
+
+        t = time.perf_counter()
+        traj = measure_trajectories(
+            diffusion_policy(sd_toml, size, steps), root / "runs", raw["raw_image_steps_per_s"]
+        )
+        result["trajectory_ratio"] = traj.pop("trajectory_ratio")
+        result["concurrent_vs_raw"] = traj.pop("concurrent_vs_raw")
+        result["trajectories"] = traj
+        seconds["trajectories"] = time.perf_counter() - t
+        log(f"trajectories: {result['trajectory_ratio']:.3f}, {result['concurrent_vs_raw']:.3f} "
+            f"in {seconds['trajectories']:.1f} s")  # fmt: skip
+        forget_backends()
+        del backend
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+        if not args.skip_unified:
+            t = time.perf_counter()
+            janus_folder = build_janus(tiny, device, root / "janus")
+            janus_toml = root / "janus.toml"
+            janus_toml.write_text(f'kind = "janus"\npath = "{janus_folder.as_posix()}"\ndevice = "{device}"\n'
+                                  f'dtype = "{lm_dtype}"\n')  # fmt: skip
+            model = load_backend(janus_toml)
+            seconds["build_janus"] = time.perf_counter() - t
+            log(f"Janus built and loaded in {seconds['build_janus']:.1f} s")
+
+            t = time.perf_counter()
+            tokens = measure_image_tokens(model, images)
+            result["unified_image_tokens_per_s"] = tokens.pop("unified_image_tokens_per_s")
+            seconds["image_tokens"] = time.perf_counter() - t
+            log(
+                f"image tokens: {result['unified_image_tokens_per_s']:.1f}/s in {seconds['image_tokens']:.1f} s"
+            )
+
+            t = time.perf_counter()
+            prefill = measure_prefill(janus_toml, root / "process", tiny, budget_s=30 if tiny else 120)
+            result["unified_prefill_saved"] = prefill.pop("unified_prefill_saved")
+            result["unified"] = {**tokens, **prefill}
+            seconds["prefill"] = time.perf_counter() - t
+            log(f"prefill saved: {result['unified_prefill_saved']:.3f} in {seconds['prefill']:.1f} s")
+            forget_backends()
+    seconds["total"] = time.perf_counter() - began
+    result["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+    text = json.dumps(result, indent=1, default=float)
+    print(text, flush=True)
+    if args.out is not None:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""benchmarks/gpu.py --tiny on the CPU: the same code the GPU run uses, end to end, as one subprocess."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("diffusers", reason="the benchmark's diffusion half needs the diffusers extra")
+pytest.importorskip("transformers", reason="the benchmark's Janus half needs transformers")
+
+pytestmark = pytest.mark.slow  # a subprocess that builds two tiny models and runs 11 trajectories (~25-60 s)
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+RATIOS = (
+    "backend_batched_vs_raw",
+    "trajectory_ratio",
+    "concurrent_vs_raw",
+    "unified_image_tokens_per_s",
+    "unified_prefill_saved",
+)
+
+
+def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
+    out = tmp_path / "gpu.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--repeats", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)  # stdout is the JSON object and nothing else
+    assert figures == json.loads(out.read_text())
+    for key in ("device", "torch", "date", *RATIOS):
+        assert key in figures, key
+    for key in RATIOS:
+        value = figures[key]
+        assert isinstance(value, float) and math.isfinite(value) and value > 0, (key, value)
+    assert figures["device"].startswith("cpu") and figures["sizes"] == "tiny"
+    assert figures["trajectory_ratio"] >= 1.0  # the wall time holds the stages' time
+    assert figures["unified_prefill_saved"] < 1.0
+    # The tiny run also re-encodes: the count it reports is what re-encoding really prefills, same bytes.
+    unified = figures["unified"]
+    assert unified["unified_same_bytes"]
+    assert abs(unified["unified_count_off_by"]) <= 0.01 * unified["unified_prefilled_reencode"]
+    assert figures["trajectories"]["trajectory_steps"] == 3
+    assert figures["backend"]["backend_calls_per_8"] == 1.0  # eight concurrent requests, one pipeline call
