@@ -13,7 +13,7 @@ once from the tables the bench records (``policy.record()`` →
 ``policy_from_tables``, never a pickled object) and the bench's critic, so a
 model-backed policy loads its backends once per actor, not once per sample;
 it runs up to ``concurrency`` samples at once on its own event loop, exactly as
-the local runner does (the same ``_run_sample``). An actor asks for one GPU
+the local runner does (the same ``samples.run_sample``). An actor asks for one GPU
 where the cluster has GPUs, else one CPU; a policy gets
 ``max(1, slots // policies)`` actors, and a policy's actors are released as
 soon as its samples are done, so a cluster with fewer slots than policies
@@ -49,7 +49,7 @@ class _BenchActor:
     """Holds one policy (built from its tables) and the critic; runs that policy's samples."""
 
     def __init__(self, tables: dict[str, Any], out: str, critic: Any) -> None:
-        from strokeagent.bench.runner import _Judge
+        from strokeagent.bench.samples import Judge
         from strokeagent.core.policy import policy_from_tables
 
         self.out = Path(out)
@@ -62,14 +62,14 @@ class _BenchActor:
             )
         name = tables.get("name", "policy")
         self.policy = policy_from_tables(tables, where=f"policy {name!r}", default_name=name)
-        self.judge = _Judge(critic)
+        self.judge = Judge(critic)
 
     async def run(self, index: int, seed: int, item_json: str) -> dict[str, Any]:
-        from strokeagent.bench.runner import Sample, _run_sample
+        from strokeagent.bench.samples import Sample, run_sample
         from strokeagent.scene.geneval import SuiteItem
 
         item = SuiteItem.model_validate_json(item_json)
-        return await _run_sample(Sample(index, self.policy, seed, item), self.out, self.judge)
+        return await run_sample(Sample(index, self.policy, seed, item), self.out, self.judge)
 
 
 @functools.cache

@@ -25,11 +25,10 @@ import asyncio
 import functools
 import json
 import platform
-import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -121,18 +120,39 @@ class RunFolder:
             raise RunError(f"{path} is not a folder; give the folder that `strokeagent run` wrote")
         # No checkpoints.sqlite is a run killed before its first checkpoint (or whose database was lost): like an
         # empty database, resume starts it over from run.json, and the same seeds give the same bytes.
-        if not folder.run_file.is_file() or folder.store is None:
+        if not folder.run_file.is_file() and not folder.run_file.exists() and folder.store is None:
             raise RunError(f"{path} is not a strokeagent run (no run.json or images/)")
+        if not folder.run_file.is_file():
+            raise RunError(
+                f"{path} has no readable run.json (what the run asked for); the run folder is damaged"
+            )
+        if folder.store is None:
+            raise RunError(f"{path} has no images/ folder; the run folder is damaged")
         return folder
 
     def read_run(self) -> dict[str, Any]:
+        """run.json, checked: a ``RunError`` line if it cannot be read or lacks what a resume needs."""
         try:
-            return json.loads(self.run_file.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise RunError(f"{self.run_file} cannot be read ({e}); the run folder is damaged") from None
+            info = json.loads(self.run_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:  # ValueError: bad JSON, or bytes that are not UTF-8
+            raise RunError(
+                f"{self.run_file} cannot be read ({_one_line(e)}); the run folder is damaged"
+            ) from None
+        problem = _run_info_problem(info)
+        if problem:
+            raise RunError(f"{self.run_file} is damaged: {problem}")
+        return info
+
+    def _write(self, path: Path, data: str | bytes) -> None:
+        try:
+            atomic_write(path, data)
+        except OSError as e:
+            raise RunError(
+                f"cannot write {path}: {e.strerror or _one_line(e)}; the run folder is damaged or read-only"
+            ) from None
 
     def write_run(self, info: dict[str, Any]) -> None:
-        atomic_write(self.run_file, json.dumps(info, indent=2) + "\n")
+        self._write(self.run_file, json.dumps(info, indent=2) + "\n")
 
     def set_status(self, status: RunStatus, error: str | None = None) -> None:
         info = self.read_run()
@@ -141,13 +161,28 @@ class RunFolder:
         self.write_run(info)
 
     def settle(self, traj: Trajectory | None, status: RunStatus, error: str | None = None) -> None:
-        """Leave the folder complete for ``status``: the trajectory, the film strip, then run.json."""
+        """Leave the folder complete for ``status``: the trajectory, the film strip, then run.json.
+
+        A trajectory or film strip that cannot be written (a folder in its place, a full disk) still
+        leaves run.json saying the run stopped (``failed``, never ``running``), then raises a ``RunError``.
+        """
         from strokeagent.runs.report import write_report
 
+        problem = None
         if traj is not None:
-            self.write_trajectory(traj)
-            write_report(self.path, traj, self.store)  # type: ignore[arg-type]
+            try:
+                self.write_trajectory(traj)
+                write_report(self.path, traj, self.store)  # type: ignore[arg-type]
+            except RunError as e:
+                problem = e
+            except OSError as e:
+                problem = RunError(f"cannot write the run's files in {self.path}: {e.strerror or _one_line(e)}; "
+                                   "the run folder is damaged or read-only")  # fmt: skip
+        if problem is not None and status in ("running", "finished"):
+            status, error = "failed", str(problem)
         self.set_status(status, error)
+        if problem is not None:
+            raise problem
 
     def first_trajectory(self, info: dict[str, Any] | None = None) -> Trajectory:
         """The trajectory before any stage: what run.json (or ``info``, what was just written there) asks for."""
@@ -158,10 +193,29 @@ class RunFolder:
         )  # fmt: skip
 
     def write_trajectory(self, traj: Trajectory) -> None:
-        atomic_write(self.trajectory_file, traj.model_dump_json(indent=2) + "\n")
+        self._write(self.trajectory_file, traj.model_dump_json(indent=2) + "\n")
 
     def read_trajectory(self) -> Trajectory:
         return Trajectory.model_validate_json(self.trajectory_file.read_text())
+
+
+def _one_line(e: BaseException | str) -> str:
+    """An error's message on one line (a stage's exception may span several)."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _run_info_problem(info: Any) -> str | None:
+    """What run.json lacks for a resume, or None."""
+    if not isinstance(info, dict):
+        return f"it holds a {type(info).__name__}, not the run's table"
+    for key, kind in (("run_id", str), ("prompt", str), ("seed", int), ("policy", str)):
+        value = info.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is str and not value):
+            return f"{key} is missing or not a {'string' if kind is str else 'whole number'}"
+    pauses = info.get("pause_before", [])
+    if not isinstance(pauses, list) or not all(isinstance(p, str) for p in pauses):
+        return "pause_before is not a list of stage names"
+    return None
 
 
 def _as_policy(policy: Policy | str | Path | None) -> Policy:
@@ -208,13 +262,14 @@ async def astream(
         "error": None,
     }
     folder.write_run(info)
-    start = folder.first_trajectory(info)
-    folder.write_trajectory(start)
-    # aclosing: a consumer that stops early closes the run here and now, not whenever it is collected.
-    events = _drive(folder, policy, run_id, {"trajectory": start.model_dump(mode="json")}, pause_before)
-    async with aclosing(events):
-        async for event in events:
-            yield event
+    with _never_left_running(folder):
+        start = folder.first_trajectory(info)
+        folder.write_trajectory(start)
+        # aclosing: a consumer that stops early closes the run here and now, not whenever it is collected.
+        events = _drive(folder, policy, run_id, {"trajectory": start.model_dump(mode="json")}, pause_before)
+        async with aclosing(events):
+            async for event in events:
+                yield event
 
 
 async def aresume(
@@ -257,9 +312,25 @@ async def aresume(
     edits = {"plan": edit_plan, "reflection": edit_reflection}
     folder.set_status("running")
     events = _drive(folder, policy, info["run_id"], None, pause_before, edits)
-    async with aclosing(events):
-        async for event in events:
-            yield event
+    with _never_left_running(folder):
+        async with aclosing(events):
+            async for event in events:
+                yield event
+
+
+@contextmanager
+def _never_left_running(folder: RunFolder) -> Iterator[None]:
+    """Whatever stops a run (an error before its first stage, a cancel), run.json does not go on saying running."""
+    try:
+        yield
+    except BaseException as e:
+        try:
+            if folder.read_run().get("status") == "running":
+                stopped = isinstance(e, GeneratorExit | asyncio.CancelledError | KeyboardInterrupt)
+                folder.set_status("paused" if stopped else "failed", None if stopped else _one_line(e))
+        except RunError:
+            pass  # run.json cannot be read or written: nothing more can be said in it
+        raise
 
 
 def apply_edits(traj: Trajectory, plan: str | None = None, reflection: str | None = None) -> Trajectory:
@@ -277,7 +348,9 @@ def apply_edits(traj: Trajectory, plan: str | None = None, reflection: str | Non
         if old is None or not plan.strip():
             raise RunError("--edit-plan: " + ("the run has no plan to edit yet; pause it after a plan stage"
                                               if old is None else "the new instruction is empty"))  # fmt: skip
-        new = Plan(instruction=" ".join(plan.split()), description=" ".join(plan.split()), done=old.value.done)
+        new = Plan(
+            instruction=" ".join(plan.split()), description=" ".join(plan.split()), done=old.value.done
+        )
         states.append(State(stage=old.stage, value=new, by="user"))
     if reflection is not None:
         old = newest(Reflection)
@@ -301,7 +374,7 @@ async def _drive(
     pause_before: tuple[str, ...],
     edits: dict[str, str | None] | None = None,
 ) -> AsyncIterator[StageEvent]:
-    from strokeagent.runs.checkpoints import open_checkpointer
+    from strokeagent.runs.checkpoints import damaged, open_checkpointer
 
     assert folder.store is not None
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": recursion_limit(policy.loop)}
@@ -312,7 +385,12 @@ async def _drive(
         nodes = StageNodes(policy, folder.store)
         graph = nodes.compile(checkpointer=saver, pause_before=pause_before)
         if initial is None:
-            initial, config, traj = await _continuation(graph, config, folder, nodes)
+            try:
+                initial, config, traj = await _continuation(graph, config, folder, nodes)
+            except RunError:
+                raise
+            except Exception as e:  # sqlite's "malformed", a blob that does not decode: the file is damaged
+                raise damaged(folder.checkpoint_file, e) from None
             if edits and any(v is not None for v in edits.values()):
                 try:
                     traj, config = await _edit(graph, config, traj, edits)
@@ -347,7 +425,8 @@ async def _drive(
             folder.settle(traj, "failed", f"{type(e).__name__}: {e}")
             kept = len(list(folder.store.root.glob("*.png")))
             raise RunError(
-                f"the run stopped in a stage: {type(e).__name__}: {e}; it kept {kept} images in {folder.path}; "
+                f"the run stopped in a stage: {type(e).__name__}: {_one_line(e)}; it kept {kept} images in "
+                f"{folder.path}; "
                 f"fix the cause, then `strokeagent resume {folder.path}`"
             ) from e
         if paused:
@@ -355,7 +434,17 @@ async def _drive(
             return
         traj = traj.model_copy(update={"final_image": traj.canvas})
         if traj.final_image is not None:
-            shutil.copyfile(folder.store.path(traj.final_image), folder.final_file)
+            try:
+                final = folder.store.read_bytes(traj.final_image)
+                folder._write(folder.final_file, final)
+            except (OSError, RunError) as e:
+                error = (
+                    e
+                    if isinstance(e, RunError)
+                    else RunError(f"cannot write {folder.final_file}: {_one_line(e)}")
+                )
+                folder.settle(traj, "failed", str(error))
+                raise error from None
         folder.settle(traj, "finished")
     # The final event repeats the last stage with the finished trajectory, so consumers see final_image.
     last = traj.timings[-1]

@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from strokeagent.errors import RunError
+
 T = TypeVar("T")
 
 
@@ -65,18 +67,33 @@ class ThreadSqliteSaver(SqliteSaver):
         return await self._on_writer(self.get_delta_channel_history, config=config, channels=channels)
 
 
+def damaged(path: Path, e: BaseException) -> RunError:
+    """The one line for a checkpoint database that cannot be read: what broke, and how to go on."""
+    why = " ".join(str(e).split()) or "unreadable"
+    return RunError(
+        f"the checkpoint database {path} is damaged ({type(e).__name__}: {why}); move it aside to start the run "
+        f"over from run.json (same seeds, same images), then `strokeagent resume {path.parent}`"
+    )
+
+
 @contextmanager
 def open_checkpointer(path: str | Path) -> Iterator[ThreadSqliteSaver]:
     """The checkpointer of one run folder's ``checkpoints.sqlite``; every write done and the file closed on exit.
 
     The tables are made on the writer thread right away, while the caller compiles its graph.
     """
-    conn = sqlite3.connect(str(path), check_same_thread=False)
-    # synchronous=OFF: SQLite hands each write to the OS and does not wait for the disk, so the database
-    # survives a killed process (what resume is for) but not a power cut, like every other file of the
-    # run (atomic renames, no fsync). The syncs it skips -- switching to WAL, checkpointing the WAL on
-    # close -- cost more than all the rest of starting and finishing a run.
-    conn.execute("PRAGMA synchronous=OFF")
+    conn = None
+    try:
+        conn = sqlite3.connect(str(path), check_same_thread=False)
+        # synchronous=OFF: SQLite hands each write to the OS and does not wait for the disk, so the database
+        # survives a killed process (what resume is for) but not a power cut, like every other file of the
+        # run (atomic renames, no fsync). The syncs it skips -- switching to WAL, checkpointing the WAL on
+        # close -- cost more than all the rest of starting and finishing a run.
+        conn.execute("PRAGMA synchronous=OFF")
+    except sqlite3.Error as e:  # a folder in its place, a file that is not a database
+        if conn is not None:
+            conn.close()
+        raise damaged(Path(path), e) from None
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoints")
     saver = ThreadSqliteSaver(conn, writer)
     writer.submit(saver.setup)
