@@ -118,6 +118,7 @@ def _assignments(
     shape: tuple[int, int],
     strict: bool,
     rng: np.random.Generator,
+    budget: list[int] | None = None,
 ) -> Iterator[dict[str, tuple[int, int]]]:
     """Every way to give each object its own cell with all relations allowed, in seeded order."""
     cells = [(c, r) for r in range(shape[1]) for c in range(shape[0])]
@@ -142,6 +143,10 @@ def _assignments(
             return
         used = set(assigned.values())
         for cell in order:
+            if budget is not None:
+                if budget[1] <= 0:  # the search itself is exponential where nothing fits: bounded too
+                    return
+                budget[1] -= 1
             if cell not in used and consistent(ids[i], cell):
                 assigned[ids[i]] = cell
                 yield from walk(i + 1)
@@ -202,9 +207,14 @@ def _align(oid: str, relations: Sequence[Relation]) -> str:
     return "middle"
 
 
-#: Candidate layouts one solve may check before it gives up on the relations it still has: the search is
-#: exponential in the worst case (contradictions, crowds), and a prompt must not spend seconds here.
+#: Candidate layouts one solve may check, and cells it may try while searching for them, before it gives
+#: up on the relations it still has: the search is exponential in the worst case (contradictions, crowds),
+#: and a prompt must not spend seconds here.
 BUDGET = 400
+SEARCH_BUDGET = 20_000
+#: Free spots ``find_place`` checks against an instance's relations at each glyph size.
+PLACES_TRIED = 300
+CROWD_NEEDS = 4
 
 
 def _try_layout(
@@ -215,11 +225,11 @@ def _try_layout(
     inner = size - 2 * MARGIN
     for strict, shape in itertools.product((True, False), _shapes(len(ids))):
         cw, ch = inner / shape[0], inner / shape[1]
-        for n, cells in enumerate(_assignments(ids, relations, shape, strict, rng)):
+        for n, cells in enumerate(_assignments(ids, relations, shape, strict, rng, budget)):
             if n >= 24:  # enough alternatives; the next grid shape is a better bet
                 break
             for jitter in (1.0, 1.0, 0.0):
-                if budget[0] <= 0:
+                if budget[0] <= 0 or budget[1] <= 0:
                     return None
                 budget[0] -= 1
                 boxes = {}
@@ -241,17 +251,17 @@ def _solve(graph_json: str, size: int, seed: int) -> Layout:
     rng = np.random.default_rng(seed)
     relations = list(graph.relations)
     dropped: list[Relation] = []
-    budget = [BUDGET]
+    budget = [BUDGET, SEARCH_BUDGET]
     while True:
         boxes = _try_layout(graph, relations, size, rng, budget)
         if boxes is not None or not relations:
             break
         # Contradictory relations: give up the last mentioned until the rest can be drawn; with the budget
         # spent, all of them at once (one last, bounded try).
-        if budget[0] <= 0:
+        if budget[0] <= 0 or budget[1] <= 0:
             dropped += reversed(relations)
             relations = []
-            budget = [BUDGET // 10]
+            budget = [BUDGET // 10, SEARCH_BUDGET // 10]
         else:
             dropped.append(relations.pop())
     if boxes is None:  # only a crowd too large for the frame gets here
@@ -310,7 +320,10 @@ def find_place(
         for o in obstacles:
             free &= ~((gx + fp[0] < o[2]) & (o[0] < gx + fp[2]) & (gy + fp[1] < o[3]) & (o[1] < gy + fp[3]))
         dist = (gx + gw / 2 - prefer[0]) ** 2 + (gy + gh / 2 - prefer[1]) ** 2
-        for i in np.flatnonzero(free)[np.argsort(dist[free], kind="stable")]:
+        # The nearest free spots first; with many relations to keep (a crowd), only so many of them: checking
+        # every one of thousands cost seconds a stage, and a smaller glyph is the better next try.
+        tried = None if len(needs) <= CROWD_NEEDS else PLACES_TRIED
+        for i in np.flatnonzero(free)[np.argsort(dist[free], kind="stable")][:tried]:
             box = (int(gx[i]), int(gy[i]), int(gx[i]) + gw, int(gy[i]) + gh)
             if all(n.met(box) for n in needs):
                 return box
