@@ -75,7 +75,7 @@ def test_the_default_store_is_mlruns_in_the_bench_folder(tmp_path, monkeypatch):
 def test_ablate_mlflow_logs_every_order(tmp_path):
     uri = (tmp_path / "mlruns").as_uri()
     out = tmp_path / "b"
-    r = run_cli("ablate", "geneval:2", "--orders", "plan,draft;draft", "--out", str(out), "--mlflow-uri", uri)
+    r = run_cli("ablate", "geneval:2", "--orders", "plan,draft;draft", "--out", str(out), "--mlflow", uri)  # --mlflow URI, as the issue writes it
     assert r.returncode == 0, r.stderr
     assert f"mlflow         {uri}" in r.stdout
     client, runs = _runs(uri)

@@ -477,10 +477,27 @@ def serve_image(
 
 
 def main() -> None:
+    sys.argv[1:] = mlflow_uri_argument(sys.argv[1:])
     try:
         app()
     except BrokenPipeError:  # `strokeagent policies | head`
         sys.exit(0)
+
+
+def mlflow_uri_argument(args: list[str]) -> list[str]:
+    """``--mlflow URI`` as ``--mlflow-uri URI``: typer's options take a value always or never, and ``--mlflow``
+    alone must stay a switch. Only a URI (``scheme://...``) is taken, so ``--mlflow geneval:60`` keeps its suite.
+
+        >>> mlflow_uri_argument(["ablate", "--mlflow", "http://127.0.0.1:5000", "geneval:60"])
+        ['ablate', '--mlflow-uri', 'http://127.0.0.1:5000', 'geneval:60']
+        >>> mlflow_uri_argument(["ablate", "--mlflow", "geneval:60"])
+        ['ablate', '--mlflow', 'geneval:60']
+    """
+    out = list(args)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--mlflow" and "://" in out[i + 1]:
+            out[i] = "--mlflow-uri"
+    return out
 
 
 # -- benchmarks (strokeagent.bench) -----------------------------------------------------------------
