@@ -105,11 +105,15 @@ class RunFolder:
     final_file = property(lambda self: self.path / "final.png")
 
     @classmethod
-    def create(cls, path: str | Path) -> RunFolder:
+    def create(cls, path: str | Path, info: dict[str, Any] | None = None) -> RunFolder:
+        """A new run folder; with ``info``, its run.json written at once (everything it needs is computed
+        before), so a kill leaves either nothing of the run or a run that ``resume`` can start."""
         path = Path(path)
         taken = "is not empty; choose another --out or remove it"
         with new_output_folder(path, what="run", taken=taken, error=RunError):
             (path / "images").mkdir(parents=True, exist_ok=True)
+            if info is not None:
+                atomic_write(path / "run.json", json.dumps(info, indent=2) + "\n")
         return cls(path)
 
     @classmethod
@@ -249,7 +253,6 @@ async def astream(
     policy = _as_policy(policy)
     # The run id is the folder's name (LangGraph's thread id in it): one name for the run wherever it is shown.
     run_id = (Path(out).resolve().name if out is not None else "") or new_run_id(seed)
-    folder = RunFolder.create(out if out is not None else Path("runs") / run_id)
     info = {
         "run_id": run_id,
         "prompt": prompt,
@@ -261,7 +264,7 @@ async def astream(
         "status": "running",
         "error": None,
     }
-    folder.write_run(info)
+    folder = RunFolder.create(out if out is not None else Path("runs") / run_id, info)
     with _never_left_running(folder):
         start = folder.first_trajectory(info)
         folder.write_trajectory(start)
