@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import urlparse
 
 from pydantic import BaseModel, ValidationError
 
 from strokeagent.backends.image import encode_png
+from strokeagent.backends.openai_client import ClientPerLoop, api_key_from, check_base_url
 from strokeagent.errors import PolicyError, RunError
 
 if TYPE_CHECKING:
@@ -74,26 +72,15 @@ class OpenAIHead:
         extra_body: dict[str, Any] | None = None,
         http_client: Any = None,
     ) -> None:
-        url = urlparse(base_url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise PolicyError(
-                f"openai head: base_url {base_url!r} is not an http(s) URL like http://127.0.0.1:8000/v1"
-            )
+        base_url = check_base_url("openai head", base_url, "http://127.0.0.1:8000/v1")
         if not model:
             raise PolicyError("openai head: 'model' is empty; give the name the server serves")
         if structured not in ("json_schema", "prompt"):
             raise PolicyError(f"openai head: structured = {structured!r}; use 'json_schema' or 'prompt'")
         if timeout <= 0 or max_retries < 0 or max_tokens < 1:
             raise PolicyError("openai head: timeout and max_tokens must be > 0, max_retries >= 0")
-        self.api_key = "EMPTY"
-        if api_key_env is not None:
-            key = os.environ.get(api_key_env)
-            if not key:
-                raise PolicyError(
-                    f"openai head: the environment variable {api_key_env} (api_key_env) is not set"
-                )
-            self.api_key = key
-        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key_from("openai head", api_key_env)
+        self.base_url = base_url
         self.model = model
         self.structured = structured
         self.vision = vision
@@ -106,9 +93,7 @@ class OpenAIHead:
         self.extra_body = dict(extra_body or {})
         #: An ``httpx.AsyncClient`` to send through (tests give one with a ``MockTransport``); else the SDK's own.
         self.http_client = http_client
-        # An AsyncOpenAI is bound to the event loop it first ran in, and a head outlives loops (load_backend
-        # caches it; every sync call has its own): one client per loop, dropped with its loop.
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._clients = ClientPerLoop(self, on_request=self._count)
         self.calls = 0  # requests sent, the SDK's retries included (the benchmark reads it)
 
     def __str__(self) -> str:
@@ -121,7 +106,7 @@ class OpenAIHead:
         import openai  # lazy: the sketch policy and the CLI never import it
 
         request = self._request(messages, images, schema)
-        client = self._client()
+        client = self._clients.get()
         last = "no attempt made"
         for invalid in range(self.max_retries + 1):  # the SDK retries transport faults inside each call
             try:
@@ -137,20 +122,6 @@ class OpenAIHead:
             except (ValidationError, ValueError) as e:
                 last = f"the reply does not match {schema.__name__}: {_first_line(e)}"
         raise RunError(f"{self}: no valid answer after {self.max_retries + 1} attempts; last: {last}")
-
-    def _client(self) -> Any:
-        import httpx
-        import openai
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            http = self.http_client or httpx.AsyncClient(timeout=self.timeout)
-            http.event_hooks.setdefault("request", []).append(self._count)
-            client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
-                                        max_retries=self.max_retries, http_client=http)  # fmt: skip
-            self._clients[loop] = client
-        return client
 
     async def _count(self, request: Any) -> None:
         self.calls += 1

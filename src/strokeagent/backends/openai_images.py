@@ -36,15 +36,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import os
-import weakref
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlparse
 
 from PIL import Image
 
 from strokeagent.backends.image import TASKS, ImageBackendError, ImageRequest, decode_png
+from strokeagent.backends.openai_client import ClientPerLoop, api_key_from, check_base_url
 from strokeagent.core.store import png_bytes
 from strokeagent.errors import PolicyError
 
@@ -74,11 +72,7 @@ class OpenAIImagesBackend:
         name: str | None = None,
         http_client: Any = None,
     ) -> None:
-        url = urlparse(base_url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise PolicyError(
-                f"openai-images: base_url {base_url!r} is not an http(s) URL like http://127.0.0.1:8100/v1"
-            )
+        base_url = check_base_url("openai-images", base_url, "http://127.0.0.1:8100/v1")
         unknown = [t for t in tasks if t not in TASKS]
         if unknown or not tasks:
             raise PolicyError(
@@ -91,15 +85,8 @@ class OpenAIImagesBackend:
             )
         if timeout <= 0 or max_retries < 0:
             raise PolicyError("openai-images: timeout must be > 0 and max_retries >= 0")
-        self.api_key = "EMPTY"  # what a local server without a key accepts
-        if api_key_env is not None:
-            key = os.environ.get(api_key_env)
-            if not key:
-                raise PolicyError(
-                    f"openai-images: the environment variable {api_key_env} (api_key_env) is not set"
-                )
-            self.api_key = key
-        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key_from("openai-images", api_key_env)
+        self.base_url = base_url
         self.model = model
         self.tasks = frozenset(tasks)
         self.api_key_env = api_key_env
@@ -109,27 +96,13 @@ class OpenAIImagesBackend:
         self.extra_body = dict(extra_body or {})
         self.name = name or "openai-images"
         self.http_client = http_client
-        # An AsyncOpenAI is bound to the event loop it first ran in: one client per loop, dropped with it.
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._clients = ClientPerLoop(self)
         self.last_batch_sizes: list[
             int
         ] = []  # what `serve image` reported (its extra `batch_size`), for tests
 
     def __str__(self) -> str:
         return f"image backend {self.name} at {self.base_url}"
-
-    def _client(self) -> Any:
-        import httpx
-        import openai
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            http = self.http_client or httpx.AsyncClient(timeout=self.timeout)
-            client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
-                                        max_retries=self.max_retries, http_client=http)  # fmt: skip
-            self._clients[loop] = client
-        return client
 
     async def generate(self, requests: Sequence[ImageRequest]) -> list[Image.Image]:
         """One image per request, sent concurrently (a batching server batches them)."""
@@ -138,7 +111,7 @@ class OpenAIImagesBackend:
                 raise ImageBackendError(
                     f"{self} cannot do {r.task}; its description lists {', '.join(sorted(self.tasks))}"
                 )
-        client = self._client()
+        client = self._clients.get()
         return list(await asyncio.gather(*(self._one(client, r) for r in requests)))
 
     def body(self, request: ImageRequest) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -230,20 +231,27 @@ def run(
     if critic is not None:
         raise _fail(f"--critic {critic} scores the candidates of --best-of K; add --best-of 2 (or more)")
 
-    try:
+    with _cli_errors("every finished stage is kept", out_dir):
         check_prompt(prompt)
         loaded = load_policy(policy)
         run_dir = out_dir if out_dir is not None else Path("runs") / new_run_id(seed)
         events = astream(prompt, loaded, seed=seed, out=run_dir, pause_before=tuple(pause_before or ()))
         last = _follow(events, quiet, stages=loaded.loop.order)  # type: ignore[arg-type]
+    _summarise(last, run_dir)
+
+
+@contextmanager
+def _cli_errors(kept: str, resume: Path | None = None) -> Iterator[None]:
+    """A user's error as one `error:` line (exit 2); Ctrl-C as what is kept and how to go on (exit 130)."""
+    try:
+        yield
     except StrokeAgentError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: every finished stage is kept")
-        if out_dir is not None:
-            out.print(f"continue:   strokeagent resume {out_dir}")
+        err.print(f"[yellow]interrupted[/]: {kept}")
+        if resume is not None:
+            out.print(f"continue:   strokeagent resume {resume}", markup=False)
         raise typer.Exit(130) from None
-    _summarise(last, run_dir)
 
 
 def _drive_best_of(make, folder: Path, title: str, quiet: bool) -> None:  # noqa: ANN001 - make(progress) -> coroutine
@@ -256,15 +264,10 @@ def _drive_best_of(make, folder: Path, title: str, quiet: bool) -> None:  # noqa
             score = f" · score {candidate.score:.3f}" if candidate.score is not None else ""
             err.print(f"  candidate {candidate.run} {candidate.status}{score}", soft_wrap=True)
 
-    try:
-        with err.status(f"{title}: starting…", spinner="dots") as status:
-            result = asyncio.run(make(progress))
-    except StrokeAgentError as e:
-        raise _fail(str(e)) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: every finished stage of every candidate is kept")
-        out.print(f"continue:   strokeagent resume {folder}", markup=False)
-        raise typer.Exit(130) from None
+    with _cli_errors("every finished stage of every candidate is kept", folder), err.status(
+        f"{title}: starting…", spinner="dots"
+    ) as status:
+        result = asyncio.run(make(progress))
     for line in result.lines():
         out.print(line, markup=False, soft_wrap=True)
 
@@ -332,7 +335,7 @@ def resume(
         return
 
     edits = (edit_plan is not None) + (edit_reflection is not None)
-    try:
+    with _cli_errors("every finished stage is kept", run_dir):
         events = aresume(
             run_dir,
             pause=not no_pause,
@@ -341,12 +344,6 @@ def resume(
             edit_reflection=edit_reflection,
         )
         last = _follow(events, quiet, edits=edits, stages=_recorded_order(run_dir))
-    except StrokeAgentError as e:
-        raise _fail(str(e)) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: every finished stage is kept")
-        out.print(f"continue:   strokeagent resume {run_dir}", markup=False)
-        raise typer.Exit(130) from None
     _summarise(last, run_dir)
 
 
@@ -522,14 +519,39 @@ def _parse_seeds(seeds: str | None, images_per_prompt: int) -> list[int]:
         raise BenchError(f"--seeds {seeds!r}: give whole numbers separated by commas, e.g. 0,1,2") from None
 
 
-def _option_refusal(command: str, ray: bool, ray_address: str | None, mlflow: str | None) -> None:
-    """One `error:` line, before any work, when --ray or --mlflow asks for an extra that is not installed."""
-    from strokeagent.extras import option_refusal
+# The options `bench` and `ablate` share.
+_Concurrency = Annotated[int, typer.Option(help="Samples running at once (on Ray: per actor).")]
+_Ray = Annotated[bool, typer.Option("--ray", help="Run every sample on Ray: start or join a local Ray instance.")]
+_RayAddress = Annotated[
+    str | None,
+    typer.Option(help="Run on the Ray cluster at ADDRESS (ray://head:10001); --out on a shared filesystem."),
+]
+_Mlflow = Annotated[
+    bool,
+    typer.Option("--mlflow", help="Log the bench to MLflow (MLFLOW_TRACKING_URI, else a file store in OUT/mlruns)."),
+]
+_MlflowUri = Annotated[
+    str | None, typer.Option(help="Log the bench to the MLflow server or store at URI (implies --mlflow).")
+]
 
+
+def _preflight(
+    command: str, critic: str, detector: Path | None, ray: bool, ray_address: str | None, mlflow: bool,
+    mlflow_uri: str | None,
+) -> str | None:  # fmt: skip
+    """One `error:` line, before any work, when --ray, --mlflow or the critic needs an extra that is not
+    installed; the MLflow URI to log to ("" for the default, None for no tracking)."""
+    from strokeagent.core.registry import CRITIC_KINDS
+    from strokeagent.extras import kind_refusal, option_refusal
+
+    track = mlflow_uri or ("" if mlflow else None)
     cluster = "--ray-address" if ray_address else "--ray" if ray else None
-    for option in (cluster, "--mlflow" if mlflow is not None else None):
+    for option in (cluster, "--mlflow" if track is not None else None):
         if option is not None and (refusal := option_refusal(command, option)) is not None:
             raise _fail(refusal)
+    if (refusal := kind_refusal(CRITIC_KINDS, "geneval" if detector else critic, "--critic")) is not None:
+        raise _fail(refusal)
+    return track
 
 
 def _bench(
@@ -551,7 +573,7 @@ def _bench(
     from strokeagent.bench.runner import run_bench
     from strokeagent.bench.suites import load_bench_suite, suite_name
 
-    try:
+    with _cli_errors("finished samples are kept; run the same command to continue"):
         items = load_bench_suite(suite)
         seed_list = _parse_seeds(seeds, images_per_prompt)
         critic_spec: str | dict = critic
@@ -592,11 +614,6 @@ def _bench(
 
             uri = tracking_uri(mlflow or None, result.out)
             run_id = log_bench(result, uri, suite=suite)
-    except StrokeAgentError as e:
-        raise _fail(str(e)) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: finished samples are kept; run the same command to continue")
-        raise typer.Exit(130) from None
     out.print((result.out / "table.md").read_text(), markup=False, highlight=False, soft_wrap=True)
     kept = f" ({len(result.records) - result.ran} already done)" if result.ran < len(result.records) else ""
     err.print(f"[bold green]done[/]: {len(result.records)} samples{kept}")
@@ -639,38 +656,18 @@ def bench(
     clip: Annotated[
         Path | None, typer.Option(help="CLIP folder: colours for geneval, or the clip-score model.")
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Samples running at once (on Ray: per actor).")] = 4,
-    ray: Annotated[
-        bool, typer.Option("--ray", help="Run every sample on Ray: start or join a local Ray instance.")
-    ] = False,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(help="Run on the Ray cluster at ADDRESS (ray://head:10001); --out on a shared filesystem."),
-    ] = None,
-    mlflow: Annotated[
-        bool,
-        typer.Option(
-            "--mlflow",
-            help="Log the bench to MLflow (MLFLOW_TRACKING_URI, else a file store in OUT/mlruns).",
-        ),
-    ] = False,
-    mlflow_uri: Annotated[
-        str | None, typer.Option(help="Log the bench to the MLflow server or store at URI (implies --mlflow).")
-    ] = None,
+    concurrency: _Concurrency = 4,
+    ray: _Ray = False,
+    ray_address: _RayAddress = None,
+    mlflow: _Mlflow = False,
+    mlflow_uri: _MlflowUri = None,
 ) -> None:
     """Run every prompt of SUITE through every policy; write scores, a table, a chart and index.html.
 
     Resumable: run the same command again after a kill and it continues where it stopped.
     """
-    from strokeagent.core.registry import CRITIC_KINDS
-    from strokeagent.extras import kind_refusal
-
-    track = mlflow_uri or ("" if mlflow else None)
-    _option_refusal("bench", ray, ray_address, track)
-    if (refusal := kind_refusal(CRITIC_KINDS, "geneval" if detector else critic, "--critic")) is not None:
-        raise _fail(refusal)
-    cluster = ray_address or ray
-    _bench(suite, policy, out_dir, seeds, images_per_prompt, critic, detector, clip, concurrency, cluster, track)
+    track = _preflight("bench", critic, detector, ray, ray_address, mlflow, mlflow_uri)
+    _bench(suite, policy, out_dir, seeds, images_per_prompt, critic, detector, clip, concurrency, ray_address or ray, track)
 
 
 _ORDERS_HELP = (
@@ -751,24 +748,11 @@ def ablate(
     critic: Annotated[str, typer.Option(help=_CRITIC_HELP)] = "auto",
     detector: Annotated[Path | None, typer.Option(help="Detector folder for --critic geneval.")] = None,
     clip: Annotated[Path | None, typer.Option(help="CLIP folder for geneval colours or clip-score.")] = None,
-    concurrency: Annotated[int, typer.Option(help="Samples running at once (on Ray: per actor).")] = 4,
-    ray: Annotated[
-        bool, typer.Option("--ray", help="Run every sample on Ray: start or join a local Ray instance.")
-    ] = False,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(help="Run on the Ray cluster at ADDRESS (ray://head:10001); --out on a shared filesystem."),
-    ] = None,
-    mlflow: Annotated[
-        bool,
-        typer.Option(
-            "--mlflow",
-            help="Log the bench to MLflow (MLFLOW_TRACKING_URI, else a file store in OUT/mlruns).",
-        ),
-    ] = False,
-    mlflow_uri: Annotated[
-        str | None, typer.Option(help="Log the bench to the MLflow server or store at URI (implies --mlflow).")
-    ] = None,
+    concurrency: _Concurrency = 4,
+    ray: _Ray = False,
+    ray_address: _RayAddress = None,
+    mlflow: _Mlflow = False,
+    mlflow_uri: _MlflowUri = None,
 ) -> None:
     """`bench` over stage orders: what each stage adds.
 
@@ -781,13 +765,7 @@ def ablate(
     from strokeagent.bench.runner import ablation_policies
     from strokeagent.bench.suites import suite_name
     from strokeagent.core.policy import DEFAULT_POLICY, load_policy
-    from strokeagent.core.registry import CRITIC_KINDS
-    from strokeagent.extras import kind_refusal
-
-    track = mlflow_uri or ("" if mlflow else None)
-    _option_refusal("ablate", ray, ray_address, track)
-    if (refusal := kind_refusal(CRITIC_KINDS, "geneval" if detector else critic, "--critic")) is not None:
-        raise _fail(refusal)
+    track = _preflight("ablate", critic, detector, ray, ray_address, mlflow, mlflow_uri)
 
     refs: list = []
     try:
@@ -807,8 +785,7 @@ def ablate(
     if not refs:
         refs = ablation_policies()
     out_path = out_dir if out_dir is not None else Path("bench") / f"{suite_name(suite)}-ablate"
-    cluster = ray_address or ray
-    _bench(suite, refs, out_path, seeds, images_per_prompt, critic, detector, clip, concurrency, cluster, track)
+    _bench(suite, refs, out_path, seeds, images_per_prompt, critic, detector, clip, concurrency, ray_address or ray, track)
 
 
 # -- data and training (strokeagent.data, strokeagent.train) ---------------------------------------

@@ -148,15 +148,15 @@ class StageNodes:
         return sum(1 for s in step.states if s.stage == name and s.by == "stage")
 
     async def _call(self, name: str, spec: StageSpec, view: TrajectoryView) -> Any:
-        impl, role = spec.impl, spec.role
+        impl, role, method = spec.impl, spec.role, spec.method  # the method was chosen when the policy loaded
         plan = view.plan
-        if role == "plan" and _has(impl, "plan"):
+        if method == "plan":
             result = await impl.plan(view)
-        elif role == "draft" and _has(impl, "draft"):
+        elif method == "draft":
             result = await impl.draft(view, plan)
-        elif role == "reflect" and _has(impl, "reflect"):
+        elif method == "reflect":
             result = await impl.reflect(view, plan, view.open(_canvas(view, name)))
-        elif role == "refine" and _has(impl, "refine"):
+        elif method == "refine":
             result = await impl.refine(view, plan, view.open(_canvas(view, name)), view.reflection)
         else:
             result = await impl.run(view)
@@ -248,12 +248,6 @@ class StageNodes:
         )
         done = len(traj.steps) >= self.spec.max_steps or (self.spec.stop == "planner" and said_done)
         return END if done else self.spec.order[0]
-
-
-def _has(impl: Any, method: str) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(getattr(impl, method, None))
 
 
 def _canvas(view: TrajectoryView, name: str) -> ImageRef:

@@ -177,6 +177,7 @@ class StageSpec:
     ``select`` picks among ``samples``: a ``Selector``, or the name of a reflect
     stage of the policy (fewest conflicts wins). ``table`` is the TOML table it was
     built from, which a run records so that ``resume`` rebuilds the same stage.
+    ``method`` is the one the loop calls (its role's, else ``run``); the policy sets it.
     """
 
     impl: Any
@@ -184,6 +185,7 @@ class StageSpec:
     samples: int = 1
     select: Selector | str | None = None
     table: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    method: str = field(default="", compare=False, repr=False)
 
 
 def role_of(name: str, impl: Any, role: str | None = None) -> Role:
@@ -212,13 +214,14 @@ def _run_returns(impl: Any) -> Any:
         return None
 
 
-def check_stage(name: str, spec: StageSpec, where: str) -> None:
-    """The object can do its role: the role's method (``async def draft``...) or ``async def run``."""
+def check_stage(name: str, spec: StageSpec, where: str) -> str:
+    """The method the loop calls for this stage: its role's (``async def draft``...), else ``async def run``;
+    a ``PolicyError`` when the object has neither."""
     method = spec.role if spec.role in ROLE_PROTOCOLS else None
     if method and inspect.iscoroutinefunction(getattr(spec.impl, method, None)):
-        return
+        return method
     if _has_run(spec.impl):
-        return
+        return "run"
     wanted = f"`async def {method}(...)` or `async def run(self, view)`" if method else "`async def run(self, view)`"
     raise PolicyError(f"{where}: {type(spec.impl).__name__} cannot be the {name} stage: it needs {wanted}")
 
@@ -252,7 +255,8 @@ class Policy:
             except PolicyError as e:
                 raise PolicyError(f"{where} [stages.{name}]: {e}") from None
             spec = StageSpec(spec.impl, role, spec.samples, spec.select, spec.table)
-            check_stage(name, spec, f"{where} [stages.{name}]")
+            method = check_stage(name, spec, f"{where} [stages.{name}]")
+            spec = StageSpec(spec.impl, role, spec.samples, spec.select, spec.table, method)
             specs[name] = spec
         object.__setattr__(self, "stages", specs)
         for name in self.loop.order:
