@@ -48,8 +48,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from strokeagent.core.registry import SELECTOR_KINDS, STAGE_KINDS, reference_of
-from strokeagent.core.stages import ROLE_PROTOCOLS, Canvas, Selector, Stage
-from strokeagent.core.state import METHOD_STAGES, ROLES, Note, Plan, Reflection, Role
+from strokeagent.core.stages import ROLE_PROTOCOLS, Canvas, Selector
+from strokeagent.core.state import METHOD_STAGES, ROLES, Plan, Reflection, Role
 from strokeagent.errors import LoopError, PolicyError
 
 #: What `strokeagent run` and `generate` use when no policy is named, and why.
@@ -521,9 +521,7 @@ def policy_from_tables(
 
 __all__ = [
     "LoopSpec",
-    "Note",
     "Policy",
-    "Stage",
     "StageSpec",
     "check_order",
     "load_policy",
