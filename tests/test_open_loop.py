@@ -357,3 +357,16 @@ def test_the_run_id_is_the_run_folder_name(tmp_path):
     assert r.returncode == 0, r.stderr
     (folder,) = (tmp_path / "runs").iterdir()
     assert json.loads((folder / "run.json").read_text())["run_id"] == folder.name
+
+
+def test_a_selector_stage_must_have_a_reflect_method():
+    # The loop asks the selecting stage to reflect on each sample; a run-only inspection cannot, so it is
+    # refused when the policy loads rather than failing mid-run.
+    class Judge:
+        async def run(self, view: TrajectoryView) -> strokeagent.Reflection: ...
+
+    policy = test_policy()
+    stages = {**policy.stages, "judge": Judge(), "draft": strokeagent.StageSpec(policy.stage("draft"), samples=2,
+                                                                                  select="judge")}  # fmt: skip
+    with pytest.raises(PolicyError, match="select = 'judge' names no reflect stage of the policy; use one of reflect"):
+        Policy("p", policy.loop, stages)

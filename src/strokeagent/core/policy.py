@@ -329,8 +329,8 @@ def _check_samples(name: str, spec: StageSpec, specs: Mapping[str, StageSpec], w
                           '{ kind = "critic", critic = "..." }) to pick one')  # fmt: skip
     if isinstance(spec.select, str):
         chosen = specs.get(spec.select)
-        if chosen is None or chosen.role != "reflect":
-            reflects = [n for n, s in specs.items() if s.role == "reflect"] or ["(none)"]
+        if chosen is None or chosen.method != "reflect":  # the loop calls its reflect(view, plan, image)
+            reflects = [n for n, s in specs.items() if s.method == "reflect"] or ["(none)"]
             raise PolicyError(f"{where}: select = {spec.select!r} names no reflect stage of the policy; "
                               f"use one of {', '.join(reflects)} or a selector table")  # fmt: skip
     elif spec.select is not None and not inspect.iscoroutinefunction(getattr(spec.select, "scores", None)):
