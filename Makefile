@@ -12,7 +12,7 @@ SEED ?= 0
 # Elsewhere: make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: run test test-fast test-vllm lint bench clean
+.PHONY: run test test-fast test-vllm lint bench process-tiny clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ test-vllm: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/overhead.py
+
+# Rebuild the data and retrain the shipped process-tiny model from nothing (about half an hour on 2 CPU cores).
+process-tiny: $(VENV)/.dev
+	$(BIN)/strokeagent train recipes/process-tiny.toml
 
 clean:
 	rm -rf $(VENV) runs

@@ -237,7 +237,16 @@ def test_ablate_policies_folder_compares_every_policy_file(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "has no policy files" in _one_error_line(run_cli("ablate", "geneval:2", "--policies", str(empty)))
-    assert "give --orders too" in _one_error_line(run_cli("ablate", "geneval:2", "--policy", "sketch"))
+    # --policy alone: that policy's stages under the four bundled ablation loops.
+    r = run_cli("ablate", "geneval:2", "--policy", "sketch", "--out", str(tmp_path / "four"))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "four" / "summary.json").read_text())
+    assert sorted(p["policy"] for p in summary["policies"]) == [
+        "draft_reflect_refine",
+        "full",
+        "one_shot",
+        "plan_draft",
+    ]
 
 
 # -- the bench's tables are generic over stage names (no subprocess) -----------------------------

@@ -287,3 +287,32 @@ class TestProcessReflector(_Processed, ReflectorContract):
 
 class TestProcessRefiner(_Processed, RefinerContract):
     pass
+
+
+# -- process-tiny: the shipped trained model on the same process stages ------------------------
+
+
+class _ProcessTiny:
+    def make_stage(self):
+        from strokeagent.unified.process import ProcessStages
+        from strokeagent.unified.tiny import TinyProcessModel
+
+        return ProcessStages(TinyProcessModel(), format={"preamble": ""}, max_text_tokens=64)
+
+    make_planner = make_drafter = make_reflector = make_stage
+
+
+class TestProcessTinyPlanner(_ProcessTiny, PlannerContract):
+    pass
+
+
+class TestProcessTinyDrafter(_ProcessTiny, DrafterContract):
+    pass
+
+
+class TestProcessTinyReflector(_ProcessTiny, ReflectorContract):
+    pass
+
+
+class TestProcessTinyRefiner(_ProcessTiny, RefinerContract):
+    pass

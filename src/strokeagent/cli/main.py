@@ -697,6 +697,26 @@ def parse_orders(text: str) -> list[tuple[str, ...]]:
     return orders
 
 
+def ablations_of(base) -> list:  # noqa: ANN001 - a Policy
+    """``base``'s stages under each bundled ablation's loop (ablations/*), named as the ablations are."""
+    from strokeagent.bench.runner import ablation_policies
+    from strokeagent.core.policy import Policy, load_policy
+
+    policies = []
+    for ref in ablation_policies():
+        ablation = load_policy(ref)
+        missing = [n for n in ablation.loop.order if n not in base.stages]
+        if missing:
+            raise StrokeAgentError(
+                f"policy {base.name!r} has no {missing[0]} stage, which ablation {ablation.name} runs; "
+                f"its stages are {', '.join(base.stages)}"
+            )
+        ordered = base.with_loop(**ablation.loop.model_dump())
+        description = f"{base.name} under {ablation.name}: {' → '.join(ablation.loop.order)}"
+        policies.append(Policy(ablation.name, ordered.loop, ordered.stages, description))
+    return policies
+
+
 def order_policies(base, orders: list[tuple[str, ...]]) -> list:  # noqa: ANN001 - a Policy
     """``base``'s stages under each order, each named by its order (``plan+draft``); one line per bad order."""
     from strokeagent.bench import BenchError
@@ -729,7 +749,8 @@ def ablate(
         typer.Option(
             "--policy",
             "-p",
-            help="The policy whose stages --orders reorders (a file or bundled name; default sketch).",
+            help="The policy whose stages are ablated: under the bundled ablations' loops, or --orders "
+            "(a file or bundled name; default the default policy).",
         ),
     ] = None,
     policies_dir: Annotated[
@@ -756,10 +777,12 @@ def ablate(
 ) -> None:
     """`bench` over stage orders: what each stage adds.
 
-    By default the bundled ablations (ablations/*); --orders compares any stage orders of --policy's
-    stages, --policies every policy file in a folder (both may be given).
+    By default the bundled ablations (ablations/*); --policy alone runs that policy's stages under the
+    same four loops; --orders compares any stage orders of --policy's stages, --policies every policy
+    file in a folder (both may be given).
 
     Examples: strokeagent ablate geneval:200 --out benchmarks/ablation
+              strokeagent ablate geneval:553 --policy process-tiny
               strokeagent ablate geneval:50 -p examples/critique --orders "plan,draft;plan,critique,draft,reflect,refine"
     """
     from strokeagent.bench.runner import ablation_policies
@@ -770,9 +793,7 @@ def ablate(
     refs: list = []
     try:
         if policy is not None and orders is None:
-            raise _fail(
-                "--policy names the stages that --orders reorders; give --orders too (or use `bench`)"
-            )
+            refs += ablations_of(load_policy(policy))
         if orders is not None:
             refs += order_policies(load_policy(policy or DEFAULT_POLICY), parse_orders(orders))
         if policies_dir is not None:
@@ -878,6 +899,9 @@ def train_command(
         raise _fail(refusal)
     from strokeagent.train import load_config, train
 
+    if _trainee_of(config) == "process-tiny":
+        _train_tiny(config, steps)
+        return
     try:
         cfg = load_config(config, steps=steps)
         result = train(cfg, resume=not fresh, log=lambda line: err.print(escape(line)))
@@ -887,6 +911,29 @@ def train_command(
         out.print(
             escape(f"step {result.step}: checkpoint {result.checkpoint} ({result.tokens_per_s:.0f} tokens/s)")
         )
+
+
+def _trainee_of(config: Path) -> str | None:
+    import tomllib
+
+    try:
+        return tomllib.loads(config.read_text(encoding="utf-8")).get("trainee")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None  # load_config says what is wrong with the file
+
+
+def _train_tiny(config: Path, steps: int | None) -> None:
+    """The process-tiny recipe: data, training, model folder, curves and card, in one go."""
+    from strokeagent.train.tiny import load_recipe, train_tiny
+
+    try:
+        recipe = load_recipe(config, steps=steps)
+        result = train_tiny(recipe, log=lambda line: err.print(escape(line)))
+    except StrokeAgentError as e:
+        raise _fail(str(e)) from None
+    shipped = f"; shipped to {result.shipped}" if result.shipped else ""
+    out.print(escape(f"process-tiny: loss {result.final_loss:.4f} after {result.steps} steps, "
+                     f"{result.seconds / 60:.1f} min; model in {result.folder}{shipped}"))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -138,6 +138,7 @@ BACKEND_KINDS = Registry(
         "janus": "strokeagent.unified.janus:JanusModel",
         "emu3": "strokeagent.unified.emu3:Emu3Model",
         "bagel": "strokeagent.unified.bagel:BagelModel",
+        "process-tiny": "strokeagent.unified.tiny:TinyProcessModel",
     },
     entry_point_group="strokeagent.backends",
 )

@@ -266,11 +266,16 @@ class ProcessStages:
         if plan.meta.get("process", {}).get("closed"):
             previous = view.open(view.canvas)  # type: ignore[arg-type]
             return Canvas(previous.image, {**previous.meta, "process": {"closed": True}})
+        if not live.keys:  # no plan before it (a one-pass order): the prompt opens the context
+            self._add_text(live.ctx, ops, self.format.header(view.prompt))
         image = self.model.generate_image(
             live.ctx, seed=view.seed, guidance=self.guidance, steps=self.image_steps, size=self.size
         )
         self.model.add_image(live.ctx, image)
-        return Canvas(image, {"process": {"pixels": _pixels_key(image)}})
+        process: dict[str, Any] = {"pixels": _pixels_key(image), **({"ops": ops} if ops else {})}
+        # A model that paints in strokes hands its canvas document along (the stroke world's own key),
+        # so that its hand goes on from it after a resume; its inspection still reads only the pixels.
+        return Canvas(image, {"process": process, **_document_of(image)})
 
     def _reflect(self, view: TrajectoryView, plan: Plan, live: _Live, ops: list[list[Any]]) -> Reflection:
         fmt = self.format
@@ -355,8 +360,10 @@ class ProcessStages:
                     self.model.add_text(live.ctx, value)
                 elif op == "ids":
                     self.model.add_tokens(live.ctx, tuple(value))
-                else:  # an image, from the run's store
-                    self.model.add_image(live.ctx, view.open(value).image)
+                else:  # an image, from the run's store, with the document its painter handed along
+                    canvas = view.open(value)
+                    canvas.image.info.update(_document_of(canvas))
+                    self.model.add_image(live.ctx, canvas.image)
         live.keys = list(expected)
         return live
 
@@ -408,6 +415,15 @@ def _with_process(plan: Plan, out: TextOutput, ops: list[list[Any]], opened: str
     return plan.model_copy(update={"meta": {**plan.meta, "process": meta}})
 
 
+def _document_of(image_or_canvas: Any) -> dict[str, Any]:
+    """The stroke document an image (``info``) or a canvas (``meta``) carries, as ``{key: document}``."""
+    from strokeagent.sketch.document import META_KEY
+
+    held = getattr(image_or_canvas, "meta", None)
+    held = held if held is not None else image_or_canvas.info
+    return {META_KEY: held[META_KEY]} if META_KEY in held else {}
+
+
 def _opened(view: TrajectoryView) -> str:
     """The opener the previous step's last inspection wrote (``"<ins>"``), if it opened this step."""
     previous = view.steps[view.step - 1] if 0 < view.step <= len(view.steps) else None
@@ -433,7 +449,7 @@ def _text_events(view: TrajectoryView) -> list[tuple[str, Any]]:
             process = state.value.meta.get("process", {})
             if isinstance(state.value, ImageRef):
                 if "pixels" in process:
-                    events.append((process["pixels"], [["image", state.value]]))
+                    events.append((process["pixels"], [*process.get("ops", []), ["image", state.value]]))
             elif process:
                 ops = process.get("ops", [])
                 events.append((_ops_key(ops), ops))
