@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -115,6 +116,104 @@ def test_concurrent_callers_share_one_batch(sd):
     stats, results = asyncio.run(go())
     assert stats.sizes == [4] and stats.calls == 1
     assert len({png_bytes(im) for [im] in results}) == 4
+
+
+def test_strength_counts_only_through_the_steps_it_leaves():
+    img = Image.new("RGB", (64, 64))
+    half, bit_more, more = (req(image=img, steps=10, strength=s) for s in (0.5, 0.52, 0.6))
+    assert half.denoising_steps == bit_more.denoising_steps == 5 and more.denoising_steps == 6
+    assert half.shape() == bit_more.shape() != more.shape()
+    assert half.shape(exact_strength=True) != bit_more.shape(exact_strength=True)  # other pipelines
+    assert req(strength=0.5).shape() == req(strength=0.9).shape()  # text-to-image has no strength
+    assert req(steps=4).denoising_steps == 4
+
+
+def test_strengths_that_leave_the_same_steps_share_one_call(sd):
+    base = sd.run([req(seed=1)])[0]
+    half = req(image=base, steps=10, strength=0.5, seed=2)
+    bit_more = req("a blue cup", image=base, steps=10, strength=0.52, seed=3)
+    before = sd.steps_run
+    together = sd.run([half, bit_more])
+    assert sd.steps_run - before == 5  # one call of int(10 × 0.5) = int(10 × 0.52) = 5 steps, not 5 + 5
+    for r, image in zip((half, bit_more), together, strict=True):
+        [alone] = sd.run([r])  # at its own strength, in a batch of one
+        assert np.abs(np.asarray(alone, dtype=int) - np.asarray(image, dtype=int)).max() <= 1
+    before = sd.steps_run
+    sd.run([half, req(image=base, steps=10, strength=0.6, seed=4)])
+    assert sd.steps_run - before == 5 + 6  # 5 and 6 steps: two calls
+
+
+def fake_run(requests):
+    return [Image.new("RGB", (8, 8), (r.seed, 0, 0)) for r in requests]
+
+
+def test_one_caller_alone_does_not_wait_the_window():
+    async def go():
+        batcher = MicroBatcher(fake_run, window_s=0.2, max_batch=8)
+        t0 = time.monotonic()
+        for i in range(6):
+            await batcher.submit([req(seed=i)])
+        sequential = time.monotonic() - t0
+        together = await asyncio.gather(*(batcher.submit([req(seed=10 + i)]) for i in range(4)))
+        return batcher.stats, sequential, together
+
+    stats, sequential, together = asyncio.run(go())
+    assert stats.sizes == [1] * 6 + [4] and stats.callers == [1] * 6 + [4]
+    # Only the first waits the window (nothing to go by yet); its batches of one tell the others not to.
+    assert stats.waits[0] >= 0.19 and max(stats.waits[1:]) < 0.05
+    assert sequential < 6 * 0.2 / 2
+    assert [im.getpixel((0, 0))[0] for [im] in together] == [10, 11, 12, 13]
+
+
+def test_a_batch_waits_for_the_callers_it_expects_and_no_longer():
+    async def late(batcher, seed, delay):
+        await asyncio.sleep(delay)
+        return await batcher.submit([req(seed=seed)])
+
+    async def round_of(batcher, delays):
+        return await asyncio.gather(*(late(batcher, i, d) for i, d in enumerate(delays)))
+
+    async def go():
+        batcher = MicroBatcher(fake_run, window_s=0.2, max_batch=8, memory=2)
+        await round_of(batcher, [0, 0, 0, 0])  # the first batch waits the window: 4 callers
+        await round_of(batcher, [0, 0, 0, 0.03])  # the fourth is expected: waited for, 30 ms
+        for _ in range(3):
+            await round_of(batcher, [0, 0, 0])  # the fourth is gone: 2 batches wait in vain, then none
+        await round_of(batcher, [0] * 9)  # more than max_batch: a full batch goes at once
+        return batcher.stats
+
+    stats = asyncio.run(go())
+    assert stats.sizes == [4, 4, 3, 3, 3, 8, 1]
+    w = stats.waits
+    assert w[0] >= 0.19 and 0.02 <= w[1] < 0.15 and w[2] >= 0.19 and w[3] >= 0.19
+    assert w[4] < 0.05 and w[5] < 0.05
+
+
+def test_independent_requests_keep_their_bytes_whatever_runs_beside_them(tiny, tmp_path):
+    description = tmp_path / "independent.toml"
+    description.write_text(
+        f'kind = "diffusers"\nmodel = "{tiny / "sd"}"\nindependent = true\nbatch_window_ms = 50\nthreads = 1\n'
+    )
+    backend = load_backend(description)
+    prompts = ["a dog", "a red apple", "a blue cup", "a cat"]
+
+    async def go():
+        [alone] = await backend.generate([req("a dog", seed=3)])
+        calls = backend.batch_stats.calls
+        together = await asyncio.gather(
+            *(backend.generate([req(p, seed=3 + i)]) for i, p in enumerate(prompts))
+        )
+        return alone, together, backend.batch_stats.calls - calls
+
+    alone, together, calls = asyncio.run(go())
+    assert png_bytes(alone) == png_bytes(together[0][0])
+    assert calls == 4 and backend.batch_stats.sizes[-4:] == [1] * 4
+    before = backend.steps_run
+    backend.run([req(seed=1), req(seed=2)])  # the service's batches are split too
+    assert backend.steps_run - before == 3 + 3
+    description.write_text(f'kind = "diffusers"\nmodel = "{tiny / "sd"}"\nindependent = "yes"\n')
+    with pytest.raises(PolicyError, match=r"independent must be true or false, got 'yes'$"):
+        load_backend(description)
 
 
 def test_image_to_image_inpaint_and_step_progress(sd):

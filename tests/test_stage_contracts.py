@@ -297,7 +297,7 @@ class _ProcessTiny:
         from strokeagent.unified.process import ProcessStages
         from strokeagent.unified.tiny import TinyProcessModel
 
-        return ProcessStages(TinyProcessModel(), format={"preamble": ""}, max_text_tokens=64)
+        return ProcessStages(TinyProcessModel(), format={"preamble": ""}, max_text_tokens=96)
 
     make_planner = make_drafter = make_reflector = make_stage
 

@@ -13,6 +13,7 @@ A description file::
     device = "cuda"
     cpu_offload = false
     compile = false
+    independent = false   # true: every request its own pipeline call (bytes that never depend on neighbours)
 
 What the model can do is read from its ``model_index.json`` before any weight
 loads. Text-to-image models load through ``AutoPipelineForText2Image``; their
@@ -55,6 +56,19 @@ EDIT_PIPELINES: dict[str, frozenset[str]] = {
 }
 DTYPES = ("float32", "float16", "bfloat16")
 
+#: Image-to-image and inpainting pipelines whose ``strength`` only sets where denoising starts
+#: (``get_timesteps``: the last ``int(steps * strength)`` steps) and, at exactly 1, that inpainting starts
+#: from pure noise: read in diffusers 0.42's source. Requests to these share a call when their denoising
+#: steps agree (``ImageRequest.shape``); any other pipeline groups them by exact strength.
+STEP_STRENGTH_PIPELINES = frozenset(
+    {
+        "StableDiffusionImg2ImgPipeline",
+        "StableDiffusionInpaintPipeline",
+        "StableDiffusionXLImg2ImgPipeline",
+        "StableDiffusionXLInpaintPipeline",
+    }
+)
+
 
 def model_source(model: str) -> str:
     """A local folder (``~`` and ``$VARS`` expanded; it must exist) or an ``owner/name`` hub id, as given."""
@@ -75,8 +89,11 @@ class DiffusersBackend:
     Options: ``model`` (folder or hub id), ``dtype``, ``device`` (``cpu``,
     ``cuda``, ``auto``), ``cpu_offload`` (model offload to a GPU),
     ``compile`` (``torch.compile`` the denoiser), ``batch_window_ms`` and
-    ``max_batch`` (how long concurrent requests are collected, and how many
-    run together), ``name``, ``threads`` (torch's CPU threads, process-wide). ``on_step`` may be set to a callable
+    ``max_batch`` (the most concurrent requests are held for company, and how
+    many run together: see ``MicroBatcher``), ``independent`` (every request
+    its own pipeline call, so its bytes never depend on which requests it
+    would have shared a batch with; ``max_batch`` is then 1), ``name``,
+    ``threads`` (torch's CPU threads, process-wide). ``on_step`` may be set to a callable
     ``(step, total)``: it is called from ``callback_on_step_end``.
     """
 
@@ -91,7 +108,10 @@ class DiffusersBackend:
         max_batch: int = 8,
         name: str | None = None,
         threads: int | None = None,
+        independent: bool = False,
     ) -> None:
+        if not isinstance(independent, bool):
+            raise ValueError(f"independent must be true or false, got {independent!r}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
@@ -118,7 +138,16 @@ class DiffusersBackend:
         self._lock = threading.Lock()
         self.pipeline_class, self._pipes = self._load(getattr(torch, dtype), cpu_offload, compile)
         self.tasks = frozenset(self._pipes)
-        self._batcher = MicroBatcher(self.run, window_s=batch_window_ms / 1000, max_batch=max_batch)
+        self.independent = independent
+        self._exact_strength = any(
+            type(pipe).__name__ not in STEP_STRENGTH_PIPELINES
+            for task, pipe in self._pipes.items()
+            if task in ("image-to-image", "inpaint")
+        )
+        # Batches of one: a full batch goes at once, so independent requests never wait for a window either.
+        self._batcher = MicroBatcher(
+            self.run, window_s=batch_window_ms / 1000, max_batch=1 if independent else max_batch
+        )
 
     def __repr__(self) -> str:
         return f"DiffusersBackend({self.name!r}, {self.pipeline_class}, tasks={sorted(self.tasks)})"
@@ -192,9 +221,13 @@ class DiffusersBackend:
         return self._batcher.stats
 
     def run(self, requests: Sequence[ImageRequest]) -> list[Image.Image]:
-        """Synchronously: one pipeline call per group of requests with the same shape."""
+        """Synchronously: one pipeline call per group of requests with the same shape (per request if independent)."""
         out: list[Image.Image | None] = [None] * len(requests)
-        for group in group_by_shape(requests):
+        if self.independent:  # the service hands over its own batches: split them here too
+            groups = [[i] for i in range(len(requests))]
+        else:
+            groups = group_by_shape(requests, exact_strength=self._exact_strength)
+        for group in groups:
             images = self._call([requests[i] for i in group])
             for i, image in zip(group, images, strict=True):
                 out[i] = image
@@ -238,6 +271,7 @@ class DiffusersBackend:
         if first.task == "inpaint":
             kwargs["mask_image"] = [r.mask.convert("L").resize(size) for r in batch]  # type: ignore[union-attr]
         if first.task in ("image-to-image", "inpaint"):
+            # Any member's strength will do: the group shares the steps it leaves, hence the schedule.
             kwargs["strength"] = first.strength
         accepted = inspect.signature(pipe.__call__).parameters
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}  # e.g. InstructPix2Pix takes no size
@@ -252,9 +286,7 @@ class DiffusersBackend:
         return [im if im.size == size else im.resize(size) for im in images]
 
     def _step_callback(self, request: ImageRequest) -> Callable[..., dict[str, Any]]:
-        total = request.steps
-        if request.task in ("image-to-image", "inpaint"):
-            total = min(int(request.steps * request.strength), request.steps)
+        total = request.denoising_steps
 
         def on_step_end(
             pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]

@@ -7,15 +7,15 @@
     'edit'
 
 A backend takes a list of requests and returns one image per request, in
-order. Requests whose shapes agree (same task, size, steps, guidance,
-strength) run as one pipeline call, each with its own seeded generator, so the
-same seed gives the same picture whether it ran alone or in a batch (up to
-the last bit of floating point: see ``tests/test_image_backends.py``).
+order. Requests whose shapes agree (same task, size, denoising steps, guidance:
+``ImageRequest.shape``) run as one pipeline call, each with its own seeded
+generator, so the same seed gives the same picture whether it ran alone or in
+a batch (up to the last bit of floating point: see ``tests/test_image_backends.py``).
 
-``MicroBatcher`` is how concurrent callers (several runs in one process, or
-the HTTP service's clients) end up in one call: it holds requests for a few
-milliseconds, then hands the whole lot to a synchronous ``run`` in a worker
-thread.
+``MicroBatcher`` is how concurrent callers (several runs in one process)
+end up in one call: it holds requests for at most a few milliseconds, and
+only while more callers are likely to come, then hands the whole lot to a
+synchronous ``run`` in a worker thread.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import asyncio
 import base64
 import io
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -90,14 +91,35 @@ class ImageRequest:
             return "edit"
         return "inpaint" if self.mask is not None else "image-to-image"
 
-    def shape(self) -> tuple[Any, ...]:
-        """Requests with equal shapes can share one pipeline call."""
-        strength = self.strength if self.task in ("image-to-image", "inpaint") else None
+    @property
+    def denoising_steps(self) -> int:
+        """The steps a pipeline runs: image-to-image and inpainting run the last ``int(steps * strength)``.
+
+        That is diffusers' ``get_timesteps`` in the Stable Diffusion (1.x, 2.x, XL) pipelines.
+        """
+        if self.task in ("image-to-image", "inpaint"):
+            return min(int(self.steps * self.strength), self.steps)
+        return self.steps
+
+    def shape(self, exact_strength: bool = False) -> tuple[Any, ...]:
+        """Requests with equal shapes can share one pipeline call.
+
+        Strength counts only through the steps it leaves to run: in the Stable Diffusion pipelines it sets
+        where denoising starts (``denoising_steps`` from the end, the same timestep for the same count) and,
+        at exactly 1, that inpainting starts from pure noise; nothing else. So strengths 0.5 and 0.52 at 10
+        steps (5 steps each) share a call run at either strength, with the same result for both.
+        ``exact_strength=True`` keys on the strength itself, for pipelines where it does more (the
+        flow-matching ones start at ``int(steps - steps * strength)`` instead, for one).
+        """
+        strength: Any = None
+        if self.task in ("image-to-image", "inpaint"):
+            strength = self.strength if exact_strength else self.strength == 1.0
         return (
             self.task,
             self.width,
             self.height,
             self.steps,
+            self.denoising_steps,
             self.guidance,
             strength,
             self.negative_prompt is None,
@@ -161,31 +183,45 @@ def require_task(backend: Any, task: Task, where: str) -> None:
         )
 
 
-def group_by_shape(requests: Sequence[ImageRequest]) -> list[list[int]]:
-    """Indices of ``requests`` grouped by shape, each group in request order."""
+def group_by_shape(requests: Sequence[ImageRequest], exact_strength: bool = False) -> list[list[int]]:
+    """Indices of ``requests`` grouped by shape (``ImageRequest.shape``), each group in request order."""
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, r in enumerate(requests):
-        groups.setdefault(r.shape(), []).append(i)
+        groups.setdefault(r.shape(exact_strength), []).append(i)
     return list(groups.values())
 
 
 @dataclass
 class BatchStats:
-    """What the batcher did: for tests and the benchmark."""
+    """What the batcher did: for tests and the benchmark. One entry per batch in each list."""
 
     calls: int = 0  # calls to ``run``
     requests: int = 0
-    sizes: list[int] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)  # requests
+    callers: list[int] = field(default_factory=list)  # ``submit`` calls with a request in the batch
+    waits: list[float] = field(default_factory=list)  # seconds held back for company before it ran
 
 
 class MicroBatcher:
-    """Collects requests from concurrent callers for ``window_s``, then runs them as one batch.
+    """Collects requests from concurrent callers, then runs them as one batch.
 
         batcher = MicroBatcher(backend.run, window_s=0.005, max_batch=8)
         image, = await batcher.submit([request])
 
     ``run`` is synchronous (a pipeline call) and runs in a worker thread, one
     batch at a time; requests that arrive meanwhile wait for the next batch.
+
+    The window adapts: ``window_s`` is the most a batch waits, not what it
+    always waits. A batch goes at once when it holds ``max_batch`` requests,
+    or when no more callers are expected: it waits only while fewer callers
+    (``submit`` calls) are pending than the largest of the last ``memory``
+    batches held. So one trajectory alone never waits (its batches hold one
+    caller each), four that draw together wait for the fourth, and for no longer
+    than it takes to come or ``window_s``. When a caller drops out the others
+    wait in vain for at most ``memory`` batches, then expect one fewer. The
+    first batch, with nothing to go by, waits the whole window, as a fixed
+    window would. Callers counted rather than requests: one caller's four
+    candidates are not four callers to wait for.
     """
 
     def __init__(
@@ -193,43 +229,69 @@ class MicroBatcher:
         run: Callable[[list[ImageRequest]], list[Image.Image]],
         window_s: float = 0.005,
         max_batch: int = 8,
+        memory: int = 8,
     ) -> None:
-        if window_s < 0 or max_batch < 1:
-            raise ValueError("batch window must be >= 0 s and max_batch >= 1")
+        if window_s < 0 or max_batch < 1 or memory < 1:
+            raise ValueError("batch window must be >= 0 s, and max_batch and memory >= 1")
         self._run = run
         self.window_s = window_s
         self.max_batch = max_batch
         self.stats = BatchStats()
-        self._pending: list[tuple[ImageRequest, asyncio.Future]] = []
+        self._recent: deque[int] = deque(maxlen=memory)  # callers per batch, newest last
+        self._submits = 0  # numbers each submit: a caller's id in ``_pending``
+        self._pending: list[tuple[ImageRequest, asyncio.Future, int]] = []
+        self._arrived = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def expected_callers(self) -> int:
+        """How many callers a batch waits for: the most the recent batches held (``max_batch`` before any)."""
+        return max(self._recent, default=self.max_batch)
 
     async def submit(self, requests: Sequence[ImageRequest]) -> list[Image.Image]:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a new event loop (asyncio.run per CLI call): start afresh
             self._loop, self._pending, self._worker = loop, [], None
+            self._arrived = asyncio.Event()
+        self._submits += 1
         futures = [loop.create_future() for _ in requests]
-        self._pending.extend(zip(requests, futures, strict=True))
+        self._pending.extend((r, f, self._submits) for r, f in zip(requests, futures, strict=True))
+        self._arrived.set()
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._drain())
         return list(await asyncio.gather(*futures))
 
     async def _drain(self) -> None:
         while self._pending:
-            deadline = time.monotonic() + self.window_s
-            while len(self._pending) < self.max_batch and time.monotonic() < deadline:
-                await asyncio.sleep(min(0.001, self.window_s))
+            start = time.monotonic()
+            while (
+                len(self._pending) < self.max_batch
+                and len({caller for *_, caller in self._pending}) < self.expected_callers()
+            ):
+                left = start + self.window_s - time.monotonic()
+                if left <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), left)
+                except TimeoutError:
+                    break
+            waited = time.monotonic() - start
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            callers = len({caller for *_, caller in batch})
+            self._recent.append(callers)
             self.stats.calls += 1
             self.stats.requests += len(batch)
             self.stats.sizes.append(len(batch))
+            self.stats.callers.append(callers)
+            self.stats.waits.append(waited)
             try:
-                images = await asyncio.to_thread(self._run, [r for r, _ in batch])
+                images = await asyncio.to_thread(self._run, [r for r, *_ in batch])
             except Exception as e:  # every waiting caller learns why
-                for _, fut in batch:
+                for _, fut, _ in batch:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
-            for (_, fut), image in zip(batch, images, strict=True):
+            for (_, fut, _), image in zip(batch, images, strict=True):
                 if not fut.done():
                     fut.set_result(image)
