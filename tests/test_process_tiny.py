@@ -124,9 +124,18 @@ def test_a_run_paused_and_resumed_in_new_processes_equals_an_uninterrupted_one(t
         pauses += 1
     assert pauses >= 3
     assert (run / "final.png").read_bytes() == (tmp_path / "whole" / "final.png").read_bytes()
-    assert [[s.value.model_dump() for s in step.states] for step in b.steps] == [
-        [s.value.model_dump() for s in step.states] for step in whole.steps
-    ]
+    assert _contents(b) == _contents(whole)  # what each stage wrote; only what it paid (usage) differs
+
+
+def _contents(traj) -> list:
+    """Every state of a run without its usage: a stage that rebuilt the context paid more for the same output."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "usage"}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    return [[strip(s.value.model_dump()) for s in step.states] for step in traj.steps]
 
 
 def test_every_ablation_order_runs(tmp_path):
@@ -152,8 +161,12 @@ def test_malformed_output_of_an_untrained_model_is_recorded_not_fatal(tmp_path):
     )
     (tmp_path / "p.toml").write_text(policy_text)
     traj = strokeagent.generate(PROMPT, policy=load_policy(tmp_path / "p.toml"), seed=0, out=tmp_path / "r")
-    notes = [n for step in traj.steps for s in step.states for n in s.value.meta["process"]["malformed"]
-             if hasattr(s.value, "meta") and "process" in s.value.meta and "malformed" in s.value.meta["process"]]  # fmt: skip
+    notes = [
+        note
+        for step in traj.steps
+        for state in step.states
+        for note in getattr(state.value, "meta", {}).get("process", {}).get("malformed", [])
+    ]
     assert notes  # random weights write no well-formed plan: each gap is named, and the run still ends
     assert (tmp_path / "r" / "final.png").is_file()
 
@@ -228,12 +241,12 @@ def test_the_shortened_recipe_trains_and_its_loss_falls_below_the_recorded_bound
 
     recipe = load_recipe(
         ROOT / "recipes" / "process-tiny.toml",
-        out=str(tmp_path / "t"), ship=False, prompts=400, samples=600, steps=80, batch=16, log_every=10,
-        dim=64, layers=2, heads=2, threads=1, workers=1,
+        out=str(tmp_path / "t"), ship=False, prompts=400, samples=600, steps=160, batch=16, log_every=10, lr=4e-3,
+        dim=64, layers=2, heads=2, threads=1, workers=1, warmup=10,
     )  # fmt: skip
     result = train_tiny(recipe, log=lambda line: None)
     curve = json.loads((tmp_path / "t" / "curves.json").read_text())
     assert curve[0]["loss"] > 3.0
-    assert result.final_loss < 1.6  # recorded: 80 steps of this schedule reach about 1.2
+    assert result.final_loss < 1.4  # recorded 2026-11-27: 5.4 over the first 10 steps, 1.0 after 160
     assert (tmp_path / "t" / "model" / "MODEL_CARD.md").is_file()
     TinyProcessModel(str(tmp_path / "t" / "model"))  # what it wrote loads

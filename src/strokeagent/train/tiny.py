@@ -9,9 +9,10 @@ One command (``strokeagent train recipes/process-tiny.toml``, or ``make
 process-tiny``) does it all, on CPUs in well under an hour, faster on a GPU:
 
 1. **Data** (``data.tiny``): ``samples`` trajectories of ``prompts`` GenEval-style
-   prompts (never one of the ``held_out`` suite's, which the model is measured
-   on), in the four modes, the hand's mistakes seeded per sample; built on
-   ``workers`` processes, the same bytes for the same recipe.
+   prompts and single objects phrased otherwise (``SINGLE_PHRASINGS``) — never
+   one of the ``held_out`` suite's prompts, which the model is measured on — in
+   the four modes, the hand's mistakes seeded per sample; built on ``workers``
+   processes, the same bytes for the same recipe.
 2. **Training**: the torch twin of ``unified.tiny.TinyTransformer`` (the same
    weights, names and arithmetic), AdamW with warm-up and cosine decay,
    cross-entropy on what the model writes.
@@ -94,12 +95,22 @@ def load_recipe(path: str | Path, **overrides: Any) -> TinyRecipe:
 # -- 1. data ------------------------------------------------------------------------------
 
 
+#: One object alone, phrased otherwise than GenEval's "a photo of a X": every one of GenEval's 80 single-object
+#: prompts is in the held-out suite, and without these the model would never see a prompt with one object.
+SINGLE_PHRASINGS = ("a picture of {a} {c}", "an image of {a} {c}", "{a} {c}")
+
+
 def training_prompts(recipe: TinyRecipe) -> list[str]:
     from strokeagent.data.build import read_suite
     from strokeagent.scene import generate_suite
+    from strokeagent.scene.vocab import COCO_CLASSES
 
     held = {item.prompt for item in read_suite(recipe.held_out)}
-    prompts = sorted({item.prompt for item in generate_suite(recipe.prompts, seed=recipe.prompt_seed)} - held)
+    drawn = {item.prompt for item in generate_suite(recipe.prompts, seed=recipe.prompt_seed)}
+    single = {
+        p.format(a="an" if c[0] in "aeiou" else "a", c=c) for p in SINGLE_PHRASINGS for c in COCO_CLASSES
+    }
+    prompts = sorted((drawn | single) - held)
     if not prompts:
         raise TrainError("every training prompt is held out; raise `prompts` or change `held_out`")
     return prompts

@@ -56,12 +56,13 @@ import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from strokeagent.core.stages import Canvas, TrajectoryView
 from strokeagent.core.state import ImageRef, Plan, Reflection, StageUsage
 from strokeagent.errors import PolicyError
-from strokeagent.unified.protocol import Context, TextOutput, UnifiedModel, Usage
+from strokeagent.unified.protocol import Context, ContextFull, TextOutput, UnifiedModel, Usage
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -225,18 +226,40 @@ class ProcessStages:
     # -- the four stages ------------------------------------------------------
 
     async def plan(self, view: TrajectoryView) -> Plan:
-        return await asyncio.to_thread(self._run, view, lambda live, ops: self._plan(view, live, ops))
+        return await asyncio.to_thread(
+            self._run, view, lambda live, ops: self._plan(view, live, ops), partial(self._closing_plan, view)
+        )
 
     async def draft(self, view: TrajectoryView, plan: Plan) -> Canvas:
-        return await asyncio.to_thread(self._run, view, lambda live, ops: self._paint(view, plan, live, ops))
+        return await asyncio.to_thread(
+            self._run, view, lambda live, ops: self._paint(view, plan, live, ops), partial(self._unchanged, view, None)
+        )
 
     async def reflect(self, view: TrajectoryView, plan: Plan, image: Canvas) -> Reflection:
         return await asyncio.to_thread(
-            self._run, view, lambda live, ops: self._reflect(view, plan, live, ops)
+            self._run, view, lambda live, ops: self._reflect(view, plan, live, ops), _closing_reflection
         )
 
     async def refine(self, view: TrajectoryView, plan: Plan, image: Canvas, reflection: Reflection) -> Canvas:
-        return await asyncio.to_thread(self._run, view, lambda live, ops: self._paint(view, plan, live, ops))
+        return await asyncio.to_thread(
+            self._run, view, lambda live, ops: self._paint(view, plan, live, ops), partial(self._unchanged, view, image)
+        )
+
+    # -- when the context is full: the run closes where it stands ------------------------
+
+    def _closing_plan(self, view: TrajectoryView, why: str) -> Plan:
+        return Plan(instruction=self.format.closed_instruction, description=self._last_description(view), done=True,
+                    meta=_full_meta(why))  # fmt: skip
+
+    def _unchanged(self, view: TrajectoryView, image: Canvas | None, why: str) -> Canvas:
+        """The canvas as it stands (blank before any)."""
+        canvas = image if image is not None else view.open(view.canvas) if view.canvas is not None else None
+        if canvas is None:
+            from PIL import Image
+
+            side = self.size or getattr(self.model, "native_size", None) or 512
+            canvas = Canvas(Image.new("RGB", (side, side), "white"), {})
+        return Canvas(canvas.image, {**canvas.meta, "process": _full_meta(why)["process"]})
 
     # -- what each stage writes ---------------------------------------------------
 
@@ -325,8 +348,9 @@ class ProcessStages:
 
     # -- the shared context -------------------------------------------------------
 
-    def _run(self, view: TrajectoryView, write: Any) -> Any:
-        """Find (or rebuild) the run's context, let ``write`` extend it, record usage and ops."""
+    def _run(self, view: TrajectoryView, write: Any, full: Any) -> Any:
+        """Find (or rebuild) the run's context, let ``write`` extend it, record usage and ops; when the context
+        has no room (``ContextFull``), what ``full`` gives: a closing result that ends the run."""
         key = (view.trajectory.run_dir, view.prompt, view.trajectory.seed)
         live = self._live.pop(key, None)  # out while in use: a stage that fails leaves nothing stale
         expected = _event_keys(view)
@@ -335,7 +359,11 @@ class ProcessStages:
         live = kept
         history = live.ctx.length  # what a model without a kept context would have to encode again
         ops: list[list[Any]] = []
-        result = write(live, ops)
+        try:
+            result = write(live, ops)
+        except ContextFull as e:
+            self.model.drop(live.ctx)  # part of this stage went in: not a state to go on from
+            return full(f"the context is full: {e}; the run ends here")
         usage = live.ctx.usage.since(before)
         meta = {**result.meta.get("process", {}), "usage": {**vars(usage), "history": history}}
         # What the call cost comes back with its result: runs sharing this object cannot mix it up.
@@ -422,6 +450,14 @@ def _document_of(image_or_canvas: Any) -> dict[str, Any]:
     held = getattr(image_or_canvas, "meta", None)
     held = held if held is not None else image_or_canvas.info
     return {META_KEY: held[META_KEY]} if META_KEY in held else {}
+
+
+def _full_meta(why: str) -> dict[str, Any]:
+    return {"process": {"closed": True, "malformed": [why], "ops": []}}
+
+
+def _closing_reflection(why: str) -> Reflection:
+    return Reflection(ok=True, done=True, meta=_full_meta(why))
 
 
 def _opened(view: TrajectoryView) -> str:

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 StopReason = Literal["stop", "eos", "image", "length"]
 
 
+class ContextFull(Exception):
+    """A model's context has no room for what a stage would add: the process stages end the run there."""
+
+
 @dataclass
 class Usage:
     """Tokens that went through the model: chunk-prefilled, and generated one by one."""

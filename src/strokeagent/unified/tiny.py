@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from strokeagent.errors import PolicyError
-from strokeagent.unified.protocol import Context, TextOutput
+from strokeagent.unified.protocol import Context, ContextFull, TextOutput
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "process-tiny"
 PATCH_GRID = 4  # patches a side: one per cell of the hand's grid
@@ -202,9 +202,7 @@ class TinyTransformer:
         t = x.shape[0]
         end = start + t
         if end > cfg.max_len:
-            raise PolicyError(
-                f"process-tiny's context is full ({cfg.max_len} tokens); lower the loop's max_steps or max_refines"
-            )
+            raise ContextFull(f"process-tiny holds {cfg.max_len} tokens")
         x = x + w["pos_emb"][start:end]
         mask = np.triu(np.full((t, end), -np.inf, np.float32), k=start + 1)
         for i in range(cfg.layers):
