@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PROMPT ?= a photo of two red apples left of a blue cup and a dog below the cup
+PROMPT ?= a photo of a dog left of a cup
 SEED ?= 0
 # The CPU build of torch goes in first, so that no extra's plain `torch` requirement pulls a CUDA build.
 # Elsewhere: make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"

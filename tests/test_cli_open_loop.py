@@ -200,7 +200,7 @@ def test_ablate_orders_names_each_order_and_times_a_custom_stage(tmp_path):
 )
 def test_an_order_that_cannot_run_is_refused_before_any_work(tmp_path, orders, message):
     out = tmp_path / "abl"
-    line = _one_error_line(run_cli("ablate", "geneval:2", "--orders", orders, "--out", str(out)))
+    line = _one_error_line(run_cli("ablate", "geneval:2", "-p", "sketch", "--orders", orders, "--out", str(out)))
     assert message in line
     assert not out.exists()
 

@@ -23,7 +23,7 @@ from strokeagent.unified.tiny import SHIPPED, TinyProcessModel
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a photo of a dog left of a red cup"
 #: The final canvas of `strokeagent run PROMPT --seed 0` with the shipped model (recorded when it was trained).
-RECORDED_FINAL = "RECORD-ME"
+RECORDED_FINAL = "69383cbc5db73a1ad1a15dbf7d76705ffa7121a0e99517ac82ddd0987fe7960f"
 
 
 @pytest.fixture(scope="module")

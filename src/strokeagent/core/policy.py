@@ -53,9 +53,11 @@ from strokeagent.core.state import METHOD_STAGES, ROLES, Plan, Reflection, Role
 from strokeagent.errors import LoopError, PolicyError
 
 #: What `strokeagent run` and `generate` use when no policy is named, and why.
-DEFAULT_POLICY = "sketch"
+DEFAULT_POLICY = "process-tiny"
 DEFAULT_POLICY_WHY = (
-    "the rule-based reference: runs the whole method offline, no weights; no trained model ships yet"
+    "the trained unified model shipped with the package (numpy, no torch): on geneval:553 its full process "
+    "scored 0.945 with the independent judge, 0.242 above its own one shot (2026-11-27); it knows GenEval's "
+    "grammar only, so `sketch`, the rule-based reference, is the one for free-form prompts"
 )
 #: Keys of a stage table that are the loop's, not the kind's.
 LOOP_KEYS = ("role", "samples", "select")
