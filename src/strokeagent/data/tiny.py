@@ -1,8 +1,8 @@
 """Process trajectories of the stroke world, as token sequences for ``process-tiny`` to learn from.
 
     >>> seq = trajectory("a photo of a dog left of a cup", mode="full", seed=0)
-    >>> seq.text()[:60]
-    '<bos><prompt>a photo of a dog left of a cup</prompt><ins>Draw a'
+    >>> seq.text(loss=True)[:39]                      # what the model writes first: the plan of step 1
+    '<ins>Draw a cup.</ins><des>A cup.</des>'
 
 One sample is what the ``process`` stages and the model would put in one
 context, in that order — the prompt, each step's ``<ins>``/``<des>`` plan, the
