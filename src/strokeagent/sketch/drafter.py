@@ -21,7 +21,7 @@ from strokeagent.core.state import Plan
 from strokeagent.sketch.document import SketchDocument
 from strokeagent.sketch.glyphs import render
 from strokeagent.sketch.layout import SceneLayout
-from strokeagent.sketch.mistakes import MISTAKE_KINDS, applicable, make_mistake, mistake_probability
+from strokeagent.sketch.mistakes import MISTAKE_KINDS, add_mistaken, applicable, mistake_probability
 from strokeagent.sketch.scenes import layout_for, needs_for, place_instance, planned_ids, scene_of_plan
 
 #: The largest canvas side: a canvas is drawn and inspected in memory, four bytes a pixel and more.
@@ -94,14 +94,7 @@ class SketchDrafter:
             slipped = rng.random() < p
             kinds = applicable(self.mistakes, doc, needs := needs_for(graph, obj, doc, among))
             if slipped and kinds:
-                kind = kinds[int(rng.integers(len(kinds)))]
-                mistaken, under = make_mistake(kind, drawn, doc, needs, rng)
-                if mistaken is None:
-                    continue
-                doc = doc.add(mistaken)
-                if under:
-                    low = min(d.z for d in doc.instances) - 1
-                    doc = doc.replace(doc.instances[-1].model_copy(update={"z": low}))
+                doc = add_mistaken(doc, kinds[int(rng.integers(len(kinds)))], drawn, needs, rng)
             else:
                 doc = doc.add(drawn)
         image, _ = render(doc)

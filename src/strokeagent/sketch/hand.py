@@ -30,7 +30,7 @@ import numpy as np
 
 from strokeagent.scene.vocab import COCO_CLASSES
 from strokeagent.sketch.document import Box, Drawn, SketchDocument
-from strokeagent.sketch.mistakes import MISTAKE_KINDS, make_mistake, mistake_probability
+from strokeagent.sketch.mistakes import MISTAKE_KINDS, add_mistaken, applicable, mistake_probability
 from strokeagent.sketch.palette import rgb_for
 
 SIZE = 512
@@ -86,22 +86,15 @@ def paint(
             rgb=rgb_for(stroke.color, stroke.cls),
             box=cell_box(stroke.col, stroke.row),
         )
-        slipped = rng.random() < p
-        kinds = [k for k in HAND_MISTAKES if k != "overlap" or doc.instances]
-        if not slipped:
+        if rng.random() >= p:
             doc = doc.add(drawn)
             continue
+        kinds = applicable(HAND_MISTAKES, doc, [])
         kind = kinds[int(rng.integers(len(kinds)))]
         if kind == "misplaced":
             cells = [(c, r) for c in range(GRID) for r in range(GRID) if (c, r) != (stroke.col, stroke.row)]
             col, row = cells[int(rng.integers(len(cells)))]
             doc = doc.add(drawn.model_copy(update={"box": cell_box(col, row)}))
-            continue
-        mistaken, under = make_mistake(kind, drawn, doc, [], rng)
-        if mistaken is None:
-            continue
-        doc = doc.add(mistaken)
-        if under:
-            low = min(d.z for d in doc.instances) - 1
-            doc = doc.replace(doc.instances[-1].model_copy(update={"z": low}))
+        else:
+            doc = add_mistaken(doc, kind, drawn, [], rng)
     return doc

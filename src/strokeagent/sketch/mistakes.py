@@ -92,6 +92,20 @@ def make_mistake(
     raise ValueError(f"unknown mistake kind {kind!r}; use one of {', '.join(MISTAKE_KINDS)}")
 
 
+def add_mistaken(
+    doc: SketchDocument, kind: str, drawn: Drawn, needs: list[Need], rng: np.random.Generator
+) -> SketchDocument:
+    """``doc`` with ``drawn`` added gone wrong in the way ``kind`` says: dropped, or added over or under the rest."""
+    mistaken, under = make_mistake(kind, drawn, doc, needs, rng)
+    if mistaken is None:
+        return doc
+    doc = doc.add(mistaken)
+    if under:
+        low = min(d.z for d in doc.instances) - 1
+        doc = doc.replace(doc.instances[-1].model_copy(update={"z": low}))
+    return doc
+
+
 def _moved(drawn: Drawn, dx: int, dy: int) -> Drawn:
     x0, y0, x1, y1 = drawn.box
     return drawn.model_copy(update={"box": (x0 + dx, y0 + dy, x1 + dx, y1 + dy)})
