@@ -36,6 +36,7 @@ from strokeagent.scene.increments import Increment, noun_phrase
 from strokeagent.sketch.document import SketchDocument
 from strokeagent.sketch.glyphs import render
 from strokeagent.sketch.hand import SIZE, Stroke, cell_box, paint
+from strokeagent.sketch.measure import inspect
 from strokeagent.sketch.palette import nearest_color
 from strokeagent.sketch.scenes import increments_of_prompt, scene_of_prompt
 from strokeagent.unified.process import ProcessFormat
@@ -111,18 +112,17 @@ def strokes_for(graph: SceneGraph, ids: list[str], cells: dict[str, list[tuple[i
 
 def wrong_strokes(doc: SketchDocument, wanted: list[Stroke]) -> list[Stroke]:
     """The strokes the canvas does not show as asked: missing, moved, hidden, or (if a colour was asked) recoloured."""
-    _, ids = render(doc)
+    seen = {s.object_id: s for s in inspect(render(doc)[0], doc)}
     by_key = {d.object_id: d for d in doc.instances}
     wrong = []
     for s in wanted:
         d = by_key.get(s.key)
-        if d is None or d.box != cell_box(s.col, s.row):
-            wrong.append(s)
-            continue
-        x0, y0, x1, y1 = (max(0, min(SIZE, v)) for v in d.box)
-        own = np.count_nonzero(ids[y0:y1, x0:x1] == d.iid)
-        full = np.count_nonzero(render(SketchDocument(size=SIZE, instances=[d]))[1][y0:y1, x0:x1] == d.iid)
-        if own < MIN_VISIBLE * full or (s.color and nearest_color(d.rgb) != s.color):
+        if (
+            d is None
+            or d.box != cell_box(s.col, s.row)
+            or seen[s.key].visible_fraction < MIN_VISIBLE
+            or (s.color and nearest_color(d.rgb) != s.color)
+        ):
             wrong.append(s)
     return wrong
 
