@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from strokeagent.core.registry import Registry
 from strokeagent.errors import PolicyError, TrainError
+
+M = TypeVar("M", bound=BaseModel)
 
 # A trainee is a model family wrapped for process training; its interface is in trainer.py's docstring.
 TRAINEES = Registry(
@@ -97,20 +99,28 @@ class TrainConfig(BaseModel):
 
 def load_config(path: str | Path, **overrides: object) -> TrainConfig:
     """A ``TrainConfig`` from a TOML file, relative paths resolved against it; ``overrides`` win."""
+    return load_toml_model(path, TrainConfig, "config", ("model", "data", "out"), overrides)
+
+
+def load_toml_model(
+    path: str | Path, model: type[M], what: str, path_keys: tuple[str, ...], overrides: dict[str, object]
+) -> M:
+    """``model`` from a TOML file: the ``path_keys`` resolved against the file, ``overrides`` (not None) win;
+    any problem is one ``TrainError`` line naming the training ``what`` ("config", "recipe")."""
     path = Path(path)
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
-        raise TrainError(f"cannot read training config {path}: {e.strerror}") from None
+        raise TrainError(f"cannot read training {what} {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise TrainError(f"{path}: not valid TOML ({e}); fix the file") from None
-    for key in ("model", "data", "out"):
+    for key in path_keys:
         if isinstance(table.get(key), str) and not Path(table[key]).expanduser().is_absolute():
             table[key] = str((path.parent / table[key]).resolve())
     table.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return TrainConfig.model_validate(table)
+        return model.model_validate(table)
     except ValidationError as e:
         err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
+        where = ".".join(str(p) for p in err["loc"]) or what
         raise TrainError(f"{path}: {where}: {err['msg']}") from None

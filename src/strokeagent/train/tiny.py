@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import time
-import tomllib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -37,9 +36,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from strokeagent.errors import TrainError
+from strokeagent.train.config import load_toml_model
 
 
 class TinyRecipe(BaseModel):
@@ -75,21 +75,8 @@ class TinyRecipe(BaseModel):
 
 
 def load_recipe(path: str | Path, **overrides: Any) -> TinyRecipe:
-    path = Path(path)
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise TrainError(f"cannot read training recipe {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise TrainError(f"{path}: not valid TOML ({e}); fix the file") from None
-    if isinstance(table.get("out"), str) and not Path(table["out"]).expanduser().is_absolute():
-        table["out"] = str((path.parent / table["out"]).resolve())
-    table.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return TinyRecipe.model_validate(table)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise TrainError(f"{path}: {'.'.join(str(p) for p in err['loc']) or 'recipe'}: {err['msg']}") from None
+    """A ``TinyRecipe`` from a TOML file, ``out`` resolved against it; ``overrides`` win."""
+    return load_toml_model(path, TinyRecipe, "recipe", ("out",), overrides)
 
 
 # -- 1. data ------------------------------------------------------------------------------
@@ -132,14 +119,15 @@ def vocabulary_texts() -> list[str]:
     return [*words, " ".join(COLORS), " ".join(NUMBER_WORDS)]
 
 
-def build_data(recipe: TinyRecipe, log: Callable[[str], None]) -> tuple[Any, list[dict[str, np.ndarray]]]:
+def build_data(
+    recipe: TinyRecipe, prompts: list[str], log: Callable[[str], None]
+) -> tuple[Any, list[dict[str, np.ndarray]]]:
     from strokeagent.data.tiny import MODES, encode
     from strokeagent.unified.tiny import build_tokenizer
 
     unknown = set(recipe.modes) - set(MODES)
     if unknown:
         raise TrainError(f"unknown mode {sorted(unknown)[0]!r} in `modes`; the modes are {', '.join(MODES)}")
-    prompts = training_prompts(recipe)
     rng = np.random.default_rng(recipe.seed)
     names = list(recipe.modes)
     weights = np.array([recipe.modes[n] for n in names], float)
@@ -278,7 +266,8 @@ def train_tiny(recipe: TinyRecipe, log: Callable[[str], None] = print) -> TinyRe
         raise TrainError(f"dim {recipe.dim} must be a multiple of heads {recipe.heads}")
     out = Path(recipe.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    tok, rows = build_data(recipe, log)
+    prompts = training_prompts(recipe)
+    tok, rows = build_data(recipe, prompts, log)
     data_s = time.time() - t_start
     torch.manual_seed(recipe.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -331,7 +320,7 @@ def train_tiny(recipe: TinyRecipe, log: Callable[[str], None] = print) -> TinyRe
         "parameters": params,
         "vocabulary": len(tok),
         "trajectories": len(rows),
-        "training_prompts": len(training_prompts(recipe)),
+        "training_prompts": len(prompts),
         "target_tokens_seen": tokens,
         "data_seconds": round(data_s),
         "train_seconds": round(train_s),
