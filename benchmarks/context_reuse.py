@@ -46,7 +46,8 @@ def pro_1b_config():  # -> JanusConfig with Janus-Pro-1B's shapes
     )
 
 
-def build(size: str, folder: Path) -> Path:
+def build(size: str, folder: Path, device: str = "cpu") -> Path:
+    """A random-weight Janus folder: ``tiny`` or Janus-Pro-1B's shapes in bfloat16, initialised on ``device``."""
     if size == "tiny":
         return build_tiny_janus(folder)
     import torch
@@ -56,11 +57,13 @@ def build(size: str, folder: Path) -> Path:
     from strokeagent.testing.unified import tiny_janus_tokenizer
 
     torch.manual_seed(0)
-    model = JanusForConditionalGeneration(pro_1b_config()).to(torch.bfloat16)
+    with torch.device(device):
+        model = JanusForConditionalGeneration(pro_1b_config()).to(torch.bfloat16)
     processor = JanusProcessor(image_processor=JanusImageProcessorPil(size={"height": 384, "width": 384}, min_size=14),
                                tokenizer=tiny_janus_tokenizer(), num_image_tokens=576)  # fmt: skip
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    del model  # the caller loads it again from the folder
     return folder
 
 

@@ -117,26 +117,9 @@ def build_sd(tiny: bool, device: str, folder: Path) -> Path:
 
 
 def build_janus(tiny: bool, device: str, folder: Path) -> Path:
-    from strokeagent.testing.unified import build_tiny_janus
+    from context_reuse import build  # benchmarks/ is this script's folder, first on sys.path
 
-    if tiny:
-        return build_tiny_janus(folder)
-    import torch
-    from context_reuse import pro_1b_config  # benchmarks/ is this script's folder, first on sys.path
-    from transformers import JanusForConditionalGeneration, JanusProcessor
-    from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
-
-    from strokeagent.testing.unified import tiny_janus_tokenizer
-
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = JanusForConditionalGeneration(pro_1b_config()).to(torch.bfloat16)
-    processor = JanusProcessor(image_processor=JanusImageProcessorPil(size={"height": 384, "width": 384}, min_size=14),
-                               tokenizer=tiny_janus_tokenizer(), num_image_tokens=576)  # fmt: skip
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    del model
-    return folder
+    return build("tiny" if tiny else "pro-1b", folder, device)
 
 
 # -- measuring ----------------------------------------------------------------------------------------
