@@ -261,8 +261,10 @@ class TinyProcessModel:
         self._not_text = np.zeros(len(tok), bool)
         for t in ("<pad>", "<bos>", "<unk>", "<patch>", "</img>", "<draw>", "</draw>"):
             self._not_text[tok.id(t)] = True
-        for kind in ("cls", "color", "col", "row"):
-            self._not_text[tok.strokes_of(kind)] = True
+        # A stroke's four slots, each held to its own tokens; the first may also end the strokes.
+        cls, color, col, row = (np.array(tok.strokes_of(k)) for k in ("cls", "color", "col", "row"))
+        self._stroke_slots = (np.append(cls, self._end_draw), color, col, row)
+        self._not_text[np.concatenate([cls, color, col, row])] = True
 
     # -- contexts ------------------------------------------------------------------------
 
@@ -344,12 +346,10 @@ class TinyProcessModel:
         tok = self.tokenizer
         fork = self.fork(ctx)
         self._feed(fork, [self._draw])
-        slots = {k: np.array(tok.strokes_of(k)) for k in ("cls", "color", "col", "row")}
         strokes, n = [], 0
         for _ in range(self.max_strokes):
-            first = np.append(slots["cls"], self._end_draw)
             picked = []
-            for allowed in (first, slots["color"], slots["col"], slots["row"]):
+            for allowed in self._stroke_slots:
                 token = int(allowed[np.argmax(fork.state.logits[allowed])])
                 n += 1
                 if token == self._end_draw:
