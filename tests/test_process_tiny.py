@@ -250,3 +250,26 @@ def test_the_shortened_recipe_trains_and_its_loss_falls_below_the_recorded_bound
     assert result.final_loss < 1.4  # recorded 2026-11-27: 5.4 over the first 10 steps, 1.0 after 160
     assert (tmp_path / "t" / "model" / "MODEL_CARD.md").is_file()
     TinyProcessModel(str(tmp_path / "t" / "model"))  # what it wrote loads
+
+
+def test_its_inspection_reads_the_pixels_alone(model):
+    """The same canvas with its document stripped (a PNG round trip) reads the same; a blank one is flagged."""
+    import io
+
+    from PIL import Image
+
+    ctx = model.new_context()
+    model.add_text(ctx, "<prompt>a photo of a dog left of a cup</prompt><ins>Draw a cup.</ins><des>A cup.</des>")
+    image = model.generate_image(ctx, seed=3)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    bare = Image.open(io.BytesIO(buffer.getvalue()))
+    assert "sketch" not in bare.info
+    inspections = []
+    for canvas in (image, bare, Image.new("RGB", (SIZE, SIZE), (245, 243, 238))):
+        fork = model.fork(ctx)
+        model.add_image(fork, canvas)
+        model.add_text(fork, "<inspect>")
+        inspections.append(model.generate_text(fork, stop=("</inspect>",), max_new_tokens=40, seed=0).text)
+    assert inspections[0] == inspections[1] and "<image_check>ok</image_check>" in inspections[0]
+    assert "<image_check>the cup is wrong</image_check>" in inspections[2]
