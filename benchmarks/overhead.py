@@ -12,6 +12,10 @@ run with ``astream``:
    (the film strip, the final files) are reported apart, once per run.
 2. *Ratio*: stages that take 100 ms (``delay=0.1``); the whole run's wall time,
    start-up and finish included, over the time spent inside the stages.
+3. *Ratio with GPU-sized images*: the shape of ``benchmarks/gpu.py``'s trajectory (3 steps, a
+   reflection that fails once a step: 15 stages, 6 images) with a drafter and a refiner that wait
+   100 ms in a worker thread, as a GPU call does, and return 512×512 noise, which is what
+   random-weight pipelines paint and the slowest image to encode as PNG (about 30 ms here).
 
 Measured on the project's 2-core machine, 2026-11-26, nothing else running, 7 runs: per transition
 1.79-2.21 ms (median 1.90); start-up 9-12 ms; finish 7.5-9 ms; ratio 1.032-1.043, bare LangGraph
@@ -28,8 +32,14 @@ import time
 from pathlib import Path
 from typing import TypedDict
 
+import numpy as np
+from PIL import Image
+
+from strokeagent.core.policy import LoopSpec, Policy
+from strokeagent.core.stages import Canvas
 from strokeagent.runs.api import astream
 from strokeagent.testing import test_policy
+from strokeagent.testing.doubles import ScriptedPlanner, ScriptedReflector
 
 
 async def one_run(delay: float, steps: int, out: Path) -> dict[str, float]:
@@ -55,6 +65,43 @@ async def one_run(delay: float, steps: int, out: Path) -> dict[str, float]:
         "ratio": wall / inside if inside else float("nan"),
         "stages": len(traj.timings),
     }
+
+
+class NoisePainter:
+    """Draft and refine like a GPU backend: 100 ms in a worker thread, then a seeded 512² noise image."""
+
+    async def _paint(self, seed: int) -> Canvas:
+        await asyncio.to_thread(time.sleep, 0.1)
+        pixels = np.random.default_rng(seed).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+        return Canvas(Image.fromarray(pixels))
+
+    async def draft(self, view, plan) -> Canvas:  # noqa: ANN001
+        return await self._paint(view.seed)
+
+    async def refine(self, view, plan, image, reflection) -> Canvas:  # noqa: ANN001
+        return await self._paint(view.seed)
+
+
+def gpu_shaped_policy() -> Policy:
+    return Policy(
+        name="gpu-shaped",
+        description="benchmarks/gpu.py's trajectory shape, 100 ms stages in a thread, 512² noise images",
+        loop=LoopSpec(order=("plan", "draft", "reflect", "refine"), max_steps=3, max_refines=1, stop="fixed"),
+        stages={
+            "plan": ScriptedPlanner(3),
+            "draft": NoisePainter(),
+            "reflect": ScriptedReflector(1),
+            "refine": NoisePainter(),
+        },  # fmt: skip
+    )
+
+
+async def gpu_shaped_run(out: Path) -> float:
+    policy = gpu_shaped_policy()
+    start = time.perf_counter()
+    async for event in astream("benchmark", policy, seed=0, out=out):
+        traj = event.trajectory
+    return (time.perf_counter() - start) / sum(t.seconds for t in traj.timings)
 
 
 class FloorState(TypedDict):
@@ -104,6 +151,7 @@ def main(repeats: int = 5, steps: int = 10) -> None:
         fast = [asyncio.run(one_run(0.0, steps, root / f"fast-{i}")) for i in range(repeats)]
         slow = [asyncio.run(one_run(0.1, 4, root / f"slow-{i}")) for i in range(3)]
         floor = [asyncio.run(langgraph_floor(0.1, int(slow[0]["stages"]))) for _ in range(3)]
+        shaped = [asyncio.run(gpu_shaped_run(root / f"gpu-shaped-{i}")) for i in range(repeats)]
 
     def med(runs: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in runs)
@@ -120,6 +168,10 @@ def main(repeats: int = 5, steps: int = 10) -> None:
     )
     print(
         f"  the same for bare LangGraph (sleeping nodes, in-memory checkpointer): {statistics.median(floor):.4f}"
+    )
+    print(
+        f"the same with gpu.py's trajectory shape and 512² noise images (15 stages, 6 images): "
+        f"{statistics.median(shaped):.4f} (runs: {', '.join(f'{r:.4f}' for r in sorted(shaped))})"
     )
 
 

@@ -1,9 +1,9 @@
 """Image backends on tiny random-weight diffusers pipelines, built offline and loaded by path."""
 
 import asyncio
-import hashlib
 import os
 import shutil
+import threading
 import time
 
 import numpy as np
@@ -17,7 +17,7 @@ from conftest import run_cli  # noqa: E402
 from strokeagent.backends import forget_backends, load_backend  # noqa: E402
 from strokeagent.backends.image import ImageBackendError, ImageRequest, MicroBatcher  # noqa: E402
 from strokeagent.core.policy import load_policy  # noqa: E402
-from strokeagent.core.store import png_bytes  # noqa: E402
+from strokeagent.core.store import pixel_digest, png_bytes  # noqa: E402
 from strokeagent.errors import PolicyError  # noqa: E402
 from strokeagent.runs.api import generate  # noqa: E402
 
@@ -163,6 +163,25 @@ def test_one_caller_alone_does_not_wait_the_window():
     assert stats.waits[0] >= 0.19 and max(stats.waits[1:]) < 0.05
     assert sequential < 6 * 0.2 / 2
     assert [im.getpixel((0, 0))[0] for [im] in together] == [10, 11, 12, 13]
+
+
+def test_every_batch_runs_on_the_batchers_one_launcher_thread_across_event_loops():
+    threads = []
+
+    def run(requests):
+        threads.append(threading.current_thread())
+        return fake_run(requests)
+
+    batcher = MicroBatcher(run, window_s=0.01, max_batch=2)
+
+    async def go():
+        await asyncio.gather(*(batcher.submit([req(seed=i)]) for i in range(5)))
+        await asyncio.to_thread(lambda: None)  # the loop's default executor: some other thread
+
+    asyncio.run(go())
+    asyncio.run(go())  # a new event loop, a new default executor: the same launcher
+    assert len(threads) == 6 and len(set(threads)) == 1
+    assert threads[0] is not threading.main_thread() and threads[0].name.startswith("strokeagent-launcher")
 
 
 def test_a_batch_waits_for_the_callers_it_expects_and_no_longer():
@@ -331,7 +350,7 @@ def test_composite_draws_then_edits_then_refines_and_repeats_by_seed(tiny, tmp_p
     )
     final = tmp_path / "r1" / "final.png"
     assert final.is_file() and (tmp_path / "r1" / "index.html").is_file()
-    assert hashlib.sha256(final.read_bytes()).hexdigest() == traj.final_image.sha256
+    assert pixel_digest(Image.open(final)) == traj.final_image.sha256
     again = generate("a red apple left of a blue cup", policy=policy, seed=3, out=tmp_path / "r2")
     assert again.final_image.sha256 == traj.final_image.sha256
     other = generate("a red apple left of a blue cup", policy=policy, seed=4, out=tmp_path / "r3")

@@ -1,11 +1,15 @@
+import io
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
 
 import pytest
 from PIL import Image
 from pydantic import ValidationError
 
 from strokeagent.core.state import ImageRef, Plan, Reflection, StageTiming, Step, Trajectory
-from strokeagent.core.store import ArtifactStore, atomic_write
+from strokeagent.core.store import ArtifactStore, atomic_write, pixel_digest
 
 SHA = "a" * 64
 
@@ -71,11 +75,45 @@ def test_store_is_content_addressed_and_deduplicates(tmp_path):
     assert ref1.sha256 == ref2.sha256 and (ref1.width, ref1.height) == (5, 3)
     assert len(list(tmp_path.glob("*.png"))) == 1
     assert store.open(ref1).getpixel((0, 0)) == (255, 0, 0)
-    import hashlib
-
-    assert hashlib.sha256(store.read_bytes(ref1)).hexdigest() == ref1.sha256
+    # The address is the pixels' digest: the file decodes to pixels with that digest.
+    assert pixel_digest(Image.open(io.BytesIO(store.read_bytes(ref1)))) == ref1.sha256
     blue = store.put(Image.new("RGB", (5, 3), (0, 0, 255)))
     assert blue.sha256 != ref1.sha256
+
+
+def test_a_store_with_a_writer_returns_at_once_serves_from_memory_and_writes_the_same_file(tmp_path):
+    release = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        writer.submit(release.wait)  # the writer is busy: nothing put now can be on disk yet
+        store = ArtifactStore(tmp_path / "w")
+        with store.writing_on(writer):
+            image = Image.new("RGB", (6, 4), (10, 200, 30))
+            ref = store.put(image)
+            image.putpixel((0, 0), (0, 0, 0))  # the caller's image is its own again once put returns
+            assert list((tmp_path / "w").glob("*.png")) == [] and ref in store
+            assert store.open(ref).getpixel((0, 0)) == (10, 200, 30)
+            store.put(Image.new("RGB", (2, 2)))  # another image: the first is no longer the newest
+            assert store.open(ref).getpixel((0, 0)) == (10, 200, 30)
+            release.set()
+        assert store.writer is None and not store._pending  # the block ended with every write done
+    inline = ArtifactStore(tmp_path / "i").put(Image.new("RGB", (6, 4), (10, 200, 30)))
+    assert inline.sha256 == ref.sha256
+    assert (tmp_path / "w" / ref.filename).read_bytes() == (tmp_path / "i" / ref.filename).read_bytes()
+
+
+def test_a_failed_background_write_is_raised_by_the_next_put_read_and_flush(tmp_path):
+    store = ArtifactStore(tmp_path)
+    failing = mock.patch(
+        "strokeagent.core.store.atomic_write", side_effect=PermissionError(13, "Permission denied")
+    )
+    with ThreadPoolExecutor(max_workers=1) as writer, store.writing_on(writer), failing:
+        ref = store.put(Image.new("RGB", (3, 3), (1, 2, 3)))
+        with pytest.raises(PermissionError):
+            store.read_bytes(ref)
+        with pytest.raises(PermissionError):
+            store.put(Image.new("RGB", (3, 3)))
+    with pytest.raises(PermissionError):  # the block itself ended quietly: the run decides what to say
+        store.flush()
 
 
 def test_store_reports_a_missing_image(tmp_path):

@@ -7,9 +7,14 @@
     >>> store.open(ref).size
     (8, 8)
 
-An image is saved once under the SHA-256 of its PNG bytes; the same pixels put
-twice cost nothing. PNG encoding is deterministic for the same pixels and
-Pillow version, so the same seed gives the same addresses.
+An image is saved once under the SHA-256 of its pixels (``pixel_digest``); the
+same pixels put twice cost nothing. The address comes from the pixels, not the
+PNG bytes, so that a run does not wait for the PNG encoder: with a ``writer``
+(a single-thread executor) ``put`` returns at once and the file is encoded and
+written there, in the order of the writer's other jobs. A run hands the store
+its checkpoint writer, so an image is on disk before any checkpoint that names
+it (``strokeagent.runs.checkpoints``). Until then the store serves the image
+from memory.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import io
 import os
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -88,7 +94,9 @@ def new_output_folder(path: Path, *, what: str, taken: str, error: type[Exceptio
         raise refused from None
     except OSError as e:
         raise error(f"cannot write the {what} folder {path}: {e.strerror}; choose a writable --out") from None
-    if os.listdir(path) != [claim.name]:  # another claimed it, wrote, and let go between our look and our claim
+    if os.listdir(path) != [
+        claim.name
+    ]:  # another claimed it, wrote, and let go between our look and our claim
         claim.unlink(missing_ok=True)
         raise refused
     try:
@@ -106,12 +114,21 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-class ArtifactStore:
-    """PNG files named by their SHA-256, in one folder."""
+def pixel_digest(image: Image.Image) -> str:
+    """The SHA-256 of an image's mode, size and pixels: the same whatever encodes it, a millisecond at 512²."""
+    return hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+
+class ArtifactStore:
+    """PNG files named by the SHA-256 of their pixels, in one folder; written on ``writer`` when it is set."""
+
+    def __init__(self, root: str | os.PathLike[str], writer: Executor | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.writer = writer
+        # Images handed to the writer and not yet on disk, by address: ``open`` serves them from here.
+        self._pending: dict[str, tuple[Image.Image, Future[None]]] = {}
+        self._failed: BaseException | None = None
         # The stage after a draft or refine nearly always opens that image: keep the newest decoded.
         self._recent: dict[str, Image.Image] = {}
 
@@ -120,19 +137,55 @@ class ArtifactStore:
         return self.root / f"{sha}.png"
 
     def put(self, image: Image.Image, meta: dict[str, Any] | None = None) -> ImageRef:
+        if self._failed is not None:  # an earlier write failed: no run should go on as if it had not
+            raise self._failed
         if image.mode not in ("RGB", "RGBA", "L"):
             image = image.convert("RGB")
-        data = png_bytes(image)
-        sha = hashlib.sha256(data).hexdigest()
-        target = self.path(sha)
-        if not target.exists():
-            atomic_write(target, data)
-        self._remember(sha, image)
-        return ImageRef(sha256=sha, width=image.width, height=image.height, meta=meta or {})
+        sha = pixel_digest(image)
+        ref = ImageRef(sha256=sha, width=image.width, height=image.height, meta=meta or {})
+        kept = image.copy()  # the caller may draw on its image once put returns
+        self._recent = {sha: kept}
+        if sha in self._pending or self.path(sha).exists():
+            return ref
+        if self.writer is None:
+            atomic_write(self.path(sha), png_bytes(kept))
+        else:
+            self._pending[sha] = (kept, self.writer.submit(self._write, sha, kept))
+        return ref
+
+    def _write(self, sha: str, image: Image.Image) -> None:
+        try:
+            atomic_write(self.path(sha), png_bytes(image))
+        except BaseException as e:
+            self._failed = self._failed or e
+            raise
+        finally:
+            self._pending.pop(sha, None)
+
+    @contextmanager
+    def writing_on(self, writer: Executor) -> Iterator[None]:
+        """Within the block, ``put`` writes on ``writer``; the block ends with every write finished.
+
+        A write that failed is raised by the next ``put``, ``flush`` or ``read_bytes``, not on the way out.
+        """
+        self.writer = writer
+        try:
+            yield
+        finally:
+            self.writer = None
+            for _, done in list(self._pending.values()):
+                done.exception()  # waits; the failure stays in ``_failed``
+
+    def flush(self) -> None:
+        """Wait until every image put so far is on disk; raise the first write that failed."""
+        for _, done in list(self._pending.values()):
+            done.exception()
+        if self._failed is not None:
+            raise self._failed
 
     def open(self, ref: ImageRef) -> Image.Image:
         """A fresh copy of the pixels: the caller may draw on it."""
-        cached = self._recent.get(ref.sha256)
+        cached = self._recent.get(ref.sha256) or self._pending.get(ref.sha256, (None,))[0]
         if cached is not None:
             return cached.copy()
         path = self.path(ref)
@@ -140,14 +193,14 @@ class ArtifactStore:
             raise FileNotFoundError(f"image {ref.sha256[:12]} is missing from {self.root}")
         with Image.open(path) as im:
             im.load()
-            self._remember(ref.sha256, im.copy())
+            self._recent = {ref.sha256: im.copy()}
             return im.copy()
 
-    def _remember(self, sha: str, image: Image.Image) -> None:
-        self._recent = {sha: image.copy()}
-
     def read_bytes(self, ref: ImageRef) -> bytes:
+        pending = self._pending.get(ref.sha256)
+        if pending is not None:
+            pending[1].result()  # its write failing raises here
         return self.path(ref).read_bytes()
 
     def __contains__(self, ref: ImageRef) -> bool:
-        return self.path(ref).exists()
+        return ref.sha256 in self._pending or self.path(ref).exists()

@@ -384,7 +384,7 @@ async def _drive(
     started = time.perf_counter()
     last_write = started
     paused = False
-    with open_checkpointer(folder.checkpoint_file) as saver:
+    with open_checkpointer(folder.checkpoint_file) as saver, folder.store.writing_on(saver.writer):
         nodes = StageNodes(policy, folder.store)
         graph = nodes.compile(checkpointer=saver, pause_before=pause_before)
         if initial is None:
@@ -426,7 +426,7 @@ async def _drive(
             raise
         except Exception as e:
             folder.settle(traj, "failed", f"{type(e).__name__}: {e}")
-            kept = len(list(folder.store.root.glob("*.png")))
+            kept = len(list(folder.store.root.glob("*.png")))  # settle's film strip waited for every image
             raise RunError(
                 f"the run stopped in a stage: {type(e).__name__}: {_one_line(e)}; it kept {kept} images in "
                 f"{folder.path}; "
@@ -436,18 +436,16 @@ async def _drive(
             folder.settle(traj, "paused")
             return
         traj = traj.model_copy(update={"final_image": traj.canvas})
-        if traj.final_image is not None:
-            try:
-                final = folder.store.read_bytes(traj.final_image)
-                folder._write(folder.final_file, final)
-            except (OSError, RunError) as e:
-                error = (
-                    e
-                    if isinstance(e, RunError)
-                    else RunError(f"cannot write {folder.final_file}: {_one_line(e)}")
-                )
-                folder.settle(traj, "failed", str(error))
-                raise error from None
+        try:
+            folder.store.flush()  # every image on disk: one whose write failed fails the run
+            if traj.final_image is not None:
+                folder._write(folder.final_file, folder.store.read_bytes(traj.final_image))
+        except (OSError, RunError) as e:
+            error = (
+                e if isinstance(e, RunError) else RunError(f"cannot write the run's images: {_one_line(e)}")
+            )
+            folder.settle(traj, "failed", str(error))
+            raise error from None
         folder.settle(traj, "finished")
     # The final event repeats the last stage with the finished trajectory, so consumers see final_image.
     last = traj.timings[-1]

@@ -57,15 +57,13 @@ import json
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from strokeagent.core.stages import Canvas, TrajectoryView
 from strokeagent.core.state import ImageRef, Plan, Reflection, StageUsage
+from strokeagent.core.store import pixel_digest
 from strokeagent.errors import PolicyError
 from strokeagent.unified.protocol import Context, ContextFull, TextOutput, UnifiedModel, Usage
-
-if TYPE_CHECKING:
-    from PIL import Image
 
 Tag = tuple[str, str]
 PREAMBLE = (
@@ -168,10 +166,6 @@ def parse_inspection(fmt: ProcessFormat, text: str) -> Reflection:
         ok=not (conflicts["plan"] or conflicts["image"]),
         meta={"process": {"malformed": malformed}},
     )
-
-
-def _pixels_key(image: Image.Image) -> str:
-    return hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
 
 
 def _ops_key(ops: list[list[Any]]) -> str:
@@ -295,7 +289,7 @@ class ProcessStages:
             live.ctx, seed=view.seed, guidance=self.guidance, steps=self.image_steps, size=self.size
         )
         self.model.add_image(live.ctx, image)
-        process: dict[str, Any] = {"pixels": _pixels_key(image), **({"ops": ops} if ops else {})}
+        process: dict[str, Any] = {"pixels": pixel_digest(image), **({"ops": ops} if ops else {})}
         # A model that paints in strokes hands its canvas document along (the stroke world's own key),
         # so that its hand goes on from it after a resume; its inspection still reads only the pixels.
         return Canvas(image, {"process": process, **_document_of(image)})
