@@ -26,6 +26,7 @@ import io
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -208,8 +209,13 @@ class MicroBatcher:
         batcher = MicroBatcher(backend.run, window_s=0.005, max_batch=8)
         image, = await batcher.submit([request])
 
-    ``run`` is synchronous (a pipeline call) and runs in a worker thread, one
-    batch at a time; requests that arrive meanwhile wait for the next batch.
+    ``run`` is synchronous (a pipeline call) and runs on the batcher's own
+    launcher thread, one batch at a time; requests that arrive meanwhile wait
+    for the next batch. One long-lived thread, not the event loop's default
+    executor: on a GPU the thread that launches kernels keeps its per-thread
+    state (current stream, cuBLAS handle and workspace) from call to call,
+    across event loops (``asyncio.run`` makes a new default executor each
+    time), and never queues behind other work sent to threads (stages, writes).
 
     The window adapts: ``window_s`` is the most a batch waits, not what it
     always waits. A batch goes at once when it holds ``max_batch`` requests,
@@ -243,6 +249,7 @@ class MicroBatcher:
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strokeagent-launcher")
 
     def expected_callers(self) -> int:
         """How many callers a batch waits for: the most the recent batches held (``max_batch`` before any)."""
@@ -286,7 +293,7 @@ class MicroBatcher:
             self.stats.callers.append(callers)
             self.stats.waits.append(waited)
             try:
-                images = await asyncio.to_thread(self._run, [r for r, *_ in batch])
+                images = await self._loop.run_in_executor(self._launcher, self._run, [r for r, *_ in batch])
             except Exception as e:  # every waiting caller learns why
                 for _, fut, _ in batch:
                     if not fut.done():
