@@ -66,7 +66,7 @@ def handoffs_of(*values: BaseModel) -> dict[str, Any]:
 
 
 class ImageRef(_Frozen):
-    """A PNG in the artifact store, by the SHA-256 of its bytes.
+    """A PNG in the artifact store, by the SHA-256 of its pixels (``strokeagent.core.store.pixel_digest``).
 
     ``meta`` is small JSON that the stage which made the image attaches to it
     (the stroke canvas keeps its document there); it plays no part in the address.
