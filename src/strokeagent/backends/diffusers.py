@@ -104,7 +104,7 @@ class DiffusersBackend:
         device: str = "cpu",
         cpu_offload: bool = False,
         compile: bool = False,
-        batch_window_ms: float = 5.0,
+        batch_window_ms: float = 50.0,
         max_batch: int = 8,
         name: str | None = None,
         threads: int | None = None,

@@ -206,7 +206,7 @@ class BatchStats:
 class MicroBatcher:
     """Collects requests from concurrent callers, then runs them as one batch.
 
-        batcher = MicroBatcher(backend.run, window_s=0.005, max_batch=8)
+        batcher = MicroBatcher(backend.run, window_s=0.05, max_batch=8)
         image, = await batcher.submit([request])
 
     ``run`` is synchronous (a pipeline call) and runs on the batcher's own
@@ -217,34 +217,45 @@ class MicroBatcher:
     across event loops (``asyncio.run`` makes a new default executor each
     time), and never queues behind other work sent to threads (stages, writes).
 
-    The window adapts: ``window_s`` is the most a batch waits, not what it
-    always waits. A batch goes at once when it holds ``max_batch`` requests,
-    or when no more callers are expected: it waits only while fewer callers
-    (``submit`` calls) are pending than the largest of the last ``memory``
-    batches held. So one trajectory alone never waits (its batches hold one
-    caller each), four that draw together wait for the fourth, and for no longer
-    than it takes to come or ``window_s``. When a caller drops out the others
-    wait in vain for at most ``memory`` batches, then expect one fewer. The
-    first batch, with nothing to go by, waits the whole window, as a fixed
-    window would. Callers counted rather than requests: one caller's four
-    candidates are not four callers to wait for.
+    The wait adapts to the load. A batch goes at once when it holds
+    ``max_batch`` requests, or when no more callers are expected; otherwise it
+    waits for them, at most ``share`` of the last batch's run time (a GPU call
+    of a second may wait a few tens of milliseconds for company, a call of a
+    millisecond waits for nobody) and never more than ``window_s``; the first
+    batch, with nothing to go by, waits ``window_s``. Callers (``submit``
+    calls) are counted, not requests: one caller's four candidates are not
+    four callers to wait for.
+
+    How many are expected: the most callers one *round* held over the last
+    ``memory`` batches, where a round is a batch and the callers of the next
+    batch that arrived while it ran (they missed it by a hair). Counting only
+    the batches themselves settles into a convoy: eight trajectories whose
+    eighth is a moment late run as batches of seven and one forever, each
+    batch expecting the seven it saw. So one trajectory alone never waits
+    (its rounds hold one caller), eight wait for the eighth, and when a caller
+    drops out the others wait in vain for at most ``memory`` batches.
     """
 
     def __init__(
         self,
         run: Callable[[list[ImageRequest]], list[Image.Image]],
-        window_s: float = 0.005,
+        window_s: float = 0.05,
         max_batch: int = 8,
         memory: int = 8,
+        share: float = 0.25,
     ) -> None:
-        if window_s < 0 or max_batch < 1 or memory < 1:
-            raise ValueError("batch window must be >= 0 s, and max_batch and memory >= 1")
+        if window_s < 0 or max_batch < 1 or memory < 1 or share < 0:
+            raise ValueError("batch window and share must be >= 0, and max_batch and memory >= 1")
         self._run = run
         self.window_s = window_s
         self.max_batch = max_batch
+        self.share = share
         self.stats = BatchStats()
-        self._recent: deque[int] = deque(maxlen=memory)  # callers per batch, newest last
+        self._rounds: deque[int] = deque(maxlen=memory)  # callers per round, newest last
         self._submits = 0  # numbers each submit: a caller's id in ``_pending``
+        self._late: set[int] = set()  # callers that arrived while a batch ran
+        self._running = False
+        self._last_run_s: float | None = None
         self._pending: list[tuple[ImageRequest, asyncio.Future, int]] = []
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task | None = None
@@ -252,15 +263,24 @@ class MicroBatcher:
         self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strokeagent-launcher")
 
     def expected_callers(self) -> int:
-        """How many callers a batch waits for: the most the recent batches held (``max_batch`` before any)."""
-        return max(self._recent, default=self.max_batch)
+        """How many callers a batch waits for: the most a recent round held (``max_batch`` before any)."""
+        return min(max(self._rounds, default=self.max_batch), self.max_batch)
+
+    def longest_wait(self) -> float:
+        """The most a batch waits for the callers it expects: ``window_s``, or less after a short run."""
+        if self._last_run_s is None:
+            return self.window_s
+        return min(self.window_s, self.share * self._last_run_s)
 
     async def submit(self, requests: Sequence[ImageRequest]) -> list[Image.Image]:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a new event loop (asyncio.run per CLI call): start afresh
-            self._loop, self._pending, self._worker = loop, [], None
+            self._loop, self._pending, self._worker, self._running = loop, [], None, False
+            self._late = set()
             self._arrived = asyncio.Event()
         self._submits += 1
+        if self._running:
+            self._late.add(self._submits)
         futures = [loop.create_future() for _ in requests]
         self._pending.extend((r, f, self._submits) for r, f in zip(requests, futures, strict=True))
         self._arrived.set()
@@ -271,11 +291,12 @@ class MicroBatcher:
     async def _drain(self) -> None:
         while self._pending:
             start = time.monotonic()
+            longest = self.longest_wait()
             while (
                 len(self._pending) < self.max_batch
                 and len({caller for *_, caller in self._pending}) < self.expected_callers()
             ):
-                left = start + self.window_s - time.monotonic()
+                left = start + longest - time.monotonic()
                 if left <= 0:
                     break
                 self._arrived.clear()
@@ -285,13 +306,18 @@ class MicroBatcher:
                     break
             waited = time.monotonic() - start
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-            callers = len({caller for *_, caller in batch})
-            self._recent.append(callers)
+            ids = {caller for *_, caller in batch}
+            callers = len(ids)
+            if self._rounds:  # those that arrived while the last batch ran belong to its round
+                self._rounds[-1] += len(ids & self._late)
+            self._late -= ids
+            self._rounds.append(callers)
             self.stats.calls += 1
             self.stats.requests += len(batch)
             self.stats.sizes.append(len(batch))
             self.stats.callers.append(callers)
             self.stats.waits.append(waited)
+            self._running, ran = True, time.monotonic()
             try:
                 images = await self._loop.run_in_executor(self._launcher, self._run, [r for r, *_ in batch])
             except Exception as e:  # every waiting caller learns why
@@ -299,6 +325,8 @@ class MicroBatcher:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
+            finally:
+                self._running, self._last_run_s = False, time.monotonic() - ran
             for (_, fut, _), image in zip(batch, images, strict=True):
                 if not fut.done():
                     fut.set_result(image)
