@@ -15,8 +15,13 @@ Two runs of the same policy, seed and model:
 
 Both must give the same final image bytes (the benchmark checks it). Reported:
 tokens prefilled, tokens through the model (prefilled + generated + replayed),
-and seconds. The seed is the first from 0 whose trajectory has 3 painted steps
-(a random model may close the process early).
+and seconds; then the shared run's text and image tokens per second: tokens
+generated over the seconds of the stages that wrote them (plan and reflect write
+text, draft and refine paint), so prefills and the VQ decode are in the time.
+``benchmarks/gpu.py`` times the bare decoding beside transformers' own
+``generate``. ``--decode`` picks the Janus backend's decode mode. The seed is the
+first from 0 whose trajectory has 3 painted steps (a random model may close the
+process early).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 
 import strokeagent
 from strokeagent.testing.unified import build_tiny_janus, tiny_process_policy, write_backend
+from strokeagent.unified.janus import DECODES
 
 
 def pro_1b_config():  # -> JanusConfig with Janus-Pro-1B's shapes
@@ -80,17 +86,32 @@ def totals(traj) -> dict[str, int]:
     return {"prefilled": prefilled, "through": through}
 
 
+def rates(traj) -> dict[str, tuple[int, float]]:
+    """Per kind of output: (tokens generated, seconds of the stages that generated them)."""
+    kinds = {"plan": "text", "reflect": "text", "draft": "image", "refine": "image"}
+    out = {"text": (0, 0.0), "image": (0, 0.0)}
+    for t in traj.timings:
+        if t.stage in kinds and t.generated_tokens:
+            tokens, seconds = out[kinds[t.stage]]
+            out[kinds[t.stage]] = (tokens + t.generated_tokens, seconds + t.seconds)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=["tiny", "pro-1b"], default="tiny")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--decode", choices=DECODES, default="dynamic", help="the Janus backend's decode mode"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="context-reuse-"))
-    folder = build(args.size, root / "model")
+    folder = build(args.size, root / "model", args.device)
     backend = write_backend(folder, root / "backend.toml")
+    text = backend.read_text() + f'decode = "{args.decode}"\n'
     if args.device != "cpu" or args.size != "tiny":
-        text = backend.read_text() + f'device = "{args.device}"\n'
-        backend.write_text(text + ('dtype = "bfloat16"\n' if args.size != "tiny" else ""))
+        text += f'device = "{args.device}"\n' + ('dtype = "bfloat16"\n' if args.size != "tiny" else "")
+    backend.write_text(text)
     policy = tiny_process_policy(backend, max_steps=3, max_refines=1)
     for seed in range(20):
         shared, shared_s = run(policy, seed, root / f"shared-{seed}", rebuild=False)
@@ -115,6 +136,9 @@ def main() -> None:
     print(f"{'shared':12}{a['prefilled']:>12}{a['through']:>15}{shared_s:>10.2f}")
     print(f"{'re-encode':12}{b['prefilled']:>12}{b['through']:>15}{again_s:>10.2f}")
     print(f"re-encode by count (history + added, per stage): {formula} prefilled tokens")
+    made = ", ".join(f"{kind} {n} tokens in {sec:.2f} s ({n / sec:.1f}/s)"
+                     for kind, (n, sec) in rates(shared).items() if sec)  # fmt: skip
+    print(f"shared, tokens a second of the stages that wrote them ({args.decode} decode): {made}")
     print(f"reuse saves {1 - a['prefilled'] / b['prefilled']:.0%} of prefill; same final bytes: yes")
 
 

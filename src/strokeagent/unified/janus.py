@@ -20,6 +20,13 @@ through its VQ head, so:
   and the VQ tokens are decoded. The process stages then add the painted image back with ``add_image``: the same
   representation a resumed run re-reads from the PNG, so live and rebuilt
   contexts agree bit for bit.
+- ``decode`` (a backend option) picks how those per-token forwards run: ``"dynamic"`` (the
+  default) grows a ``DynamicCache``; ``"static"`` copies the pair into a preallocated
+  ``StaticCache`` (kept between images, as long as the longest context painted so far, in
+  blocks of ``CACHE_BLOCK``) so that every step has the same shapes; ``"compiled"`` is
+  ``"static"`` with the one-token step through ``torch.compile`` (CUDA graphs on a GPU; the
+  first image pays the compile). ``"static"`` paints the same bytes as ``"dynamic"`` on the
+  CPU in float32; ``"compiled"`` agrees within rounding (``tests/test_janus_decoding.py``).
 - Janus cannot edit an image: a refinement is a new image conditioned on the
   whole context (the prompt, the plans, the previous images, the inspection and
   the corrected instruction). ``steps`` is ignored (Janus paints one token per
@@ -28,8 +35,14 @@ through its VQ head, so:
 
 from __future__ import annotations
 
+from typing import Any
+
 from strokeagent.unified.causal import CausalModel
 from strokeagent.unified.protocol import Context
+
+DECODES = ("dynamic", "static", "compiled")
+#: A kept static cache grows in whole blocks: each new length is one more CUDA graph to record.
+CACHE_BLOCK = 256
 
 
 class JanusModel(CausalModel):
@@ -39,7 +52,11 @@ class JanusModel(CausalModel):
     example = "deepseek-community/Janus-Pro-1B"
     architecture = "JanusForConditionalGeneration"
 
-    def __init__(self, path: str, device: str = "cpu", dtype: str = "float32") -> None:
+    def __init__(
+        self, path: str, device: str = "cpu", dtype: str = "float32", decode: str = "dynamic"
+    ) -> None:
+        if decode not in DECODES:
+            raise ValueError(f"decode {decode!r} is not one of {', '.join(DECODES)}")
         super().__init__(path, device, dtype)
         tok = self.tokenizer
         self.boi = tok.convert_tokens_to_ids(tok.boi_token)
@@ -48,6 +65,9 @@ class JanusModel(CausalModel):
         self.num_image_tokens = self.model.config.vision_config.num_image_tokens
         vq = self.model.config.vq_config
         self.native_size: int | None = vq.num_patches * 2 ** (len(vq.channel_multiplier) - 1)
+        self.decode = decode
+        self._compiled_step: Any = None  # built on the first compiled image, not at load
+        self._kept_cache: Any = None  # the static cache between images: see _static_cache
 
     def add_image(self, ctx: Context, image) -> None:  # noqa: ANN001 - a PIL image
         pixels = self.processor.image_processor(image.convert("RGB"), return_tensors="pt").pixel_values
@@ -69,24 +89,27 @@ class JanusModel(CausalModel):
         gen = torch.Generator(device=self.device).manual_seed(seed)
         # Janus masks all but BOS and the image start in its unconditional branch; keep just those.
         uncond_ids = [t for t in (self.bos, self.boi) if t is not None]
-        cache, mask, positions = self._guidance_pair(ctx, uncond_ids[:-1])
+        static = self.decode != "dynamic"
+        room = self.num_image_tokens if static else 0
+        cache, mask, positions = self._guidance_pair(ctx, uncond_ids[:-1], room=room)
         ctx.usage.prefilled += 1 + len(uncond_ids)
-        head = self.model.model.generation_head
-        embeds = self.model.get_input_embeddings()(torch.tensor([[self.boi]], device=self.device))
+        step = self._step()
         tokens = []
-        with torch.no_grad():
+        with torch.no_grad():  # also for the first embedding: a compiled step would compile again for it
+            embeds = self.model.get_input_embeddings()(torch.tensor([[self.boi]], device=self.device))
             for i in range(self.num_image_tokens):
+                if not static:  # a static cache's mask already spans every position it will hold
+                    mask = torch.cat([mask, mask.new_ones(2, 1)], dim=1)
                 # Both branches in one forward: row 0 conditional, row 1 unconditional (left-padded, masked).
-                mask = torch.cat([mask, mask.new_ones(2, 1)], dim=1)
-                out = self.model.model(inputs_embeds=embeds.expand(2, -1, -1), attention_mask=mask,
-                                       position_ids=positions + i, cache=cache, use_cache=True)  # fmt: skip
-                c, u = head(out.last_hidden_state[:, -1, :]).float()
+                c, u = step(embeds.expand(2, -1, -1), mask, positions + i, cache)
                 # Sampled on the device, kept there: no copy to the CPU (and no wait for the GPU) per token.
                 token = torch.multinomial(torch.softmax(u + guidance * (c - u), dim=-1), 1, generator=gen)
                 tokens.append(token)
                 if i + 1 < self.num_image_tokens:
                     embeds = self.model.prepare_embeddings_for_image_generation(token[None])
         ctx.usage.generated += len(tokens)
+        if static:
+            self._kept_cache = cache
         del cache
         with torch.no_grad():
             decoded = self.model.decode_image_tokens(torch.cat(tokens)[None])
@@ -97,11 +120,51 @@ class JanusModel(CausalModel):
 
         return Image.fromarray(pixels.permute(1, 2, 0).to(torch.uint8).numpy(), "RGB")
 
-    def _guidance_pair(self, ctx: Context, uncond_prefix: list[int]):  # -> (cache, mask, positions)
+    def _image_logits(self, embeds, mask, positions, cache):  # noqa: ANN001, ANN202 - tensors, a cache
+        """One painting step for both guidance rows: the image head's logits, (2, codebook), in float32."""
+        out = self.model.model.language_model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+        )
+        return self.model.model.generation_head(out.last_hidden_state[:, -1, :]).float()
+
+    def _step(self):  # -> the painting step for ``decode``
+        if self.decode != "compiled":
+            return self._image_logits
+        if self._compiled_step is None:
+            # "reduce-overhead" is CUDA graphs, which a static cache makes possible; the CPU has no graphs.
+            # Dynamic shapes: one compile serves every cache length as the context grows (CUDA graphs still
+            # record one graph per length); specialised shapes would compile twice, then go dynamic anyway.
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._compiled_step = self.torch.compile(
+                self._image_logits, mode=mode, fullgraph=True, dynamic=True
+            )
+        return self._compiled_step
+
+    def _static_cache(self, length: int):  # -> a StaticCache of batch 2 with room for ``length`` positions
+        """The kept cache, emptied, if it is long enough; else a new one, ``length`` rounded up to a block.
+
+        Keeping it keeps the addresses that CUDA graphs replay on (a new cache means a new recording).
+        It is taken while painting, so a painter in another thread meanwhile gets its own.
+        """
+        from transformers import StaticCache
+
+        kept, self._kept_cache = self._kept_cache, None
+        if kept is not None and kept.get_max_length() >= length:
+            kept.reset()
+            return kept
+        del kept  # freed before its successor is allocated
+        blocks = -(-length // CACHE_BLOCK)
+        return StaticCache(config=self.model.config.text_config, max_cache_len=blocks * CACHE_BLOCK)
+
+    def _guidance_pair(
+        self, ctx: Context, uncond_prefix: list[int], room: int = 0
+    ):  # -> (cache, mask, positions)
         """A batch-2 cache for guidance: row 0 is ``ctx``'s cache, row 1 the unconditional ``uncond_prefix``.
 
         The shorter row is left-padded with zeros that ``mask`` hides; ``positions`` are each row's next
-        position. ``ctx``'s own cache is only read, never changed.
+        position. ``ctx``'s own cache is only read, never changed. With ``room``, the cache is a
+        ``StaticCache`` with at least ``room`` positions free after the rows, and ``mask`` spans all of
+        it (what is not written yet is hidden by causality); without, a ``DynamicCache`` that grows.
         """
         torch = self.torch
         from transformers import DynamicCache
@@ -112,7 +175,11 @@ class JanusModel(CausalModel):
         rows = (ctx.state.cache, uncond.state.cache)
         lengths = [c.get_seq_length() for c in rows]
         longest = max(lengths)
-        cache = DynamicCache(config=self.model.config.text_config)
+        if room:
+            cache = self._static_cache(longest + room)
+            width = cache.get_max_length()
+        else:
+            cache, width = DynamicCache(config=self.model.config.text_config), longest
         if longest:
             full = rows[0] if lengths[0] else rows[1]  # a row with something cached gives the shapes
             for layer in range(len(full.layers)):
@@ -127,6 +194,7 @@ class JanusModel(CausalModel):
                     [torch.nn.functional.pad(v, p) for (_, v), p in zip(pairs, pad, strict=True)]
                 )
                 cache.update(keys, values, layer)
-        mask = torch.tensor([[0] * (longest - n) + [1] * n for n in lengths], device=self.device)
+        mask = torch.tensor([[0] * (longest - n) + [1] * (width - longest + n) for n in lengths],
+                            device=self.device)  # fmt: skip
         positions = torch.tensor([[n] for n in lengths], device=self.device)
         return cache, mask, positions
