@@ -26,11 +26,28 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     Eight such trajectories at once in one process (their requests micro-batched): denoising steps per second,
     counted from the trajectories, over diffusers' batch-of-8 image-steps per second.
 ``unified_image_tokens_per_s``
-    ``JanusModel.generate_image`` with classifier-free guidance (5.0): image tokens per second, one image at a time.
+    ``JanusModel.generate_image`` with classifier-free guidance (5.0): image tokens per second, one image at a
+    time, in the fastest of the ``decode`` modes timed (``--decode``; by default ``dynamic`` and ``static``,
+    and ``compiled`` on cuda), which ``unified.unified_image_decode`` names. Each mode's own figure is in
+    ``unified.unified_image_tokens_per_s_by_decode``; the warm-up image's seconds (with ``compiled``, its
+    compile) in ``unified.unified_image_first_s``; a mode that failed, in ``unified.unified_image_errors``.
+``unified_text_tokens_per_s``
+    ``CausalModel.generate_text`` from the prompt, greedy, no stop string, up to 64 tokens: tokens per second
+    (``unified.unified_text_tokens`` says how many it wrote: a random model may open an image or end early).
+``transformers_text_tokens_per_s``
+    transformers' own ``generate`` from the same prompt ids, greedy, exactly 64 new tokens.
+``transformers_image_tokens_per_s``
+    transformers' own ``generate(..., generation_mode="image", do_sample=True, guidance_scale=5.0)`` from the
+    same prompt and ``<begin_of_image>``, and its ``decode_image_tokens``: one image (``--images``).
+``unified_image_vs_transformers``
+    ``unified_image_tokens_per_s`` over ``transformers_image_tokens_per_s``: above 1.0 is faster than
+    transformers (ours also turns the pixels into a PIL image; theirs stops at the decoded tensor).
 ``unified_prefill_saved``
     The process policy over 3 steps with the shared KV context: the share of prefill it saves against
     re-encoding the trajectory in every stage (counted from the run's recorded usage, as context_reuse.py
     prints it as "re-encode by count"; ``--tiny`` also runs the re-encoding and checks the two agree).
+    It paints in the fastest decode mode (``unified.unified_process_decode``): the counts do not depend on
+    the mode, the run's seconds do.
 """
 
 from __future__ import annotations
@@ -53,6 +70,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 PROMPT = "a red apple left of a blue cup, a green ball on the right"
 BATCH = 8
+TEXT_TOKENS = 64
 
 
 def log(message: str) -> None:
@@ -157,9 +175,16 @@ def measure_backend(backend, size: int, steps: int, repeats: int) -> dict[str, f
     calls = backend.batch_stats.calls
     raw_s = best_of(repeats, raw)
     batched_s = best_of(repeats, lambda: asyncio.run(concurrent()))
+    # Where a gap between the two lies: the backend's own call (its arguments, callback and conversions) on this
+    # thread without the batcher, and the raw call on the thread the batcher launches from.
+    direct_s = best_of(repeats, lambda: backend.run(requests))
+    launcher = backend._batcher._launcher
+    on_launcher_s = best_of(repeats, lambda: launcher.submit(raw).result())
     return {
         "raw_batch8_s": raw_s,
         "backend_8_concurrent_s": batched_s,
+        "backend_run_direct_s": direct_s,
+        "raw_on_launcher_thread_s": on_launcher_s,
         "backend_calls_per_8": (backend.batch_stats.calls - calls) / repeats,
         "raw_images_per_s": BATCH / raw_s,
         "raw_image_steps_per_s": BATCH * steps / raw_s,
@@ -190,7 +215,7 @@ def diffusion_policy(backend_toml: Path, size: int, steps: int):  # -> Policy
     )
 
 
-def measure_trajectories(policy, root: Path, raw_image_steps_per_s: float) -> dict[str, float]:  # noqa: ANN001
+def measure_trajectories(policy, backend, root: Path, raw_image_steps_per_s: float) -> dict:  # noqa: ANN001
     import strokeagent
 
     strokeagent.generate(PROMPT, policy=policy, seed=100, out=root / "warm-up")
@@ -207,6 +232,7 @@ def measure_trajectories(policy, root: Path, raw_image_steps_per_s: float) -> di
             )
         )
 
+    batches = len(backend.batch_stats.sizes)
     start = time.perf_counter()
     trajs = asyncio.run(many())
     many_s = time.perf_counter() - start
@@ -220,23 +246,118 @@ def measure_trajectories(policy, root: Path, raw_image_steps_per_s: float) -> di
         "concurrent_vs_raw": image_steps / many_s / raw_image_steps_per_s,
         "concurrent_wall_s": many_s,
         "concurrent_image_steps": image_steps,
+        # How the eight shared pipeline calls: requests per call, and how long each call waited for company.
+        "concurrent_batch_sizes": backend.batch_stats.sizes[batches:],
+        "concurrent_batch_waits_ms": [round(w * 1000, 1) for w in backend.batch_stats.waits[batches:]],
     }
 
 
-def measure_image_tokens(model, images: int) -> dict[str, float]:  # noqa: ANN001
-    import torch
+def failure(e: Exception) -> str:
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
 
+
+def synchronize(model) -> None:  # noqa: ANN001
+    if model.device.type == "cuda":
+        model.torch.cuda.synchronize()
+
+
+def prompt_ids(model) -> list[int]:  # noqa: ANN001
+    """What ``new_context`` and ``add_text`` prefill for the prompt: transformers' ``generate`` gets the same."""
+    return [model.bos, *model.tokenizer(f"<prompt>{PROMPT}</prompt>", add_special_tokens=False).input_ids]
+
+
+def prompt_context(model):  # noqa: ANN001, ANN201
     ctx = model.new_context()
     model.add_text(ctx, f"<prompt>{PROMPT}</prompt>")
-    model.generate_image(ctx, seed=99, guidance=5.0)  # warm-up
-    if model.device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for seed in range(images):
-        model.generate_image(ctx, seed=seed, guidance=5.0)  # the PIL image at the end waits for the GPU
-    seconds = time.perf_counter() - start
-    return {"unified_image_tokens_per_s": images * model.num_image_tokens / seconds,
-            "unified_image_s": seconds / images, "unified_image_tokens": model.num_image_tokens}  # fmt: skip
+    return ctx
+
+
+def measure_image_tokens(model, images: int, decodes: list[str]) -> dict:  # noqa: ANN001
+    """``generate_image`` in each ``decode`` mode: one warm-up image where there is something to warm, then timed.
+
+    The first mode warms the GPU (CUDA context, kernels, allocator) for the others; ``compiled`` also warms
+    its own compile and CUDA graphs. A mode that fails is reported by its error and left out of the best.
+    """
+    ctx = prompt_context(model)
+    rates, first, errors = {}, {}, {}
+    for decode in decodes:
+        model.decode = decode
+        try:
+            if decode in (decodes[0], "compiled"):
+                start = time.perf_counter()
+                model.generate_image(ctx, seed=99, guidance=5.0)
+                first[decode] = time.perf_counter() - start
+            synchronize(model)
+            start = time.perf_counter()
+            for seed in range(images):  # each returns a PIL image: it has waited for the GPU
+                model.generate_image(ctx, seed=seed, guidance=5.0)
+            rates[decode] = images * model.num_image_tokens / (time.perf_counter() - start)
+        except Exception as e:  # a benchmark reports what failed and goes on
+            errors[decode] = failure(e)
+            log(f"decode {decode!r} failed: {errors[decode]}")
+        log(f"image tokens, {decode}: {rates.get(decode, 0):.1f}/s")
+    if not rates:
+        raise SystemExit(f"no decode mode painted an image: {errors}")
+    best = max(rates, key=rates.__getitem__)
+    return {"unified_image_tokens_per_s": rates[best], "unified_image_decode": best,
+            "unified_image_tokens_per_s_by_decode": rates, "unified_image_first_s": first,
+            "unified_image_errors": errors, "unified_image_s": model.num_image_tokens / rates[best],
+            "unified_image_tokens": model.num_image_tokens}  # fmt: skip
+
+
+def measure_text_tokens(model, count: int, repeats: int) -> dict:  # noqa: ANN001
+    """Greedy text from the prompt: ``generate_text`` against transformers' ``generate``, ``count`` tokens each."""
+    import copy
+
+    torch = model.torch
+    ctx = prompt_context(model)
+    ids = torch.tensor([prompt_ids(model)], device=model.device)
+    config = copy.deepcopy(model.model.generation_config)
+    config.update(do_sample=False, max_new_tokens=count, min_new_tokens=count)  # no EOS before `count`
+    made: dict[str, int] = {}
+
+    def ours() -> None:
+        # No stop string; a random model may still open an image or write EOS early: the rate counts what it made.
+        made["ours"] = len(model.generate_text(model.fork(ctx), stop=(), max_new_tokens=count, seed=0).ids)
+
+    def theirs() -> None:
+        out = model.model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
+        synchronize(model)
+        made["theirs"] = out.shape[1] - ids.shape[1]
+
+    ours(), theirs()  # warm-up
+    ours_s, theirs_s = best_of(repeats, ours), best_of(repeats, theirs)
+    return {"unified_text_tokens_per_s": made["ours"] / ours_s, "unified_text_tokens": made["ours"],
+            "transformers_text_tokens_per_s": made["theirs"] / theirs_s,
+            "transformers_text_tokens": made["theirs"]}  # fmt: skip
+
+
+def measure_transformers_image(model, images: int) -> dict:  # noqa: ANN001
+    """transformers' own image mode (static cache, batch-2 guidance, 5.0) and its VQ decode, same prompt.
+
+    Best of ``images``, no warm-up of its own: the same language model has already painted and written.
+    """
+    import copy
+
+    torch = model.torch
+    ids = torch.tensor([[*prompt_ids(model), model.boi]], device=model.device)
+
+    def theirs() -> None:
+        config = copy.deepcopy(model.model.generation_config)  # generate resets guidance_scale in it
+        config.update(do_sample=True, guidance_scale=5.0)
+        config.generation_kwargs = {"boi_token_id": model.boi}  # the hub's checkpoints carry it; ours do not
+        with torch.no_grad():
+            tokens = model.model.generate(ids, attention_mask=torch.ones_like(ids), generation_mode="image",
+                                          generation_config=config)  # fmt: skip
+            model.model.decode_image_tokens(tokens)
+        synchronize(model)
+
+    torch.manual_seed(0)
+    seconds = best_of(images, theirs)
+    return {
+        "transformers_image_tokens_per_s": model.num_image_tokens / seconds,
+        "transformers_image_s": seconds,
+    }
 
 
 def measure_prefill(backend_toml: Path, root: Path, tiny: bool, budget_s: float) -> dict[str, float]:
@@ -258,8 +379,16 @@ def measure_prefill(backend_toml: Path, root: Path, tiny: bool, budget_s: float)
     records = [x for s in shared.steps for x in (s.plan, *s.reflections, *s.images)]
     by_count = sum(r.meta["process"]["usage"]["history"] + r.meta["process"]["usage"]["prefilled"]
                    for r in records if "usage" in r.meta.get("process", {}))  # fmt: skip
+    by_stage: dict[str, dict[str, float]] = {}  # where the shared run's time went, stage by stage
+    for t in shared.timings:
+        row = by_stage.setdefault(t.stage, {"calls": 0, "seconds": 0.0, "prefilled": 0, "generated": 0})
+        row["calls"] += 1
+        row["seconds"] = round(row["seconds"] + t.seconds, 3)
+        row["prefilled"] += t.prefilled_tokens or 0
+        row["generated"] += t.generated_tokens or 0
     out = {
         "unified_prefill_saved": 1 - prefilled / by_count,
+        "unified_shared_by_stage": by_stage,
         "unified_prefilled_shared": prefilled,
         "unified_prefilled_reencode": by_count,
         "unified_seed": seed,
@@ -292,6 +421,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--images", type=int, default=None, help="Janus images timed (default 1; 3 with --tiny)"
     )
+    parser.add_argument(
+        "--decode",
+        default=None,
+        help="Janus decode modes timed, comma-separated (default dynamic,static and, on cuda, compiled)",
+    )
     parser.add_argument("--skip-unified", action="store_true", help="diffusion figures only")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON object to this file")
     args = parser.parse_args(argv)
@@ -300,6 +434,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     import strokeagent
+    from strokeagent.unified.janus import DECODES
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -309,6 +444,9 @@ def main(argv: list[str] | None = None) -> dict:
     repeats = args.repeats or (3 if tiny else 2)
     images = args.images or (3 if tiny else 1)
     size = 64 if tiny else 512
+    decodes = (args.decode or "dynamic,static" + (",compiled" if device == "cuda" else "")).split(",")
+    if any(d not in DECODES for d in decodes):
+        raise SystemExit(f"--decode {args.decode}: each must be one of {', '.join(DECODES)}")
     sd_dtype = "float32" if device == "cpu" else "float16"
     lm_dtype = "float32" if device == "cpu" else "bfloat16"
     if device == "cpu":
@@ -330,6 +468,8 @@ def main(argv: list[str] | None = None) -> dict:
             "janus_images": images,
             "sd_dtype": sd_dtype,
             "janus_dtype": lm_dtype,
+            "janus_decodes": decodes,
+            "text_tokens": TEXT_TOKENS,
         },  # fmt: skip
     }
     seconds: dict[str, float] = {}
@@ -356,7 +496,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         t = time.perf_counter()
         traj = measure_trajectories(
-            diffusion_policy(sd_toml, size, steps), root / "runs", raw["raw_image_steps_per_s"]
+            diffusion_policy(sd_toml, size, steps), backend, root / "runs", raw["raw_image_steps_per_s"]
         )
         result["trajectory_ratio"] = traj.pop("trajectory_ratio")
         result["concurrent_vs_raw"] = traj.pop("concurrent_vs_raw")
@@ -380,15 +520,49 @@ def main(argv: list[str] | None = None) -> dict:
             log(f"Janus built and loaded in {seconds['build_janus']:.1f} s")
 
             t = time.perf_counter()
-            tokens = measure_image_tokens(model, images)
+            tokens = measure_image_tokens(model, images, decodes)
             result["unified_image_tokens_per_s"] = tokens.pop("unified_image_tokens_per_s")
             seconds["image_tokens"] = time.perf_counter() - t
-            log(
-                f"image tokens: {result['unified_image_tokens_per_s']:.1f}/s in {seconds['image_tokens']:.1f} s"
-            )
+            log(f"image tokens: {result['unified_image_tokens_per_s']:.1f}/s ({tokens['unified_image_decode']}) "
+                f"in {seconds['image_tokens']:.1f} s")  # fmt: skip
 
             t = time.perf_counter()
-            prefill = measure_prefill(janus_toml, root / "process", tiny, budget_s=30 if tiny else 120)
+            theirs = {
+                **measure_text_tokens(model, TEXT_TOKENS, repeats),
+                **measure_transformers_image(model, images),
+            }
+            for key in (
+                "unified_text_tokens_per_s",
+                "transformers_text_tokens_per_s",
+                "transformers_image_tokens_per_s",
+            ):
+                result[key] = theirs.pop(key)
+            result["unified_image_vs_transformers"] = (
+                result["unified_image_tokens_per_s"] / result["transformers_image_tokens_per_s"]
+            )
+            tokens.update(theirs)
+            seconds["transformers"] = time.perf_counter() - t
+            log(f"text tokens: {result['unified_text_tokens_per_s']:.1f}/s, transformers "
+                f"{result['transformers_text_tokens_per_s']:.1f}/s; image tokens: transformers "
+                f"{result['transformers_image_tokens_per_s']:.1f}/s, ours "
+                f"{result['unified_image_vs_transformers']:.2f}x; in {seconds['transformers']:.1f} s")  # fmt: skip
+
+            # The process run paints in the fastest mode: the same loaded model (load_backend keeps it). What it
+            # prefills does not depend on the mode; how long it takes does.
+            model.decode = tokens["unified_process_decode"] = tokens["unified_image_decode"]
+            t = time.perf_counter()
+            budget_s = 30 if tiny else 120
+            try:
+                prefill = measure_prefill(janus_toml, root / "process", tiny, budget_s)
+            except Exception as e:
+                if model.decode == "dynamic":
+                    raise
+                # The stages paint in worker threads (CUDA graphs are per thread): the figure matters more.
+                tokens["unified_process_error"] = failure(e)
+                log(f"process run with decode {model.decode!r} failed ({tokens['unified_process_error']}); "
+                    "again with 'dynamic'")  # fmt: skip
+                model.decode = tokens["unified_process_decode"] = "dynamic"
+                prefill = measure_prefill(janus_toml, root / "process-dynamic", tiny, budget_s)
             result["unified_prefill_saved"] = prefill.pop("unified_prefill_saved")
             result["unified"] = {**tokens, **prefill}
             seconds["prefill"] = time.perf_counter() - t

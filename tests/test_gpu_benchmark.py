@@ -22,6 +22,10 @@ RATIOS = (
     "trajectory_ratio",
     "concurrent_vs_raw",
     "unified_image_tokens_per_s",
+    "unified_text_tokens_per_s",
+    "transformers_text_tokens_per_s",
+    "transformers_image_tokens_per_s",
+    "unified_image_vs_transformers",
     "unified_prefill_saved",
 )
 
@@ -50,4 +54,15 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     assert unified["unified_same_bytes"]
     assert abs(unified["unified_count_off_by"]) <= 0.01 * unified["unified_prefilled_reencode"]
     assert figures["trajectories"]["trajectory_steps"] == 3
+    # Every decode mode timed (the CPU default: dynamic and static) has its figure; the headline is the best.
+    by_decode = unified["unified_image_tokens_per_s_by_decode"]
+    assert set(by_decode) == {"dynamic", "static"} and not unified["unified_image_errors"]
+    assert all(v > 0 for v in by_decode.values())
+    assert figures["unified_image_tokens_per_s"] == max(by_decode.values())
+    assert unified["unified_process_decode"] == unified["unified_image_decode"]
+    assert unified["transformers_text_tokens"] == 64 and 0 < unified["unified_text_tokens"] <= 64
     assert figures["backend"]["backend_calls_per_8"] == 1.0  # eight concurrent requests, one pipeline call
+    assert figures["backend"]["backend_run_direct_s"] > 0 and figures["backend"]["raw_on_launcher_thread_s"] > 0
+    # Eight trajectories of 3 steps paint 6 images each: every one went through a batch.
+    assert sum(figures["trajectories"]["concurrent_batch_sizes"]) == 8 * 6
+    assert set(unified["unified_shared_by_stage"]) == {"plan", "draft", "reflect", "refine"}
