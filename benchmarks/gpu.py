@@ -2,6 +2,7 @@
 
     $ python benchmarks/gpu.py                       # SD 1.5-sized pipeline and Janus-Pro-1B-sized model, cuda
     $ python benchmarks/gpu.py --tiny --device cpu   # the same code on the tiny test models (CPU, < 2 min)
+    $ python benchmarks/gpu.py --profile prof/      # also where each part's time goes (torch.profiler tables)
 
 On a bare GPU machine (torch and transformers only), install what it needs from the wheels that
 ``benchmarks/gpu_wheels.sh`` downloads first; that script prints the command.
@@ -152,7 +153,43 @@ def best_of(repeats: int, fn) -> float:  # noqa: ANN001
     return min(times)
 
 
-def measure_backend(backend, size: int, steps: int, repeats: int) -> dict[str, float]:  # noqa: ANN001
+def profiled(path: Path | None, fn) -> None:  # noqa: ANN001
+    """``fn`` once more, under ``torch.profiler``: where its time went, by operator, written to ``path``.
+
+    The operators by their own CPU time, and on a GPU by their own GPU time. Run after the timed repeats,
+    so the figures do not pay for the profiler.
+    """
+    if path is None:
+        return
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    try:  # the batcher's launcher and the stages' worker threads too, not only this one (torch >= 2.7)
+        config = torch._C._profiler._ExperimentalConfig(profile_all_threads=True)
+    except TypeError:
+        config = None
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with profile(activities=activities, experimental_config=config) as prof:
+        start = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - start
+    averages = prof.key_averages()
+    threads = "every thread" if config is not None else "the calling thread only (torch < 2.7)"
+    tables = [
+        f"{path.stem}: {wall:.3f} s under the profiler, CPU operators of {threads}",
+        averages.table(sort_by="self_cpu_time_total", row_limit=30),
+    ]
+    if cuda:
+        tables.append(averages.table(sort_by="self_device_time_total", row_limit=30))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(tables) + "\n", encoding="utf-8")
+    log(f"profile: {path}")
+
+
+def measure_backend(backend, size: int, steps: int, repeats: int, profile: Path | None = None) -> dict:  # noqa: ANN001
     """Eight concurrent requests through the backend against one batch-of-8 call of the pipeline itself."""
     import torch
 
@@ -175,17 +212,21 @@ def measure_backend(backend, size: int, steps: int, repeats: int) -> dict[str, f
     calls = backend.batch_stats.calls
     raw_s = best_of(repeats, raw)
     batched_s = best_of(repeats, lambda: asyncio.run(concurrent()))
+    calls_per_8 = (backend.batch_stats.calls - calls) / repeats
     # Where a gap between the two lies: the backend's own call (its arguments, callback and conversions) on this
     # thread without the batcher, and the raw call on the thread the batcher launches from.
     direct_s = best_of(repeats, lambda: backend.run(requests))
     launcher = backend._batcher._launcher
     on_launcher_s = best_of(repeats, lambda: launcher.submit(raw).result())
+    if profile is not None:
+        profiled(profile / "backend-raw.txt", raw)
+        profiled(profile / "backend-concurrent.txt", lambda: asyncio.run(concurrent()))
     return {
         "raw_batch8_s": raw_s,
         "backend_8_concurrent_s": batched_s,
         "backend_run_direct_s": direct_s,
         "raw_on_launcher_thread_s": on_launcher_s,
-        "backend_calls_per_8": (backend.batch_stats.calls - calls) / repeats,
+        "backend_calls_per_8": calls_per_8,
         "raw_images_per_s": BATCH / raw_s,
         "raw_image_steps_per_s": BATCH * steps / raw_s,
         "backend_images_per_s": BATCH / batched_s,
@@ -215,7 +256,13 @@ def diffusion_policy(backend_toml: Path, size: int, steps: int):  # -> Policy
     )
 
 
-def measure_trajectories(policy, backend, root: Path, raw_image_steps_per_s: float) -> dict:  # noqa: ANN001
+def measure_trajectories(  # noqa: ANN201
+    policy,
+    backend,
+    root: Path,
+    raw_image_steps_per_s: float,
+    profile: Path | None = None,  # noqa: ANN001
+):
     import strokeagent
 
     strokeagent.generate(PROMPT, policy=policy, seed=100, out=root / "warm-up")
@@ -236,6 +283,10 @@ def measure_trajectories(policy, backend, root: Path, raw_image_steps_per_s: flo
     start = time.perf_counter()
     trajs = asyncio.run(many())
     many_s = time.perf_counter() - start
+    sizes, waits = backend.batch_stats.sizes[batches:], backend.batch_stats.waits[batches:]
+    if profile is not None:
+        profiled(profile / "trajectory.txt", lambda: strokeagent.generate(PROMPT, policy=policy, seed=0,
+                                                                        out=root / "profiled"))  # fmt: skip
     image_steps = sum(t.denoising_steps or 0 for traj in trajs for t in traj.timings)
     return {
         "trajectory_ratio": wall / inside,
@@ -247,8 +298,8 @@ def measure_trajectories(policy, backend, root: Path, raw_image_steps_per_s: flo
         "concurrent_wall_s": many_s,
         "concurrent_image_steps": image_steps,
         # How the eight shared pipeline calls: requests per call, and how long each call waited for company.
-        "concurrent_batch_sizes": backend.batch_stats.sizes[batches:],
-        "concurrent_batch_waits_ms": [round(w * 1000, 1) for w in backend.batch_stats.waits[batches:]],
+        "concurrent_batch_sizes": sizes,
+        "concurrent_batch_waits_ms": [round(w * 1000, 1) for w in waits],
     }
 
 
@@ -428,6 +479,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--skip-unified", action="store_true", help="diffusion figures only")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON object to this file")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="also profile each part once (torch.profiler) into this folder",
+    )
     args = parser.parse_args(argv)
     began = time.perf_counter()
 
@@ -488,7 +545,7 @@ def main(argv: list[str] | None = None) -> dict:
         log(f"SD built and loaded in {seconds['build_sd']:.1f} s")
 
         t = time.perf_counter()
-        raw = measure_backend(backend, size, steps, repeats)
+        raw = measure_backend(backend, size, steps, repeats, args.profile)
         result["backend_batched_vs_raw"] = raw["backend_images_per_s"] / raw["raw_images_per_s"]
         result["backend"] = raw
         seconds["backend"] = time.perf_counter() - t
@@ -496,7 +553,11 @@ def main(argv: list[str] | None = None) -> dict:
 
         t = time.perf_counter()
         traj = measure_trajectories(
-            diffusion_policy(sd_toml, size, steps), backend, root / "runs", raw["raw_image_steps_per_s"]
+            diffusion_policy(sd_toml, size, steps),
+            backend,
+            root / "runs",
+            raw["raw_image_steps_per_s"],
+            args.profile,
         )
         result["trajectory_ratio"] = traj.pop("trajectory_ratio")
         result["concurrent_vs_raw"] = traj.pop("concurrent_vs_raw")
@@ -542,6 +603,14 @@ def main(argv: list[str] | None = None) -> dict:
             )
             tokens.update(theirs)
             seconds["transformers"] = time.perf_counter() - t
+            if args.profile is not None:
+                model.decode = tokens["unified_image_decode"]
+                ctx = prompt_context(model)
+                profiled(
+                    args.profile / "janus-image.txt", lambda: model.generate_image(ctx, seed=0, guidance=5.0)
+                )
+                profiled(args.profile / "janus-text.txt", lambda: model.generate_text(
+                    model.fork(ctx), stop=(), max_new_tokens=TEXT_TOKENS, seed=0))  # fmt: skip
             log(f"text tokens: {result['unified_text_tokens_per_s']:.1f}/s, transformers "
                 f"{result['transformers_text_tokens_per_s']:.1f}/s; image tokens: transformers "
                 f"{result['transformers_image_tokens_per_s']:.1f}/s, ours "

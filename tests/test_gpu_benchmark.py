@@ -33,7 +33,8 @@ RATIOS = (
 def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     out = tmp_path / "gpu.json"
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--repeats", "1", "--out", str(out)],
+        [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--repeats", "1", "--out", str(out),
+         "--profile", str(tmp_path / "profile")],  # fmt: skip
         capture_output=True,
         text=True,
         timeout=240,
@@ -66,3 +67,8 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     # Eight trajectories of 3 steps paint 6 images each: every one went through a batch.
     assert sum(figures["trajectories"]["concurrent_batch_sizes"]) == 8 * 6
     assert set(unified["unified_shared_by_stage"]) == {"plan", "draft", "reflect", "refine"}
+    # --profile: one table per part, with the operators of the threads that did the work (the batcher's too).
+    names = ("backend-raw", "backend-concurrent", "trajectory", "janus-image", "janus-text")
+    for name in names:
+        table = (tmp_path / "profile" / f"{name}.txt").read_text()
+        assert "Self CPU" in table and "aten::" in table, name
