@@ -29,5 +29,5 @@ ls "$DEST"
 cat <<CMD
 
 On the GPU machine (from the repository root; carry benchmarks/wheels):
-  python3 -m pip install -q --no-index --find-links benchmarks/wheels strokeagent diffusers==$DIFFUSERS transformers==$TRANSFORMERS && PYTHONUNBUFFERED=1 python3 benchmarks/gpu.py --out \$OUT/gpu.json
+  python3 -m pip install -q --no-index --find-links benchmarks/wheels strokeagent diffusers==$DIFFUSERS transformers==$TRANSFORMERS && PYTHONUNBUFFERED=1 python3 benchmarks/gpu.py --out \$OUT/gpu.json --profile \$OUT/profile
 CMD
