@@ -478,7 +478,12 @@ def main(argv: list[str] | None = None) -> dict:
         help="Janus decode modes timed, comma-separated (default: dynamic,static; on cuda dynamic,compiled)",
     )
     parser.add_argument("--skip-unified", action="store_true", help="diffusion figures only")
-    parser.add_argument("--out", type=Path, default=None, help="also write the JSON object to this file")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write the JSON object here (and the figures so far after each part)",
+    )
     parser.add_argument(
         "--profile",
         type=Path,
@@ -531,6 +536,17 @@ def main(argv: list[str] | None = None) -> dict:
         },  # fmt: skip
     }
     seconds: dict[str, float] = {}
+
+    def keep(part: str) -> None:
+        """The figures so far in ``--out`` after each part: a run cut short by a time limit still leaves them."""
+        if args.out is not None:
+            so_far = {
+                **result,
+                "seconds": {k: round(v, 2) for k, v in seconds.items()},
+                "unfinished_after": part,
+            }
+            args.out.write_text(json.dumps(so_far, indent=1, default=float) + "\n", encoding="utf-8")
+
     with tempfile.TemporaryDirectory(prefix="gpu-bench-") as tmp:
         root = Path(tmp)
         from strokeagent.backends import forget_backends, load_backend
@@ -550,6 +566,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["backend_batched_vs_raw"] = raw["backend_images_per_s"] / raw["raw_images_per_s"]
         result["backend"] = raw
         seconds["backend"] = time.perf_counter() - t
+        keep("backend")
         log(f"backend: {result['backend_batched_vs_raw']:.3f} in {seconds['backend']:.1f} s")
 
         t = time.perf_counter()
@@ -564,6 +581,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["concurrent_vs_raw"] = traj.pop("concurrent_vs_raw")
         result["trajectories"] = traj
         seconds["trajectories"] = time.perf_counter() - t
+        keep("trajectories")
         log(f"trajectories: {result['trajectory_ratio']:.3f}, {result['concurrent_vs_raw']:.3f} "
             f"in {seconds['trajectories']:.1f} s")  # fmt: skip
         forget_backends()
@@ -585,6 +603,8 @@ def main(argv: list[str] | None = None) -> dict:
             tokens = measure_image_tokens(model, images, decodes)
             result["unified_image_tokens_per_s"] = tokens.pop("unified_image_tokens_per_s")
             seconds["image_tokens"] = time.perf_counter() - t
+            result["unified"] = tokens
+            keep("image_tokens")
             log(f"image tokens: {result['unified_image_tokens_per_s']:.1f}/s ({tokens['unified_image_decode']}) "
                 f"in {seconds['image_tokens']:.1f} s")  # fmt: skip
 
@@ -604,6 +624,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
             tokens.update(theirs)
             seconds["transformers"] = time.perf_counter() - t
+            keep("transformers")
             if args.profile is not None:
                 model.decode = tokens["unified_image_decode"]
                 ctx = prompt_context(model)
