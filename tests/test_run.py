@@ -275,3 +275,39 @@ def test_generate_works_inside_a_running_event_loop(tmp_path):
         return strokeagent.generate("p", policy=test_policy(steps=1), out=tmp_path / "r")
 
     assert asyncio.run(inside()).final_image is not None
+
+
+def test_a_checkpoint_never_names_an_image_that_is_not_on_disk_yet(tmp_path, monkeypatch):
+    # Images are written in the background; a checkpoint that named one still being written would resume,
+    # after a kill, into a missing file. Slow PNG writes make every image pending when its checkpoint comes.
+    import time
+
+    from strokeagent.core import store
+    from strokeagent.runs.checkpoints import ThreadSqliteSaver
+
+    encode = store.png_bytes
+    monkeypatch.setattr(store, "png_bytes", lambda image: (time.sleep(0.03), encode(image))[1])
+    images, named = tmp_path / "r" / "images", []
+
+    def addresses(value):
+        if isinstance(value, dict):
+            if isinstance(value.get("sha256"), str):
+                yield value["sha256"]
+            for v in value.values():
+                yield from addresses(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                yield from addresses(v)
+
+    def on_disk(values) -> None:  # runs on the checkpoint writer, just before the checkpoint is written
+        for sha in addresses(values):
+            named.append(sha)
+            assert (images / f"{sha}.png").is_file(), f"a checkpoint names {sha[:12]}, not on disk yet"
+
+    put, put_writes = ThreadSqliteSaver.put, ThreadSqliteSaver.put_writes
+    monkeypatch.setattr(ThreadSqliteSaver, "put", lambda self, c, cp, *a: (on_disk(cp["channel_values"]), put(self, c, cp, *a))[1])  # fmt: skip
+    monkeypatch.setattr(ThreadSqliteSaver, "put_writes", lambda self, c, w, *a: (on_disk([v for _, v in w]), put_writes(self, c, w, *a))[1])  # fmt: skip
+    traj = strokeagent.generate("two shapes", policy=test_policy(steps=2), seed=1, out=tmp_path / "r")
+    assert len({r.sha256 for s in traj.steps for r in s.images}) == 4 and set(named) >= {
+        r.sha256 for s in traj.steps for r in s.images
+    }

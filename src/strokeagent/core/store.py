@@ -9,8 +9,8 @@
 
 An image is saved once under the SHA-256 of its pixels (``pixel_digest``); the
 same pixels put twice cost nothing. The address comes from the pixels, not the
-PNG bytes, so that a run does not wait for the PNG encoder: with a ``writer``
-(a single-thread executor) ``put`` returns at once and the file is encoded and
+PNG bytes, so that a run does not wait for the PNG encoder: ``writing_on`` a
+single-thread executor, ``put`` returns at once and the file is encoded and
 written there, in the order of the writer's other jobs. A run hands the store
 its checkpoint writer, so an image is on disk before any checkpoint that names
 it (``strokeagent.runs.checkpoints``). Until then the store serves the image
@@ -94,9 +94,7 @@ def new_output_folder(path: Path, *, what: str, taken: str, error: type[Exceptio
         raise refused from None
     except OSError as e:
         raise error(f"cannot write the {what} folder {path}: {e.strerror}; choose a writable --out") from None
-    if os.listdir(path) != [
-        claim.name
-    ]:  # another claimed it, wrote, and let go between our look and our claim
+    if os.listdir(path) != [claim.name]:  # another claimed it, wrote, and let go between our look and our claim
         claim.unlink(missing_ok=True)
         raise refused
     try:
@@ -120,12 +118,12 @@ def pixel_digest(image: Image.Image) -> str:
 
 
 class ArtifactStore:
-    """PNG files named by the SHA-256 of their pixels, in one folder; written on ``writer`` when it is set."""
+    """PNG files named by the SHA-256 of their pixels, in one folder; written in the background ``writing_on``."""
 
-    def __init__(self, root: str | os.PathLike[str], writer: Executor | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.writer = writer
+        self.writer: Executor | None = None
         # Images handed to the writer and not yet on disk, by address: ``open`` serves them from here.
         self._pending: dict[str, tuple[Image.Image, Future[None]]] = {}
         self._failed: BaseException | None = None
@@ -173,19 +171,24 @@ class ArtifactStore:
             yield
         finally:
             self.writer = None
-            for _, done in list(self._pending.values()):
-                done.exception()  # waits; the failure stays in ``_failed``
+            self._wait()
 
     def flush(self) -> None:
         """Wait until every image put so far is on disk; raise the first write that failed."""
-        for _, done in list(self._pending.values()):
-            done.exception()
+        self._wait()
         if self._failed is not None:
             raise self._failed
 
+    def _wait(self) -> None:
+        for _, done in list(self._pending.values()):
+            done.exception()  # waits; a failure stays in ``_failed``
+
     def open(self, ref: ImageRef) -> Image.Image:
         """A fresh copy of the pixels: the caller may draw on it."""
-        cached = self._recent.get(ref.sha256) or self._pending.get(ref.sha256, (None,))[0]
+        cached = self._recent.get(ref.sha256)
+        pending = self._pending.get(ref.sha256)  # one look: the writer may drop it once it is on disk
+        if cached is None and pending is not None:
+            cached = pending[0]
         if cached is not None:
             return cached.copy()
         path = self.path(ref)
