@@ -70,6 +70,7 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 PROMPT = "a red apple left of a blue cup, a green ball on the right"
+PROMPT_TEXT = f"<prompt>{PROMPT}</prompt>"  # the prompt in the process format's tags
 BATCH = 8
 TEXT_TOKENS = 64
 
@@ -257,12 +258,8 @@ def diffusion_policy(backend_toml: Path, size: int, steps: int):  # -> Policy
 
 
 def measure_trajectories(  # noqa: ANN201
-    policy,
-    backend,
-    root: Path,
-    raw_image_steps_per_s: float,
-    profile: Path | None = None,  # noqa: ANN001
-):
+    policy, backend, root: Path, raw_image_steps_per_s: float, profile: Path | None = None  # noqa: ANN001
+):  # fmt: skip
     import strokeagent
 
     strokeagent.generate(PROMPT, policy=policy, seed=100, out=root / "warm-up")
@@ -314,12 +311,12 @@ def synchronize(model) -> None:  # noqa: ANN001
 
 def prompt_ids(model) -> list[int]:  # noqa: ANN001
     """What ``new_context`` and ``add_text`` prefill for the prompt: transformers' ``generate`` gets the same."""
-    return [model.bos, *model.tokenizer(f"<prompt>{PROMPT}</prompt>", add_special_tokens=False).input_ids]
+    return [model.bos, *model.tokenizer(PROMPT_TEXT, add_special_tokens=False).input_ids]
 
 
 def prompt_context(model):  # noqa: ANN001, ANN201
     ctx = model.new_context()
-    model.add_text(ctx, f"<prompt>{PROMPT}</prompt>")
+    model.add_text(ctx, PROMPT_TEXT)
     return ctx
 
 

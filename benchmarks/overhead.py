@@ -52,8 +52,7 @@ from strokeagent.testing import test_policy
 from strokeagent.testing.doubles import ScriptedPlanner, ScriptedReflector
 
 
-async def one_run(delay: float, steps: int, out: Path) -> dict[str, float]:
-    policy = test_policy(steps=steps, fail_rounds=1, max_refines=1, delay=delay)
+async def one_run(policy: Policy, out: Path) -> dict[str, float]:
     start = previous = time.perf_counter()
     gaps, first = [], None
     async for event in astream("benchmark", policy, seed=0, out=out):
@@ -77,6 +76,14 @@ async def one_run(delay: float, steps: int, out: Path) -> dict[str, float]:
     }
 
 
+#: What the batched "pipeline" of measurement 4 costs: a fixed part and a part per image, as on a GPU.
+CALL_S, PER_IMAGE_S = 0.1, 0.01
+
+
+def call_seconds(images: int) -> float:
+    return CALL_S + PER_IMAGE_S * images
+
+
 def noise(seed: int, size: int = 512) -> Image.Image:
     return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
 
@@ -95,8 +102,8 @@ class NoisePainter:
             request = ImageRequest("noise", width=self.size, height=self.size, seed=seed)
             [image] = await self.batcher.submit([request])
             return Canvas(image)
-        await asyncio.to_thread(time.sleep, 0.1)
-        return Canvas(noise(seed))
+        await asyncio.to_thread(time.sleep, CALL_S)
+        return Canvas(noise(seed, self.size))
 
     async def draft(self, view, plan) -> Canvas:  # noqa: ANN001
         return await self._paint(view.seed)
@@ -107,7 +114,7 @@ class NoisePainter:
 
 def gpu_like_call(requests: list[ImageRequest]) -> list[Image.Image]:
     """100 ms + 10 ms per image in all, making the noise included (on a GPU, the pipeline's own output)."""
-    end = time.perf_counter() + 0.1 + 0.01 * len(requests)
+    end = time.perf_counter() + call_seconds(len(requests))
     images = [noise(r.seed, r.width) for r in requests]
     time.sleep(max(0.0, end - time.perf_counter()))
     return images
@@ -128,14 +135,6 @@ def gpu_shaped_policy(batcher: MicroBatcher | None = None, size: int = 512) -> P
     )
 
 
-async def gpu_shaped_run(out: Path) -> float:
-    policy = gpu_shaped_policy()
-    start = time.perf_counter()
-    async for event in astream("benchmark", policy, seed=0, out=out):
-        traj = event.trajectory
-    return (time.perf_counter() - start) / sum(t.seconds for t in traj.timings)
-
-
 async def eight_at_once(root: Path, size: int = 512) -> tuple[float, list[int]]:
     """Images per second of eight gpu-shaped trajectories sharing one batcher, over the call's batch-8 rate."""
     batcher = MicroBatcher(gpu_like_call, max_batch=8)
@@ -145,7 +144,7 @@ async def eight_at_once(root: Path, size: int = 512) -> tuple[float, list[int]]:
     trajs = await asyncio.gather(*runs)
     seconds = time.perf_counter() - start
     images = sum(len(s.images) for t in trajs for s in t.steps)
-    return images / seconds / (8 / (0.1 + 0.01 * 8)), batcher.stats.sizes
+    return images / seconds / (8 / call_seconds(8)), batcher.stats.sizes
 
 
 class FloorState(TypedDict):
@@ -191,11 +190,14 @@ async def langgraph_floor(delay: float, stages: int) -> float:
 def main(repeats: int = 5, steps: int = 10) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        asyncio.run(one_run(0.0, 1, root / "warm-up"))
-        fast = [asyncio.run(one_run(0.0, steps, root / f"fast-{i}")) for i in range(repeats)]
-        slow = [asyncio.run(one_run(0.1, 4, root / f"slow-{i}")) for i in range(3)]
+        shapes = lambda delay, n: test_policy(steps=n, fail_rounds=1, max_refines=1, delay=delay)  # noqa: E731
+        asyncio.run(one_run(shapes(0.0, 1), root / "warm-up"))
+        fast = [asyncio.run(one_run(shapes(0.0, steps), root / f"fast-{i}")) for i in range(repeats)]
+        slow = [asyncio.run(one_run(shapes(0.1, 4), root / f"slow-{i}")) for i in range(3)]
         floor = [asyncio.run(langgraph_floor(0.1, int(slow[0]["stages"]))) for _ in range(3)]
-        shaped = [asyncio.run(gpu_shaped_run(root / f"gpu-shaped-{i}")) for i in range(repeats)]
+        shaped = [
+            asyncio.run(one_run(gpu_shaped_policy(), root / f"gpu-{i}"))["ratio"] for i in range(repeats)
+        ]
         eights = [asyncio.run(eight_at_once(root / f"eight-{i}")) for i in range(3)]
         small = [asyncio.run(eight_at_once(root / f"small-{i}", size=64)) for i in range(3)]
 

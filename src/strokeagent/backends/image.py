@@ -13,9 +13,9 @@ generator, so the same seed gives the same picture whether it ran alone or in
 a batch (up to the last bit of floating point: see ``tests/test_image_backends.py``).
 
 ``MicroBatcher`` is how concurrent callers (several runs in one process)
-end up in one call: it holds requests for at most a few milliseconds, and
-only while more callers are likely to come, then hands the whole lot to a
-synchronous ``run`` in a worker thread.
+end up in one call: it holds requests only while more callers are expected,
+for at most a share of a call's time, then hands the whole lot to a
+synchronous ``run`` on its own launcher thread.
 """
 
 from __future__ import annotations
