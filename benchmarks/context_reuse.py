@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import strokeagent
+from strokeagent.extras import ExtraMissing, require
 from strokeagent.testing.unified import build_tiny_janus, tiny_process_policy, write_backend
 from strokeagent.unified.janus import DECODES
 
@@ -105,6 +106,10 @@ def main() -> None:
         "--decode", choices=DECODES, default="dynamic", help="the Janus backend's decode mode"
     )
     args = parser.parse_args()
+    try:
+        require("transformers", "benchmarks/context_reuse.py", modules=("torch", "transformers"))
+    except ExtraMissing as e:
+        raise SystemExit(f"error: {e}") from None
     root = Path(tempfile.mkdtemp(prefix="context-reuse-"))
     folder = build(args.size, root / "model", args.device)
     backend = write_backend(folder, root / "backend.toml")

@@ -489,6 +489,14 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = parser.parse_args(argv)
     began = time.perf_counter()
+    from strokeagent.extras import ExtraMissing, require
+
+    try:  # the diffusion half needs diffusers, the unified half transformers: one line, not a traceback
+        require(
+            ("diffusers", "transformers"), "benchmarks/gpu.py", modules=("torch", "diffusers", "transformers")
+        )
+    except ExtraMissing as e:
+        raise SystemExit(f"error: {e}") from None
 
     import torch
 

@@ -61,6 +61,19 @@ def strokeagent(light: Path, cwd: Path, *args: str) -> subprocess.CompletedProce
     )
 
 
+@pytest.mark.parametrize(
+    ("script", "extras"),
+    [("gpu.py", "the extras 'diffusers' and 'transformers'"), ("context_reuse.py", "the 'transformers' extra")],
+)
+def test_a_benchmark_needing_torch_says_which_extras_in_one_line(light, tmp_path, script, extras):
+    args = ["--tiny", "--device", "cpu"] if script == "gpu.py" else []
+    done = subprocess.run([str(light / "python"), str(ROOT / "benchmarks" / script), *args],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)  # fmt: skip
+    lines = (done.stdout + done.stderr).splitlines()
+    assert done.returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: benchmarks/{script} needs {extras}") and INSTALL in lines[0], lines[0]
+
+
 def test_the_light_venv_has_no_extra(light):
     probe = f"import importlib.util as u; print(' '.join(m for m in {HEAVY!r} if u.find_spec(m)))"
     done = subprocess.run([str(light / "python"), "-c", probe], capture_output=True, text=True, check=True)
