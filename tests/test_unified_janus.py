@@ -184,3 +184,29 @@ def test_after_a_passed_inspection_the_model_decides_and_a_kill_there_resumes_th
     assert [[r.meta["process"]["ops"] for r in s.reflections] for s in resumed.steps] == [
         [r.meta["process"]["ops"] for r in s.reflections] for s in straight.steps
     ]
+
+
+def test_concurrent_runs_call_the_model_on_its_own_one_thread(tiny, tmp_path, monkeypatch):
+    # CUDA graphs (decode = "compiled") and cuBLAS handles belong to the thread that made them.
+    import asyncio
+    import threading
+
+    backend, model = tiny
+    threads = set()
+    for name in ("generate_text", "generate_image", "add_image"):
+        call = getattr(model, name)
+
+        def recording(*args, _call=call, **kwargs):
+            threads.add(threading.current_thread().name)
+            return _call(*args, **kwargs)
+
+        monkeypatch.setattr(model, name, recording)
+
+    async def both():
+        policy = tiny_process_policy(backend)
+        return await asyncio.gather(*(strokeagent.agenerate("a red apple", policy=policy, seed=seed,
+                                                            out=tmp_path / str(seed)) for seed in (0, 1)))  # fmt: skip
+
+    first, _ = asyncio.run(both())
+    assert threads == {"strokeagent-janus_0"}
+    assert len(first.steps) >= 1

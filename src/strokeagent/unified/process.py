@@ -52,9 +52,11 @@ resumed run continues on the same state and gives the same bytes.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from typing import Any, Literal
@@ -220,24 +222,35 @@ class ProcessStages:
     # -- the four stages ------------------------------------------------------
 
     async def plan(self, view: TrajectoryView) -> Plan:
-        return await asyncio.to_thread(
+        return await self._on_model_thread(
             self._run, view, lambda live, ops: self._plan(view, live, ops), partial(self._closing_plan, view)
         )
 
     async def draft(self, view: TrajectoryView, plan: Plan) -> Canvas:
-        return await asyncio.to_thread(
-            self._run, view, lambda live, ops: self._paint(view, plan, live, ops), partial(self._unchanged, view, None)
+        return await self._on_model_thread(
+            self._run,
+            view,
+            lambda live, ops: self._paint(view, plan, live, ops),
+            partial(self._unchanged, view, None),
         )
 
     async def reflect(self, view: TrajectoryView, plan: Plan, image: Canvas) -> Reflection:
-        return await asyncio.to_thread(
+        return await self._on_model_thread(
             self._run, view, lambda live, ops: self._reflect(view, plan, live, ops), _closing_reflection
         )
 
     async def refine(self, view: TrajectoryView, plan: Plan, image: Canvas, reflection: Reflection) -> Canvas:
-        return await asyncio.to_thread(
-            self._run, view, lambda live, ops: self._paint(view, plan, live, ops), partial(self._unchanged, view, image)
+        return await self._on_model_thread(
+            self._run,
+            view,
+            lambda live, ops: self._paint(view, plan, live, ops),
+            partial(self._unchanged, view, image),
         )
+
+    async def _on_model_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` off the event loop: on the model's own ``executor`` if it names one, else a worker thread."""
+        call = partial(contextvars.copy_context().run, fn, *args)  # as asyncio.to_thread does
+        return await asyncio.get_running_loop().run_in_executor(getattr(self.model, "executor", None), call)
 
     # -- when the context is full: the run closes where it stands ------------------------
 
