@@ -72,3 +72,20 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     for name in names:
         table = (tmp_path / "profile" / f"{name}.txt").read_text()
         assert "Self CPU" in table and "aten::" in table, name
+
+
+def test_past_its_time_the_run_skips_what_can_wait_and_says_so(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--repeats", "1", "--images", "1",
+         "--within", "0", "--profile", str(tmp_path / "profile")],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures["skipped"] == ["the Janus profile: 0 s were used up"]
+    assert not (tmp_path / "profile" / "janus-image.txt").exists()
+    assert (tmp_path / "profile" / "backend-raw.txt").exists()  # the diffusion half is never skipped
+    assert figures["unified"]["unified_seed"] == 0  # no second seed tried, whatever the first one painted
+    assert figures["unified_prefill_saved"] > 0
