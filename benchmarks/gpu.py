@@ -442,6 +442,12 @@ def measure_prefill(backend_toml: Path, root: Path, tiny: bool, budget_s: float)
     out = {
         "unified_prefill_saved": 1 - prefilled / by_count,
         "unified_shared_by_stage": by_stage,
+        # Call by call, in order (stage, step, seconds, prefilled, generated): one slow call shows apart.
+        "unified_shared_calls": [
+            [t.stage, t.step, round(t.seconds, 3), t.prefilled_tokens, t.generated_tokens]
+            for t in shared.timings
+        ],
+        "unified_seeds_tried": seed + 1,
         "unified_prefilled_shared": prefilled,
         "unified_prefilled_reencode": by_count,
         "unified_seed": seed,
