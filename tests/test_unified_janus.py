@@ -210,3 +210,14 @@ def test_concurrent_runs_call_the_model_on_its_own_one_thread(tiny, tmp_path, mo
     first, _ = asyncio.run(both())
     assert threads == {"strokeagent-janus_0"}
     assert len(first.steps) >= 1
+
+
+def test_every_torch_model_has_its_own_thread_and_process_tiny_does_not():
+    from strokeagent.unified import OwnThread
+    from strokeagent.unified.bagel import BagelModel
+    from strokeagent.unified.emu3 import Emu3Model
+    from strokeagent.unified.janus import JanusModel
+    from strokeagent.unified.tiny import TinyProcessModel
+
+    assert all(issubclass(m, OwnThread) for m in (JanusModel, Emu3Model, BagelModel))
+    assert not issubclass(TinyProcessModel, OwnThread)  # numpy: nothing it warms belongs to a thread

@@ -10,6 +10,6 @@ adapters (``janus``, ``bagel``) drive real models. Nothing here imports torch
 at import time: adapters import it when they are built.
 """
 
-from strokeagent.unified.protocol import Context, TextOutput, UnifiedModel, Usage
+from strokeagent.unified.protocol import Context, OwnThread, TextOutput, UnifiedModel, Usage
 
-__all__ = ["Context", "TextOutput", "UnifiedModel", "Usage"]
+__all__ = ["Context", "OwnThread", "TextOutput", "UnifiedModel", "Usage"]

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from strokeagent.errors import PolicyError
-from strokeagent.unified.protocol import Context, TextOutput
+from strokeagent.unified.protocol import Context, OwnThread, TextOutput
 
 _CHECKOUT_FILES = ("inferencer.py", "modeling/bagel/bagel.py", "data/transforms.py")
 _WEIGHT_FILES = ("llm_config.json", "vit_config.json", "ae.safetensors", "ema.safetensors")
@@ -73,7 +73,7 @@ def check_checkout(checkout: str | Path) -> Path:
     return folder
 
 
-class BagelModel:
+class BagelModel(OwnThread):
     """A BAGEL checkout and its weights, loaded once; see the module docstring."""
 
     def __init__(

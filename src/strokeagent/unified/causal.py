@@ -20,14 +20,12 @@ message) and its transformers ``architecture``, sets ``boi`` and
 from __future__ import annotations
 
 import copy
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from strokeagent.errors import PolicyError
-from strokeagent.unified.protocol import Context, TextOutput
+from strokeagent.unified.protocol import Context, OwnThread, TextOutput
 
 DTYPES = {"float32", "bfloat16", "float16"}
 
@@ -53,7 +51,7 @@ def pick(torch: Any, logits: Any, temperature: float, gen: Any) -> int:
     return int(torch.multinomial(probs, 1, generator=gen))
 
 
-class CausalModel:
+class CausalModel(OwnThread):
     """A checkpoint folder of ``architecture``, loaded once; see the module docstring."""
 
     family: str  # the name users know it by, in messages
@@ -89,16 +87,6 @@ class CausalModel:
         self.tokenizer = self.processor.tokenizer
         self.bos, self.eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
         self.path = str(folder)
-
-    @cached_property
-    def executor(self) -> ThreadPoolExecutor:
-        """The one thread the process stages call this model on, whichever run asks.
-
-        torch.compile's CUDA graphs are recorded per thread (a graph recorded in one worker is recorded again
-        in the next), and each thread that launches kernels gets its own cuBLAS handle and workspace; on one
-        GPU the calls run one after another anyway.
-        """
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"strokeagent-{self.family.lower()}")
 
     # -- contexts --------------------------------------------------------------
 
