@@ -48,7 +48,11 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     re-encoding the trajectory in every stage (counted from the run's recorded usage, as context_reuse.py
     prints it as "re-encode by count"; ``--tiny`` also runs the re-encoding and checks the two agree).
     It paints in the fastest decode mode (``unified.unified_process_decode``): the counts do not depend on
-    the mode, the run's seconds do.
+    the mode, the run's seconds do. ``unified.unified_shared_calls`` lists its stage calls in order.
+``unified.convolutions_model_thread_s``, ``unified.convolutions_new_thread_s``
+    Janus's convolutions (a VQ decode and the vision encoder reading the result) on the model's own, warm
+    thread and on a thread that never ran the model: what a call pays for the GPU state that belongs to a
+    thread (PyTorch's cuDNN execution plans, cuBLAS handles).
 """
 
 from __future__ import annotations
@@ -385,6 +389,35 @@ def measure_text_tokens(model, count: int, repeats: int) -> dict:  # noqa: ANN00
             "transformers_text_tokens": made["theirs"]}  # fmt: skip
 
 
+def measure_new_thread(model) -> dict:  # noqa: ANN001
+    """The model's convolutions (its VQ decoder and vision encoder) on its own, warm thread and on a new one.
+
+    PyTorch keeps cuDNN execution plans in a thread-local cache, and cuBLAS handles per thread: the new thread
+    shows what a call pays where it meets the model for the first time (as the process stages did on the
+    worker threads of each run's event loop before the model had a thread of its own).
+    """
+    import threading
+
+    torch = model.torch
+    codes = model.model.config.vq_config.num_embeddings
+    tokens = torch.randint(0, codes, (1, model.num_image_tokens), generator=torch.Generator().manual_seed(0))
+    ctx = on_model_thread(model, prompt_context, model)
+
+    def convolutions() -> float:
+        start = time.perf_counter()
+        model.add_image(model.fork(ctx), model.decode_tokens(tokens.to(model.device)))
+        synchronize(model)
+        return time.perf_counter() - start
+
+    on_model_thread(model, convolutions)  # warm on the model's thread, then timed there
+    warm = on_model_thread(model, convolutions)
+    timed: dict[str, float] = {}
+    fresh = threading.Thread(target=lambda: timed.update(new=convolutions()), name="gpu.py-new-thread")
+    fresh.start()
+    fresh.join()
+    return {"convolutions_model_thread_s": warm, "convolutions_new_thread_s": timed["new"]}
+
+
 def measure_transformers_image(model, images: int) -> dict:  # noqa: ANN001
     """transformers' own image mode (static cache, batch-2 guidance, 5.0) and its VQ decode, same prompt.
 
@@ -664,6 +697,13 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{result['transformers_text_tokens_per_s']:.1f}/s; image tokens: transformers "
                 f"{result['transformers_image_tokens_per_s']:.1f}/s, ours "
                 f"{result['unified_image_vs_transformers']:.2f}x; in {seconds['transformers']:.1f} s")  # fmt: skip
+
+            t = time.perf_counter()
+            tokens.update(measure_new_thread(model))
+            seconds["new_thread"] = time.perf_counter() - t
+            keep("new_thread")
+            log(f"convolutions: {tokens['convolutions_model_thread_s']:.2f} s on the model's thread, "
+                f"{tokens['convolutions_new_thread_s']:.2f} s on a new one")  # fmt: skip
 
             # The process run paints in the fastest mode: the same loaded model (load_backend keeps it). What it
             # prefills does not depend on the mode; how long it takes does.

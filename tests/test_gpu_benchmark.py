@@ -67,6 +67,7 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     # Eight trajectories of 3 steps paint 6 images each: every one went through a batch.
     assert sum(figures["trajectories"]["concurrent_batch_sizes"]) == 8 * 6
     assert set(unified["unified_shared_by_stage"]) == {"plan", "draft", "reflect", "refine"}
+    assert unified["convolutions_model_thread_s"] > 0 and unified["convolutions_new_thread_s"] > 0
     calls = unified["unified_shared_calls"]
     assert [c[0] for c in calls[:2]] == ["plan", "draft"]
     for stage, row in unified["unified_shared_by_stage"].items():

@@ -111,8 +111,13 @@ class JanusModel(CausalModel):
         if static:
             self._kept_cache = cache
         del cache
+        return self.decode_tokens(torch.cat(tokens)[None])
+
+    def decode_tokens(self, tokens):  # -> PIL.Image.Image; tokens: (1, num_image_tokens) VQ codes
+        """The VQ decoder's picture of painted tokens."""
+        torch = self.torch
         with torch.no_grad():
-            decoded = self.model.decode_image_tokens(torch.cat(tokens)[None])
+            decoded = self.model.decode_image_tokens(tokens)
         pixels = self.processor.image_processor.postprocess(
             list(decoded.permute(0, 3, 1, 2).float().cpu()), return_tensors="pt"
         ).pixel_values[0]
