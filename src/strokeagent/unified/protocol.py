@@ -14,8 +14,8 @@ image patches) and ``generated`` (tokens the model produced, text or image).
 Everything is synchronous and deterministic for a given seed; the process
 stages run it in a worker thread, or on the one thread a model names as its
 ``executor`` (a ``concurrent.futures.Executor``; ``OwnThread`` gives a model
-one: what a GPU warms up belongs to a thread). Operations feed the model in a fixed pattern
-(a chunk per ``add_*`` call, one forward per generated token), and
+one: what a GPU warms up belongs to a thread). Operations feed the model in a
+fixed pattern (a chunk per ``add_*`` call, one forward per generated token), and
 ``add_tokens`` replays a ``generate_text`` result in that same pattern, so a
 context rebuilt from a trajectory holds bit-identical state to the live one.
 """
