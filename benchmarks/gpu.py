@@ -18,7 +18,11 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
 
 ``backend_batched_vs_raw``
     Eight text-to-image requests sent at once to ``DiffusersBackend`` (micro-batched into one call), images per
-    second, over diffusers' own pipeline called on a batch of eight (best of ``--repeats`` each).
+    second, over diffusers' own pipeline called on a batch of eight (best of ``--repeats`` each). Where a gap
+    lies, in ``backend``: the backend's own call without the batcher (``backend_run_direct_s``), diffusers'
+    call on the batcher's launcher thread (``raw_on_launcher_thread_s``) and once on a thread that never
+    ran the pipeline (``raw_on_new_thread_s``: PyTorch's cuDNN execution plans and cuBLAS handles are per
+    thread, and the batches used to run on each event loop's own worker threads).
 ``trajectory_ratio``
     One trajectory's wall time over the time inside its stages: ``sketch.plan``, ``diffusion.draft`` (text to
     image, then image to image), a scripted reflect that fails once a step, ``diffusion.refine``
@@ -65,6 +69,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -194,6 +199,21 @@ def profiled(path: Path | None, fn) -> None:  # noqa: ANN001
     log(f"profile: {path}")
 
 
+def on_new_thread(fn) -> float:  # noqa: ANN001
+    """Seconds ``fn()`` takes on a thread that never ran anything: what per-thread GPU state costs the first call."""
+    timed: list[float] = []
+
+    def timing() -> None:
+        start = time.perf_counter()
+        fn()
+        timed.append(time.perf_counter() - start)
+
+    fresh = threading.Thread(target=timing, name="gpu.py-new-thread")
+    fresh.start()
+    fresh.join()
+    return timed[0]
+
+
 def measure_backend(backend, size: int, steps: int, repeats: int, profile: Path | None = None) -> dict:  # noqa: ANN001
     """Eight concurrent requests through the backend against one batch-of-8 call of the pipeline itself."""
     import torch
@@ -223,6 +243,8 @@ def measure_backend(backend, size: int, steps: int, repeats: int, profile: Path 
     direct_s = best_of(repeats, lambda: backend.run(requests))
     launcher = backend._batcher._launcher
     on_launcher_s = best_of(repeats, lambda: launcher.submit(raw).result())
+    # Where the batches ran before the launcher: the default executor of each event loop, a new thread each time.
+    new_thread_s = on_new_thread(raw)
     if profile is not None:
         profiled(profile / "backend-raw.txt", raw)
         profiled(profile / "backend-concurrent.txt", lambda: asyncio.run(concurrent()))
@@ -231,6 +253,7 @@ def measure_backend(backend, size: int, steps: int, repeats: int, profile: Path 
         "backend_8_concurrent_s": batched_s,
         "backend_run_direct_s": direct_s,
         "raw_on_launcher_thread_s": on_launcher_s,
+        "raw_on_new_thread_s": new_thread_s,
         "backend_calls_per_8": calls_per_8,
         "raw_images_per_s": BATCH / raw_s,
         "raw_image_steps_per_s": BATCH * steps / raw_s,
@@ -396,26 +419,18 @@ def measure_new_thread(model) -> dict:  # noqa: ANN001
     shows what a call pays where it meets the model for the first time (as the process stages did on the
     worker threads of each run's event loop before the model had a thread of its own).
     """
-    import threading
-
     torch = model.torch
     codes = model.model.config.vq_config.num_embeddings
     tokens = torch.randint(0, codes, (1, model.num_image_tokens), generator=torch.Generator().manual_seed(0))
     ctx = on_model_thread(model, prompt_context, model)
 
-    def convolutions() -> float:
-        start = time.perf_counter()
+    def convolutions() -> None:
         model.add_image(model.fork(ctx), model.decode_tokens(tokens.to(model.device)))
         synchronize(model)
-        return time.perf_counter() - start
 
     on_model_thread(model, convolutions)  # warm on the model's thread, then timed there
-    warm = on_model_thread(model, convolutions)
-    timed: dict[str, float] = {}
-    fresh = threading.Thread(target=lambda: timed.update(new=convolutions()), name="gpu.py-new-thread")
-    fresh.start()
-    fresh.join()
-    return {"convolutions_model_thread_s": warm, "convolutions_new_thread_s": timed["new"]}
+    warm = on_model_thread(model, lambda: best_of(1, convolutions))
+    return {"convolutions_model_thread_s": warm, "convolutions_new_thread_s": on_new_thread(convolutions)}
 
 
 def measure_transformers_image(model, images: int) -> dict:  # noqa: ANN001
