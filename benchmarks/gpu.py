@@ -241,7 +241,7 @@ def measure_backend(backend, size: int, steps: int, repeats: int, profile: Path 
     # Where a gap between the two lies: the backend's own call (its arguments, callback and conversions) on this
     # thread without the batcher, and the raw call on the thread the batcher launches from.
     direct_s = best_of(repeats, lambda: backend.run(requests))
-    launcher = backend._batcher._launcher
+    launcher = backend._batcher.executor
     on_launcher_s = best_of(repeats, lambda: launcher.submit(raw).result())
     # Where the batches ran before the launcher: the default executor of each event loop, a new thread each time.
     new_thread_s = on_new_thread(raw)

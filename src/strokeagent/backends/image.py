@@ -26,13 +26,13 @@ import io
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from PIL import Image
 
 from strokeagent.core.store import png_bytes
+from strokeagent.core.threads import OwnThread
 from strokeagent.errors import StrokeAgentError
 
 Task = Literal["text-to-image", "image-to-image", "inpaint", "edit"]
@@ -203,19 +203,17 @@ class BatchStats:
     waits: list[float] = field(default_factory=list)  # seconds held back for company before it ran
 
 
-class MicroBatcher:
+class MicroBatcher(OwnThread):
     """Collects requests from concurrent callers, then runs them as one batch.
 
         batcher = MicroBatcher(backend.run, window_s=0.05, max_batch=8)
         image, = await batcher.submit([request])
 
     ``run`` is synchronous (a pipeline call) and runs on the batcher's own
-    launcher thread, one batch at a time; requests that arrive meanwhile wait
-    for the next batch. One long-lived thread, not the event loop's default
-    executor: on a GPU the thread that launches kernels keeps its per-thread
-    state (current stream, cuBLAS handle and workspace) from call to call,
-    across event loops (``asyncio.run`` makes a new default executor each
-    time), and never queues behind other work sent to threads (stages, writes).
+    launcher thread (``OwnThread``: what a GPU warms up stays warm across calls
+    and event loops), one batch at a time; requests that arrive meanwhile wait
+    for the next batch. Nor does it queue behind other work sent to threads
+    (stages, writes).
 
     The wait adapts to the load. A batch goes at once when it holds
     ``max_batch`` requests, or when no more callers are expected; otherwise it
@@ -235,6 +233,8 @@ class MicroBatcher:
     (its rounds hold one caller), eight wait for the eighth, and when a caller
     drops out the others wait in vain for at most ``memory`` batches.
     """
+
+    thread_name = "launcher"
 
     def __init__(
         self,
@@ -260,7 +260,6 @@ class MicroBatcher:
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strokeagent-launcher")
 
     def expected_callers(self) -> int:
         """How many callers a batch waits for: the most a recent round held (``max_batch`` before any)."""
@@ -319,7 +318,7 @@ class MicroBatcher:
             self.stats.waits.append(waited)
             self._running, ran = True, time.monotonic()
             try:
-                images = await self._loop.run_in_executor(self._launcher, self._run, [r for r, *_ in batch])
+                images = await self._loop.run_in_executor(self.executor, self._run, [r for r, *_ in batch])
             except Exception as e:  # every waiting caller learns why
                 for _, fut, _ in batch:
                     if not fut.done():

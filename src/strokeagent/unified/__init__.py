@@ -10,6 +10,7 @@ adapters (``janus``, ``bagel``) drive real models. Nothing here imports torch
 at import time: adapters import it when they are built.
 """
 
-from strokeagent.unified.protocol import Context, OwnThread, TextOutput, UnifiedModel, Usage
+from strokeagent.core.threads import OwnThread
+from strokeagent.unified.protocol import Context, TextOutput, UnifiedModel, Usage
 
 __all__ = ["Context", "OwnThread", "TextOutput", "UnifiedModel", "Usage"]

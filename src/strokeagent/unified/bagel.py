@@ -46,8 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from strokeagent.core.threads import OwnThread
 from strokeagent.errors import PolicyError
-from strokeagent.unified.protocol import Context, OwnThread, TextOutput
+from strokeagent.unified.protocol import Context, TextOutput
 
 _CHECKOUT_FILES = ("inferencer.py", "modeling/bagel/bagel.py", "data/transforms.py")
 _WEIGHT_FILES = ("llm_config.json", "vit_config.json", "ae.safetensors", "ema.safetensors")

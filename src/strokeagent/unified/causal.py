@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from strokeagent.core.threads import OwnThread
 from strokeagent.errors import PolicyError
-from strokeagent.unified.protocol import Context, OwnThread, TextOutput
+from strokeagent.unified.protocol import Context, TextOutput
 
 DTYPES = {"float32", "bfloat16", "float16"}
 

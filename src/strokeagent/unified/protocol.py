@@ -13,18 +13,17 @@ image patches) and ``generated`` (tokens the model produced, text or image).
 
 Everything is synchronous and deterministic for a given seed; the process
 stages run it in a worker thread, or on the one thread a model names as its
-``executor`` (a ``concurrent.futures.Executor``; ``OwnThread`` gives a model
-one: what a GPU warms up belongs to a thread). Operations feed the model in a
-fixed pattern (a chunk per ``add_*`` call, one forward per generated token), and
+``executor`` (a ``concurrent.futures.Executor``;
+``strokeagent.core.threads.OwnThread`` gives a model one: what a GPU warms up
+belongs to a thread). Operations feed the model in a fixed pattern (a chunk
+per ``add_*`` call, one forward per generated token), and
 ``add_tokens`` replays a ``generate_text`` result in that same pattern, so a
 context rebuilt from a trajectory holds bit-identical state to the live one.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -119,18 +118,3 @@ class UnifiedModel(Protocol):
     def drop(self, ctx: Context) -> None:
         """Free the context's cache."""
         ...
-
-
-class OwnThread:
-    """A model called on one thread of its own (``executor``) by the process stages, whichever run asks.
-
-    Much of what a GPU warms up belongs to a thread: torch.compile's CUDA graphs, PyTorch's cuDNN execution
-    plans (a thread-local cache: a VQ decoder's, VAE's or vision encoder's convolutions plan again on a new
-    thread), cuBLAS handles and workspaces. A run's event loop has its own worker threads, so each run, and
-    stages within one, started cold on them. On one GPU the calls run one after another anyway.
-    """
-
-    @cached_property
-    def executor(self) -> ThreadPoolExecutor:
-        name = getattr(self, "family", type(self).__name__.removesuffix("Model")).lower()
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"strokeagent-{name}")
