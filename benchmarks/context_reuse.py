@@ -87,6 +87,13 @@ def totals(traj) -> dict[str, int]:
     return {"prefilled": prefilled, "through": through}
 
 
+def reencode_by_count(traj) -> int:
+    """What re-encoding the trajectory in every stage would prefill, from the recorded usage: history + added."""
+    records = [x for s in traj.steps for x in (s.plan, *s.reflections, *s.images)]
+    usage = [r.meta["process"]["usage"] for r in records if "usage" in r.meta.get("process", {})]
+    return sum(u["history"] + u["prefilled"] for u in usage)
+
+
 def rates(traj) -> dict[str, tuple[int, float]]:
     """Per kind of output: (tokens generated, seconds of the stages that generated them)."""
     kinds = {"plan": "text", "reflect": "text", "draft": "image", "refine": "image"}
@@ -128,12 +135,7 @@ def main() -> None:
     again, again_s = run(policy, seed, root / f"reencode-{seed}", rebuild=True)
     assert again.final_image.sha256 == shared.final_image.sha256, "re-encoding changed the bytes"
     a, b = totals(shared), totals(again)
-    formula = sum(
-        x.meta["process"]["usage"]["history"] + x.meta["process"]["usage"]["prefilled"]
-        for s in shared.steps
-        for x in [s.plan, *s.reflections]
-    ) + sum(r.meta["process"]["usage"]["history"] + r.meta["process"]["usage"]["prefilled"]
-            for s in shared.steps for r in s.images)  # fmt: skip
+    formula = reencode_by_count(shared)
     print(
         f"model: {args.size} random-weight Janus ({folder}), seed {seed}, {len(shared.timings)} stages, 3 steps"
     )

@@ -463,6 +463,8 @@ def measure_transformers_image(model, images: int) -> dict:  # noqa: ANN001
 
 def measure_prefill(backend_toml: Path, root: Path, tiny: bool, budget_s: float) -> dict[str, float]:
     """context_reuse.py's measurement: shared context over 3 steps against re-encoding every stage."""
+    from context_reuse import reencode_by_count, totals  # benchmarks/ is this script's folder
+
     import strokeagent
     from strokeagent.testing.unified import tiny_process_policy
 
@@ -476,10 +478,7 @@ def measure_prefill(backend_toml: Path, root: Path, tiny: bool, budget_s: float)
         painted = sum(1 for s in shared.steps if not s.plan.meta["process"].get("closed"))
         if painted == 3 or time.perf_counter() - start > budget_s:
             break
-    prefilled = sum(t.prefilled_tokens or 0 for t in shared.timings)
-    records = [x for s in shared.steps for x in (s.plan, *s.reflections, *s.images)]
-    by_count = sum(r.meta["process"]["usage"]["history"] + r.meta["process"]["usage"]["prefilled"]
-                   for r in records if "usage" in r.meta.get("process", {}))  # fmt: skip
+    prefilled, by_count = totals(shared)["prefilled"], reencode_by_count(shared)
     by_stage: dict[str, dict[str, float]] = {}  # where the shared run's time went, stage by stage
     for t in shared.timings:
         row = by_stage.setdefault(t.stage, {"calls": 0, "seconds": 0.0, "prefilled": 0, "generated": 0})
