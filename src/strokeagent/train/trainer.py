@@ -205,8 +205,9 @@ def train(
             break
     seconds = time.perf_counter() - started
     samples, tokens = acc.reduce(counts.to(acc.device), reduction="sum").tolist()  # all processes
-    # Every process leaves the process group together: one that exits while a peer still holds it open
-    # can take the group's transport threads down with it (a SIGABRT seen once under torchrun on a busy CPU).
+    # Every process leaves the process group here, as accelerate asks. It does not end the gloo threads that
+    # FSDP's meshes and DDP's reducer keep alive: a launched CLI process exits without finalization for that
+    # (strokeagent.cli.main._leave_launched_process).
     acc.end_training()
     return TrainResult(
         checkpoint,  # type: ignore[arg-type]
