@@ -1,6 +1,7 @@
 import asyncio
 import contextlib
 import json
+import re
 
 import pytest
 
@@ -41,11 +42,15 @@ def test_generate_runs_every_stage_and_writes_a_complete_run_folder(tmp_path):
     assert on_disk == traj
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
     assert (run / "final.png").read_bytes() == final_bytes(traj)
-    # Every image of every step is in the store, and the film strip embeds them all.
+    # Every image of every step is in the store, and the film strip shows each from there, the final one first.
     refs = {r.sha256 for s in traj.steps for r in s.images}
     assert {p.stem for p in (run / "images").glob("*.png")} == refs
     html = (run / "index.html").read_text()
-    assert html.count("data:image/png;base64,") == len([r for s in traj.steps for r in s.images]) + 1
+    shown = re.findall(r'<img alt="[^"]*" src="([^"]+)"', html)
+    assert shown == [
+        f"images/{r.sha256}.png" for r in [traj.final_image, *(r for s in traj.steps for r in s.images)]
+    ]
+    assert "base64" not in html
     assert "add shape 2" in html and "shape 1 is too faint" in html
 
 

@@ -201,6 +201,10 @@ class BatchStats:
     sizes: list[int] = field(default_factory=list)  # requests
     callers: list[int] = field(default_factory=list)  # ``submit`` calls with a request in the batch
     waits: list[float] = field(default_factory=list)  # seconds held back for company before it ran
+    # When each batch's call began (``time.perf_counter``) and how long it ran, timed on the launcher thread:
+    # between one call's end and the next one's start the device had nothing to do from this batcher.
+    starts: list[float] = field(default_factory=list)
+    runs: list[float] = field(default_factory=list)
 
 
 class MicroBatcher(OwnThread):
@@ -287,6 +291,14 @@ class MicroBatcher(OwnThread):
             self._worker = loop.create_task(self._drain())
         return list(await asyncio.gather(*futures))
 
+    def _timed(self, requests: list[ImageRequest]) -> list[Image.Image]:
+        start = time.perf_counter()
+        try:
+            return self._run(requests)
+        finally:
+            self.stats.starts.append(start)
+            self.stats.runs.append(time.perf_counter() - start)
+
     async def _drain(self) -> None:
         while self._pending:
             start = time.monotonic()
@@ -318,7 +330,7 @@ class MicroBatcher(OwnThread):
             self.stats.waits.append(waited)
             self._running, ran = True, time.monotonic()
             try:
-                images = await self._loop.run_in_executor(self.executor, self._run, [r for r, *_ in batch])
+                images = await self._loop.run_in_executor(self.executor, self._timed, [r for r, *_ in batch])
             except Exception as e:  # every waiting caller learns why
                 for _, fut, _ in batch:
                     if not fut.done():

@@ -1,16 +1,18 @@
-"""``index.html``: a self-contained film strip of a run, one row per step.
+"""``index.html``: the film strip of a run, one row per step.
 
     >>> write_report(run_dir, trajectory, store)   # doctest: +SKIP
 
 Each row shows a step's states in the order they were made, each captioned with
 its stage (a user's edit says so): the plan (instruction and description), the draft, every
-reflection with its conflicts, and every refinement. Images are embedded as
-data URLs, so the file can be mailed or attached as it is.
+reflection with its conflicts, and every refinement. Images are the run's own files, linked by
+their path in the folder (``images/<sha256>.png``): the page is written at the end of every run,
+and embedding them copied each image's bytes through base64 into a page of megabytes (eight
+runs finishing together spent most of their last half second on it); the folder goes anywhere
+as one piece, and the page with it.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 
@@ -46,9 +48,9 @@ def _img(store: ArtifactStore, ref: ImageRef | None, caption: str, small: bool =
     cls = "frame small" if small else "frame"
     if ref is None or ref not in store:
         return f'<div class="{cls}"><div class="cap">{html.escape(caption)}: (missing)</div></div>'
-    data = base64.b64encode(store.read_bytes(ref)).decode()
+    src = f"{store.root.name}/{store.path(ref).name}"  # index.html sits beside the store's folder
     return (
-        f'<div class="{cls}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        f'<div class="{cls}"><img alt="{html.escape(caption)}" src="{src}" loading="lazy">'
         f'<div class="cap">{html.escape(caption)} · {ref.sha256[:10]}</div></div>'
     )
 
