@@ -287,13 +287,12 @@ def diffusion_policy(backend_toml: Path, size: int, steps: int):  # -> Policy
 def measure_trajectories(  # noqa: ANN201
     policy, backend, root: Path, raw_image_steps_per_s: float, profile: Path | None = None  # noqa: ANN001
 ):  # fmt: skip
+    from overhead import one_run  # benchmarks/: the framework-overhead benchmark's split of one run
+
     import strokeagent
 
     strokeagent.generate(PROMPT, policy=policy, seed=100, out=root / "warm-up")
-    start = time.perf_counter()
-    one = strokeagent.generate(PROMPT, policy=policy, seed=0, out=root / "one")
-    wall = time.perf_counter() - start
-    inside = sum(t.seconds for t in one.timings)
+    one = asyncio.run(one_run(policy, root / "one", PROMPT, seed=0))
 
     async def many():  # noqa: ANN202
         return await asyncio.gather(
@@ -303,27 +302,39 @@ def measure_trajectories(  # noqa: ANN201
             )
         )
 
-    batches = len(backend.batch_stats.sizes)
+    stats = backend.batch_stats
+    batches = len(stats.sizes)
     start = time.perf_counter()
     trajs = asyncio.run(many())
     many_s = time.perf_counter() - start
-    sizes, waits = backend.batch_stats.sizes[batches:], backend.batch_stats.waits[batches:]
+    sizes, waits = stats.sizes[batches:], stats.waits[batches:]
+    starts, runs = stats.starts[batches:], stats.runs[batches:]
     if profile is not None:
         profiled(profile / "trajectory.txt", lambda: strokeagent.generate(PROMPT, policy=policy, seed=0,
                                                                         out=root / "profiled"))  # fmt: skip
     image_steps = sum(t.denoising_steps or 0 for traj in trajs for t in traj.timings)
     return {
-        "trajectory_ratio": wall / inside,
-        "trajectory_wall_s": wall,
-        "trajectory_in_stages_s": inside,
-        "trajectory_stages": len(one.timings),
-        "trajectory_steps": len(one.steps),
+        "trajectory_ratio": one["ratio"],
+        "trajectory_wall_s": one["wall"],
+        "trajectory_in_stages_s": one["inside"],
+        # Where the rest of the wall time went: before the first stage, between stages, after the last.
+        "trajectory_start_s": one["start"],
+        "trajectory_transitions_s": one["transitions"],
+        "trajectory_finish_s": one["finish"],
+        "trajectory_stages": one["stages"],
+        "trajectory_steps": one["steps"],
         "concurrent_vs_raw": image_steps / many_s / raw_image_steps_per_s,
         "concurrent_wall_s": many_s,
         "concurrent_image_steps": image_steps,
-        # How the eight shared pipeline calls: requests per call, and how long each call waited for company.
+        # How the eight shared pipeline calls: requests per call, how long each call waited for company, how
+        # long each ran, and the device's idle time between calls: the framework's work between rounds.
         "concurrent_batch_sizes": sizes,
         "concurrent_batch_waits_ms": [round(w * 1000, 1) for w in waits],
+        "concurrent_batch_runs_ms": [round(r * 1000, 1) for r in runs],
+        "concurrent_busy_s": sum(runs),
+        "concurrent_gaps_ms": [round((starts[i + 1] - starts[i] - runs[i]) * 1000, 1) for i in range(len(runs) - 1)],
+        "concurrent_before_first_call_s": starts[0] - start if starts else None,
+        "concurrent_after_last_call_s": start + many_s - starts[-1] - runs[-1] if starts else None,
     }
 
 
@@ -654,7 +665,10 @@ def main(argv: list[str] | None = None) -> dict:
         seconds["trajectories"] = time.perf_counter() - t
         keep("trajectories")
         log(f"trajectories: {result['trajectory_ratio']:.3f}, {result['concurrent_vs_raw']:.3f} "
-            f"in {seconds['trajectories']:.1f} s")  # fmt: skip
+            f"in {seconds['trajectories']:.1f} s; one: {traj['trajectory_start_s']:.3f} s before the first stage, "
+            f"{traj['trajectory_transitions_s']:.3f} s between stages, {traj['trajectory_finish_s']:.3f} s after "
+            f"the last; eight: {traj['concurrent_busy_s']:.2f} s of {traj['concurrent_wall_s']:.2f} s in pipeline "
+            f"calls")  # fmt: skip
         forget_backends()
         del backend
         if device == "cuda":

@@ -52,10 +52,11 @@ from strokeagent.testing import test_policy
 from strokeagent.testing.doubles import ScriptedPlanner, ScriptedReflector
 
 
-async def one_run(policy: Policy, out: Path) -> dict[str, float]:
+async def one_run(policy: Policy, out: Path, prompt: str = "benchmark", seed: int = 0) -> dict[str, float]:
+    """One run streamed: its wall time over the time inside its stages, and where the rest went."""
     start = previous = time.perf_counter()
     gaps, first = [], None
-    async for event in astream("benchmark", policy, seed=0, out=out):
+    async for event in astream(prompt, policy, seed=seed, out=out):
         now = time.perf_counter()
         if first is None:
             first = now - start - event.seconds
@@ -68,11 +69,15 @@ async def one_run(policy: Policy, out: Path) -> dict[str, float]:
     wall = time.perf_counter() - start
     inside = sum(t.seconds for t in traj.timings)
     return {
-        "start": first,
-        "transition": statistics.median(gaps),
-        "finish": finish,
+        "start": first,  # before the first stage began: the checkpoint database, the graph
+        "transition": statistics.median(gaps),  # between two stages, the median
+        "transitions": sum(gaps),  # between stages, in all
+        "finish": finish,  # after the last stage: the final files, the film strip
         "ratio": wall / inside if inside else float("nan"),
+        "wall": wall,
+        "inside": inside,
         "stages": len(traj.timings),
+        "steps": len(traj.steps),
     }
 
 
