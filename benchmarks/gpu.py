@@ -26,10 +26,16 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
 ``trajectory_ratio``
     One trajectory's wall time over the time inside its stages: ``sketch.plan``, ``diffusion.draft`` (text to
     image, then image to image), a scripted reflect that fails once a step, ``diffusion.refine``
-    (image to image); 3 steps. 1.0 would be no framework cost at all.
+    (image to image); 3 steps. 1.0 would be no framework cost at all. Where the rest went, in
+    ``trajectories``: before the first stage, between stages, after the last (``trajectory_*_s``).
 ``concurrent_vs_raw``
-    Eight such trajectories at once in one process (their requests micro-batched): denoising steps per second,
-    counted from the trajectories, over diffusers' batch-of-8 image-steps per second.
+    Eight such trajectories at once in one process (their requests micro-batched), after eight others warmed
+    the shapes they batch: denoising steps per second, counted from the trajectories, over diffusers'
+    batch-of-8 image-steps per second (text to image at ``--steps``; the trajectories run image to image at
+    fewer steps, whose fixed costs, the VAE's encode and decode, weigh more per step). In ``trajectories``:
+    each batch's size, wait and run, the device's idle time between calls (``concurrent_gaps_ms``), and
+    ``concurrent_vs_same_calls``: the same pipeline calls made one after another with no trajectory around
+    them, over the eight trajectories' wall time (1.0: the framework costs nothing beside the calls).
 ``unified_image_tokens_per_s``
     ``JanusModel.generate_image`` with classifier-free guidance (5.0): image tokens per second, one image at a
     time, in the fastest of the ``decode`` modes timed (``--decode``; by default ``dynamic`` and ``static`` on
@@ -294,19 +300,28 @@ def measure_trajectories(  # noqa: ANN201
     strokeagent.generate(PROMPT, policy=policy, seed=100, out=root / "warm-up")
     one = asyncio.run(one_run(policy, root / "one", PROMPT, seed=0))
 
-    async def many():  # noqa: ANN202
+    async def many(seeds: range):  # noqa: ANN202
         return await asyncio.gather(
-            *(
-                strokeagent.agenerate(PROMPT, policy=policy, seed=i, out=root / f"many-{i}")
-                for i in range(BATCH)
-            )
+            *(strokeagent.agenerate(PROMPT, policy=policy, seed=i, out=root / f"many-{i}") for i in seeds)
         )
 
+    # Warm-up: the batch sizes and image-to-image shapes of eight at once (kernel choices per shape), as the
+    # raw batch was warmed before it was timed.
+    asyncio.run(many(range(BATCH, 2 * BATCH)))
     stats = backend.batch_stats
     batches = len(stats.sizes)
+    batcher, calls = backend._batcher, []
+    run = batcher._run
+    batcher._run = lambda requests: (calls.append(list(requests)), run(requests))[1]  # what each call was
     start = time.perf_counter()
-    trajs = asyncio.run(many())
+    try:
+        trajs = asyncio.run(many(range(BATCH)))
+    finally:
+        batcher._run = run
     many_s = time.perf_counter() - start
+    # The same pipeline calls again, one after another on the launcher thread, with no trajectory around them:
+    # what eight at once would take if the framework cost nothing between and beside the calls.
+    same_s = best_of(1, lambda: [batcher.executor.submit(backend.run, c).result() for c in calls])
     sizes, waits = stats.sizes[batches:], stats.waits[batches:]
     starts, runs = stats.starts[batches:], stats.runs[batches:]
     if profile is not None:
@@ -324,6 +339,8 @@ def measure_trajectories(  # noqa: ANN201
         "trajectory_stages": one["stages"],
         "trajectory_steps": one["steps"],
         "concurrent_vs_raw": image_steps / many_s / raw_image_steps_per_s,
+        "concurrent_vs_same_calls": same_s / many_s,
+        "concurrent_same_calls_s": same_s,
         "concurrent_wall_s": many_s,
         "concurrent_image_steps": image_steps,
         # How the eight shared pipeline calls: requests per call, how long each call waited for company, how
@@ -668,7 +685,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"in {seconds['trajectories']:.1f} s; one: {traj['trajectory_start_s']:.3f} s before the first stage, "
             f"{traj['trajectory_transitions_s']:.3f} s between stages, {traj['trajectory_finish_s']:.3f} s after "
             f"the last; eight: {traj['concurrent_busy_s']:.2f} s of {traj['concurrent_wall_s']:.2f} s in pipeline "
-            f"calls")  # fmt: skip
+            f"calls, the same calls alone {traj['concurrent_same_calls_s']:.2f} s")  # fmt: skip
         forget_backends()
         del backend
         if device == "cuda":

@@ -220,7 +220,7 @@ def test_a_batch_waits_for_the_callers_it_expects_and_no_longer():
 def test_a_convoy_of_seven_and_one_heals_into_batches_of_eight():
     async def caller(batcher, i):
         if i == 7:
-            await asyncio.sleep(0.01)  # misses the first batch by a hair
+            await asyncio.sleep(0.15)  # misses the first batch (it waited 0.1 s for more after the seven)
         for k in range(3):
             await batcher.submit([req(seed=i)])
             await asyncio.sleep(0.02 if (i, k) == (7, 0) else 0.16)  # then the eighth hurries back
@@ -238,6 +238,24 @@ def test_a_convoy_of_seven_and_one_heals_into_batches_of_eight():
     # while it runs. Counting batches, the seven would go again without the eighth (7, 1, 7, 1, ...);
     # counting rounds (a batch and the callers that missed it), the batcher waits for eight.
     assert stats.sizes[3:] == [7, 1, 8, 8]
+
+
+def test_runs_that_start_together_a_few_milliseconds_apart_make_one_batch():
+    async def caller(batcher, i):
+        await asyncio.sleep(0.01 if i == 7 else 0)  # the eighth's start-up took 10 ms longer
+        return await batcher.submit([req(seed=i)])
+
+    async def go():
+        batcher = MicroBatcher(slow(0.2), window_s=0.1, max_batch=8, share=0.5)
+        for _ in range(3):  # one caller alone first: the batcher expects one
+            await batcher.submit([req()])
+        together = await asyncio.gather(*(caller(batcher, i) for i in range(8)))
+        return batcher.stats, together
+
+    stats, together = asyncio.run(go())
+    # More callers than expected: the load grows, so the batch waits while they keep coming (7 and 1 without it).
+    assert stats.sizes == [1, 1, 1, 8] and stats.waits[3] < 0.01 + 0.06
+    assert [im.getpixel((0, 0))[0] for [im] in together] == list(range(8))
 
 
 def test_a_short_run_lets_a_batch_wait_only_a_share_of_it():

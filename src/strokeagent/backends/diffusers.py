@@ -138,6 +138,10 @@ class DiffusersBackend:
         self._lock = threading.Lock()
         self.pipeline_class, self._pipes = self._load(getattr(torch, dtype), cpu_offload, compile)
         self.tasks = frozenset(self._pipes)
+        # What each pipeline's __call__ accepts, looked up once: inspect.signature costs milliseconds a call.
+        self._accepted = {
+            task: frozenset(inspect.signature(pipe.__call__).parameters) for task, pipe in self._pipes.items()
+        }
         self.independent = independent
         self._exact_strength = any(
             type(pipe).__name__ not in STEP_STRENGTH_PIPELINES
@@ -273,7 +277,7 @@ class DiffusersBackend:
         if first.task in ("image-to-image", "inpaint"):
             # Any member's strength will do: the group shares the steps it leaves, hence the schedule.
             kwargs["strength"] = first.strength
-        accepted = inspect.signature(pipe.__call__).parameters
+        accepted = self._accepted[first.task]
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}  # e.g. InstructPix2Pix takes no size
         with self._lock:
             try:

@@ -228,6 +228,10 @@ class MicroBatcher(OwnThread):
     calls) are counted, not requests: one caller's four candidates are not
     four callers to wait for.
 
+    When more callers are waiting than expected, the load is growing (runs
+    that start together arrive a few milliseconds apart): the batch waits
+    while they keep coming, each within that same longest wait of the last.
+
     How many are expected: the most callers one *round* held over the last
     ``memory`` batches, where a round is a batch and the callers of the next
     batch that arrived while it ran (they missed it by a hair). Counting only
@@ -260,6 +264,7 @@ class MicroBatcher(OwnThread):
         self._late: set[int] = set()  # callers that arrived while a batch ran
         self._running = False
         self._last_run_s: float | None = None
+        self._last_arrival = 0.0  # time.monotonic() of the last submit
         self._pending: list[tuple[ImageRequest, asyncio.Future, int]] = []
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task | None = None
@@ -282,6 +287,7 @@ class MicroBatcher(OwnThread):
             self._late = set()
             self._arrived = asyncio.Event()
         self._submits += 1
+        self._last_arrival = time.monotonic()
         if self._running:
             self._late.add(self._submits)
         futures = [loop.create_future() for _ in requests]
@@ -303,11 +309,15 @@ class MicroBatcher(OwnThread):
         while self._pending:
             start = time.monotonic()
             longest = self.longest_wait()
-            while (
-                len(self._pending) < self.max_batch
-                and len({caller for *_, caller in self._pending}) < self.expected_callers()
-            ):
-                left = start + longest - time.monotonic()
+            while len(self._pending) < self.max_batch:
+                callers, expected = len({caller for *_, caller in self._pending}), self.expected_callers()
+                if callers == expected:
+                    break
+                # Fewer than expected: wait for the others, `longest` from the first. More than expected: the
+                # load is growing (runs starting together), so wait while callers keep coming, `longest` from the
+                # last: a burst of eight arriving over a few milliseconds is one batch, not seven and one.
+                deadline = start + longest if callers < expected else self._last_arrival + longest
+                left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._arrived.clear()
