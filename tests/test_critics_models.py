@@ -203,6 +203,33 @@ def test_clip_score(models):
         ClipScoreCritic(clip=str(models["clip"]), threshold=2.0)
 
 
+def test_torch_critics_score_on_a_thread_of_their_own_whichever_event_loop_asks(
+    models, tmp_path, monkeypatch
+):
+    # On a GPU, cuDNN plans and cuBLAS handles belong to a thread: a worker of each run's event loop starts cold.
+    import threading
+
+    threads = []
+    clip = ClipScoreCritic(clip=str(models["clip"]), threshold=0.0)
+    geneval = GenEvalCritic(detector=str(_rewrite(models["detr"], tmp_path / "detr", detr_all_dogs(5.0))))
+    for critic, name in ((clip, "_cosine"), (geneval, "_judge")):
+        method = getattr(critic, name)
+
+        def recording(*args, _method=method):
+            threads.append(threading.current_thread().name)
+            return _method(*args)
+
+        monkeypatch.setattr(critic, name, recording)
+    for _ in range(2):  # two event loops, as two `asyncio.run` calls of a script make
+        asyncio.run(clip.score(IMAGE, "a photo of a red cup"))
+        asyncio.run(
+            geneval.score(
+                IMAGE, "a photo of a dog", scene=row("single_object", [{"class": "dog", "count": 1}])
+            )
+        )
+    assert threads == ["strokeagent-clip_0", "strokeagent-geneval_0"] * 2
+
+
 class TestGenEvalCriticConformance(CriticConformance):
     @pytest.fixture(autouse=True)
     def _models(self, models, tmp_path):

@@ -430,6 +430,20 @@ def test_tiny_transformers_head_answers_every_schema_validly_and_deterministical
         tiny_head.chat_sync(USER, [Image.new("RGB", (4, 4))], schema=PlanAnswer)
 
 
+def test_the_transformers_head_answers_on_its_own_one_thread_whichever_event_loop_asks(tiny_head, monkeypatch):
+
+    threads = []
+    chat = tiny_head._chat
+
+    def recording(*args):
+        threads.append(threading.current_thread().name)
+        return chat(*args)
+
+    monkeypatch.setattr(tiny_head, "_chat", recording)
+    answers = [asyncio.run(tiny_head.chat(USER, schema=PlanAnswer)) for _ in range(2)]  # two event loops
+    assert threads == ["strokeagent-head_0"] * 2 and answers[0] == answers[1]
+
+
 def test_composite_text_policy_runs_on_the_tiny_head_from_a_policy_file(tmp_path, cli):
     policy = write(
         tmp_path,

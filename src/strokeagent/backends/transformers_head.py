@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from strokeagent.core.threads import OwnThread
 from strokeagent.errors import PolicyError, RunError
 
 if TYPE_CHECKING:
@@ -39,15 +40,17 @@ T = TypeVar("T", bound=BaseModel)
 _DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
-class TransformersHead:
+class TransformersHead(OwnThread):
     """``chat(messages, images, schema=...)`` on a model loaded in this process.
 
     The model loads when the head is built (so a policy that names a missing or broken
-    model is refused when it loads, not mid-run). Calls run one at a time in a worker
-    thread, greedy unless ``temperature > 0`` (then seeded by ``seed``).
+    model is refused when it loads, not mid-run). Calls run one at a time on the head's
+    own thread (``executor``, see ``core/threads.py``), greedy unless ``temperature > 0``
+    (then seeded by ``seed``).
     """
 
     kind = "transformers"
+    thread_name = "head"
 
     def __init__(
         self,
@@ -123,7 +126,7 @@ class TransformersHead:
         """One schema-valid answer (a model that cannot see images is refused them)."""
         if images and not self.vision:
             raise RunError(f"{self}: this model reads no images (a causal LM), yet {len(images)} were sent")
-        return await asyncio.to_thread(self._chat, messages, list(images), schema)
+        return await self.on_own_thread(self._chat, messages, list(images), schema)
 
     def chat_sync(
         self, messages: list[dict[str, Any]], images: Sequence[Image.Image] = (), *, schema: type[T]

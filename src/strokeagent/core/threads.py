@@ -17,8 +17,21 @@ the calls run one after another anyway.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property
+import asyncio
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import cached_property, partial
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+async def run_on(executor: Executor | None, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on ``executor`` (``None``: the event loop's default), awaited; context variables go along,
+    as with ``asyncio.to_thread``."""
+    call = partial(contextvars.copy_context().run, fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
 
 
 class OwnThread:
@@ -31,3 +44,7 @@ class OwnThread:
     def executor(self) -> ThreadPoolExecutor:
         name = self.thread_name or getattr(self, "family", type(self).__name__.removesuffix("Model"))
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"strokeagent-{name.lower()}")
+
+    async def on_own_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on ``executor``, awaited."""
+        return await run_on(self.executor, fn, *args)

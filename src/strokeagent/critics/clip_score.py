@@ -13,19 +13,20 @@ counts or positions, which is why GenEval uses a detector.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from strokeagent.core.threads import OwnThread
 from strokeagent.critics import Verdict, Violation, as_canvas
 
 CLIPSCORE_WEIGHT = 2.5
 
 
-class Clip:
-    """A transformers CLIP model and its processor, from a ``save_pretrained`` folder."""
+class Clip(OwnThread):
+    """A transformers CLIP model and its processor, from a ``save_pretrained`` folder; its calls belong on
+    ``executor`` (what its convolutions warm on a GPU stays warm there)."""
 
     def __init__(self, path: str | Path, device: str = "cpu") -> None:
         import transformers
@@ -81,7 +82,7 @@ class ClipScoreCritic:
 
     async def score(self, image: Any, prompt: str, *, scene: Any = None) -> Verdict:
         canvas = as_canvas(image)
-        cos = await asyncio.to_thread(self._cosine, canvas.image, prompt)
+        cos = await self.clip.on_own_thread(self._cosine, canvas.image, prompt)
         correct = cos >= self.threshold
         violations = (
             []

@@ -25,10 +25,10 @@ judged as the clauses it implies. ``score`` is the fraction of clauses that hold
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
+from strokeagent.core.threads import OwnThread
 from strokeagent.critics import Verdict, as_canvas, clause_score, violation_from_reason
 from strokeagent.critics.detectors import Detector, load_detector
 from strokeagent.critics.rules import (
@@ -94,8 +94,13 @@ class ColorClassifier:
         return [COLORS[int(i)] for i in logits.argmax(dim=1)]
 
 
-class GenEvalCritic:
-    """GenEval's verdict with a pluggable detector; options are GenEval's ``--options`` with its defaults."""
+class GenEvalCritic(OwnThread):
+    """GenEval's verdict with a pluggable detector; options are GenEval's ``--options`` with its defaults.
+
+    Each verdict (the detector, then CLIP on the colours) runs on the critic's own thread, ``executor``.
+    """
+
+    thread_name = "geneval"
 
     name = "geneval"
 
@@ -132,7 +137,7 @@ class GenEvalCritic:
 
     async def score(self, image: Any, prompt: str, *, scene: Any = None) -> Verdict:
         tag, include, exclude = rows_of(prompt, scene)
-        return await asyncio.to_thread(self._judge, as_canvas(image).image, tag, include, exclude)
+        return await self.on_own_thread(self._judge, as_canvas(image).image, tag, include, exclude)
 
     def _judge(self, image: Any, tag: str | None, include: list, exclude: list) -> Verdict:
         classes = list(dict.fromkeys(r["class"] for r in [*include, *exclude]))

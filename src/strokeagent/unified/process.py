@@ -51,8 +51,6 @@ resumed run continues on the same state and gives the same bytes.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import hashlib
 import json
 from collections import OrderedDict
@@ -64,6 +62,7 @@ from typing import Any, Literal
 from strokeagent.core.stages import Canvas, TrajectoryView
 from strokeagent.core.state import ImageRef, Plan, Reflection, StageUsage
 from strokeagent.core.store import pixel_digest
+from strokeagent.core.threads import run_on
 from strokeagent.errors import PolicyError
 from strokeagent.unified.protocol import Context, ContextFull, TextOutput, UnifiedModel, Usage
 
@@ -249,8 +248,7 @@ class ProcessStages:
 
     async def _on_model_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` off the event loop: on the model's own ``executor`` if it names one, else a worker thread."""
-        call = partial(contextvars.copy_context().run, fn, *args)  # as asyncio.to_thread does
-        return await asyncio.get_running_loop().run_in_executor(getattr(self.model, "executor", None), call)
+        return await run_on(getattr(self.model, "executor", None), fn, *args)
 
     # -- when the context is full: the run closes where it stands ------------------------
 
