@@ -39,7 +39,7 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
 ``unified_image_tokens_per_s``
     ``JanusModel.generate_image`` with classifier-free guidance (5.0): image tokens per second, one image at a
     time, in the fastest of the ``decode`` modes timed (``--decode``; by default ``dynamic`` and ``static`` on
-    a CPU, ``dynamic`` and ``compiled`` on cuda), which ``unified.unified_image_decode`` names. Each mode's own figure is in
+    a CPU, ``compiled`` on cuda, ``dynamic`` too if it fails), which ``unified.unified_image_decode`` names. Each mode's own figure is in
     ``unified.unified_image_tokens_per_s_by_decode``; the warm-up image's seconds (with ``compiled``, its
     compile) in ``unified.unified_image_first_s``; a mode that failed, in ``unified.unified_image_errors``.
 ``unified_text_tokens_per_s``
@@ -384,14 +384,16 @@ def measure_image_tokens(model, images: int, decodes: list[str]) -> dict:  # noq
     """``generate_image`` in each ``decode`` mode: one warm-up image where there is something to warm, then timed.
 
     The first mode warms the GPU (CUDA context, kernels, allocator) for the others; ``compiled`` also warms
-    its own compile and CUDA graphs. A mode that fails is reported by its error and left out of the best.
+    its own compile and CUDA graphs. A mode that fails is reported by its error and left out of the best; if
+    every mode asked for fails, ``dynamic`` (the plain loop) is timed too, so that the run still has a figure.
     """
     ctx = prompt_context(model)
     rates, first, errors = {}, {}, {}
-    for decode in decodes:
+    tried = list(decodes)
+    for decode in tried:  # grows by "dynamic" below when everything asked for failed
         model.decode = decode
         try:
-            if decode in (decodes[0], "compiled"):
+            if decode == "compiled" or not rates:  # the first mode that works warms the GPU for the others
                 start = time.perf_counter()
                 model.generate_image(ctx, seed=99, guidance=5.0)
                 first[decode] = time.perf_counter() - start
@@ -404,6 +406,8 @@ def measure_image_tokens(model, images: int, decodes: list[str]) -> dict:  # noq
             errors[decode] = failure(e)
             log(f"decode {decode!r} failed: {errors[decode]}")
         log(f"image tokens, {decode}: {rates.get(decode, 0):.1f}/s")
+        if decode == tried[-1] and not rates and "dynamic" not in tried:
+            tried.append("dynamic")
     if not rates:
         raise SystemExit(f"no decode mode painted an image: {errors}")
     best = max(rates, key=rates.__getitem__)
@@ -558,7 +562,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--decode",
         default=None,
-        help="Janus decode modes timed, comma-separated (default: dynamic,static; on cuda dynamic,compiled)",
+        help="Janus decode modes timed, comma-separated (default: dynamic,static; on cuda compiled)",
     )
     parser.add_argument("--skip-unified", action="store_true", help="diffusion figures only")
     parser.add_argument(
@@ -604,8 +608,9 @@ def main(argv: list[str] | None = None) -> dict:
     repeats = args.repeats or (3 if tiny else 2)
     images = args.images or (3 if tiny else 1)
     size = 64 if tiny else 512
-    # On a GPU, to keep the run within its 6 minutes: the baseline, and compiled (what a static cache is for).
-    decodes = (args.decode or ("dynamic,compiled" if device == "cuda" else "dynamic,static")).split(",")
+    # On a GPU only `compiled` by default: `dynamic` (the plain loop, about transformers' own speed) cost 66 s of
+    # an H200 run (2026-11-27), which the issue's 6 minutes cannot spare; --decode dynamic,compiled times both.
+    decodes = (args.decode or ("compiled" if device == "cuda" else "dynamic,static")).split(",")
     if any(d not in DECODES for d in decodes):
         raise SystemExit(f"--decode {args.decode}: each must be one of {', '.join(DECODES)}")
     within = args.within if args.within is not None else (600.0 if tiny else 330.0)  # the issue allows 360 s

@@ -95,3 +95,30 @@ def test_past_its_time_the_run_skips_what_can_wait_and_says_so(tmp_path):
     assert (tmp_path / "profile" / "backend-raw.txt").exists()  # the diffusion half is never skipped
     assert figures["unified"]["unified_seed"] == 0  # no second seed tried, whatever the first one painted
     assert figures["unified_prefill_saved"] > 0
+
+
+def test_when_every_decode_mode_asked_for_fails_the_plain_loop_still_gives_a_figure(monkeypatch):
+    import torch
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import gpu
+
+    class NoGraphs:  # a model whose `compiled` decode fails, as it might on a GPU torch.compile cannot handle
+        decode, num_image_tokens, device = "dynamic", 4, torch.device("cpu")
+        painted: list[str] = []
+
+        def new_context(self):
+            return []
+
+        def add_text(self, ctx, text):
+            pass
+
+        def generate_image(self, ctx, seed, guidance):
+            if self.decode == "compiled":
+                raise RuntimeError("no CUDA graphs here")
+            self.painted.append(self.decode)
+
+    figures = gpu.measure_image_tokens(NoGraphs(), images=1, decodes=["compiled"])
+    assert figures["unified_image_decode"] == "dynamic" and figures["unified_image_tokens_per_s"] > 0
+    assert figures["unified_image_errors"] == {"compiled": "RuntimeError: no CUDA graphs here"}
+    assert NoGraphs.painted == ["dynamic", "dynamic"]  # a warm-up (nothing had worked yet), then the timed image
