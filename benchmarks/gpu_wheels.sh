@@ -29,5 +29,7 @@ ls "$DEST"
 cat <<CMD
 
 On the GPU machine (from the repository root; carry benchmarks/wheels):
-  python3 -m pip install -q --no-index --find-links benchmarks/wheels strokeagent diffusers==$DIFFUSERS transformers==$TRANSFORMERS && PYTHONUNBUFFERED=1 python3 benchmarks/gpu.py --out \$OUT/gpu.json --profile \$OUT/profile
+  python3 -m pip install -q --no-index --find-links benchmarks/wheels strokeagent diffusers==$DIFFUSERS transformers==$TRANSFORMERS && PYTHONUNBUFFERED=1 python3 benchmarks/gpu.py --out \$OUT/gpu.json
+(add --profile \$OUT/profile for torch.profiler tables, about 30 s more; --decode dynamic,compiled times the
+plain decode loop too, about 66 s more at Janus-Pro-1B size on an H200)
 CMD

@@ -431,7 +431,6 @@ def test_tiny_transformers_head_answers_every_schema_validly_and_deterministical
 
 
 def test_the_transformers_head_answers_on_its_own_one_thread_whichever_event_loop_asks(tiny_head, monkeypatch):
-
     threads = []
     chat = tiny_head._chat
 

@@ -10,7 +10,7 @@ A run lives in one folder::
       trajectory.json     every text state, image ref, seed, timing and version (refreshed as the run goes)
       images/<sha>.png    every image any stage made, by content
       checkpoints.sqlite  LangGraph's own SQLite checkpointer; thread id = run id
-      index.html          a self-contained film strip of every step
+      index.html          the film strip of every step (it links the PNGs in images/)
       final.png           the final image
 
 Every file is written atomically, and each image is stored before the
