@@ -45,6 +45,8 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
 ``unified_text_tokens_per_s``
     ``CausalModel.generate_text`` from the prompt, greedy, no stop string, up to 64 tokens: tokens per second
     (``unified.unified_text_tokens`` says how many it wrote: a random model may open an image or end early).
+    ``unified.unified_text_tokens_per_s_long_context``: the same after two images (about 1,170 tokens of context
+    at Janus-Pro-1B size), as the process run's plans and reflections write.
 ``transformers_text_tokens_per_s``
     transformers' own ``generate`` from the same prompt ids, greedy, exactly 64 new tokens.
 ``transformers_image_tokens_per_s``
@@ -437,11 +439,26 @@ def measure_text_tokens(model, count: int, repeats: int) -> dict:  # noqa: ANN00
         synchronize(model)
         made["theirs"] = out.shape[1] - ids.shape[1]
 
-    ours(), theirs()  # warm-up
+    # The same after two images, as a process run's plans and reflections write (its tokens were 3x slower
+    # on an H200 than these from the bare prompt): is it the context's length, or something else in the run?
+    long = prompt_context(model)
+    codes = torch.randint(0, model.model.config.vq_config.num_embeddings, (1, model.num_image_tokens),
+                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+    picture = model.decode_tokens(codes.to(model.device))
+    for _ in range(2):
+        model.add_image(long, picture)
+
+    def ours_long() -> None:
+        made["long"] = len(model.generate_text(model.fork(long), stop=(), max_new_tokens=count, seed=0).ids)
+
+    ours(), theirs(), ours_long()  # warm-up
     ours_s, theirs_s = best_of(repeats, ours), best_of(repeats, theirs)
+    long_s = best_of(repeats, ours_long)
     return {"unified_text_tokens_per_s": made["ours"] / ours_s, "unified_text_tokens": made["ours"],
             "transformers_text_tokens_per_s": made["theirs"] / theirs_s,
-            "transformers_text_tokens": made["theirs"]}  # fmt: skip
+            "transformers_text_tokens": made["theirs"],
+            "unified_text_tokens_per_s_long_context": made["long"] / long_s,
+            "unified_text_long_context_length": long.length}  # fmt: skip
 
 
 def measure_new_thread(model) -> dict:  # noqa: ANN001
@@ -743,7 +760,9 @@ def main(argv: list[str] | None = None) -> dict:
                                 lambda: model.generate_image(ctx, seed=0, guidance=5.0))  # fmt: skip
                 on_model_thread(model, profiled, args.profile / "janus-text.txt", lambda: model.generate_text(
                     model.fork(ctx), stop=(), max_new_tokens=TEXT_TOKENS, seed=0))  # fmt: skip
-            log(f"text tokens: {result['unified_text_tokens_per_s']:.1f}/s, transformers "
+            log(f"text tokens: {result['unified_text_tokens_per_s']:.1f}/s ("
+                f"{tokens['unified_text_tokens_per_s_long_context']:.1f}/s after "
+                f"{tokens['unified_text_long_context_length']} tokens of context), transformers "
                 f"{result['transformers_text_tokens_per_s']:.1f}/s; image tokens: transformers "
                 f"{result['transformers_image_tokens_per_s']:.1f}/s, ours "
                 f"{result['unified_image_vs_transformers']:.2f}x; in {seconds['transformers']:.1f} s")  # fmt: skip
