@@ -338,6 +338,7 @@ def measure_trajectories(  # noqa: ANN201
         "trajectory_start_s": one["start"],
         "trajectory_transitions_s": one["transitions"],
         "trajectory_finish_s": one["finish"],
+        "trajectory_gaps_ms": [round(g * 1000, 1) for g in one["gaps"]],  # the last waits for the last PNG
         "trajectory_stages": one["stages"],
         "trajectory_steps": one["steps"],
         "concurrent_vs_raw": image_steps / many_s / raw_image_steps_per_s,

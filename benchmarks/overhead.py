@@ -52,7 +52,7 @@ from strokeagent.testing import test_policy
 from strokeagent.testing.doubles import ScriptedPlanner, ScriptedReflector
 
 
-async def one_run(policy: Policy, out: Path, prompt: str = "benchmark", seed: int = 0) -> dict[str, float]:
+async def one_run(policy: Policy, out: Path, prompt: str = "benchmark", seed: int = 0) -> dict:
     """One run streamed: its wall time over the time inside its stages, and where the rest went."""
     start = previous = time.perf_counter()
     gaps, first = [], None
@@ -72,6 +72,7 @@ async def one_run(policy: Policy, out: Path, prompt: str = "benchmark", seed: in
         "start": first,  # before the first stage began: the checkpoint database, the graph
         "transition": statistics.median(gaps),  # between two stages, the median
         "transitions": sum(gaps),  # between stages, in all
+        "gaps": gaps,  # between stages, each: the one before stage k is gaps[k - 1]
         "finish": finish,  # after the last stage: the final files, the film strip
         "ratio": wall / inside if inside else float("nan"),
         "wall": wall,
