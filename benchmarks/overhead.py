@@ -28,7 +28,10 @@ Measured on the project's 2-core machine, 2026-11-26, nothing else running, 7 ru
 2026-11-27, the same machine, this code against the code before images were written off the critical path
 and the batcher counted rounds (two runs each, interleaved): gpu.py's trajectory shape 1.167 and 1.167 against
 1.392 and 1.411; eight at once 0.525 and 0.543 against 0.364 and 0.359; with 64² images 0.890 and 0.852
-against 0.850 and 0.837.
+against 0.850 and 0.837. Later that day, once the film strip linked its images instead of embedding them (two
+runs): per transition 0.52-0.53 ms, start-up 4.3-4.7 ms, finish 3.5-3.8 ms, ratio 1.016-1.017, bare LangGraph
+1.009, gpu.py's shape 1.088-1.095, eight at once 0.650-0.651, with 64² images 0.88-0.90; the film strip alone,
+interleaved against the embedding one: gpu.py's shape 1.091 and 1.091 against 1.148 and 1.149.
 """
 
 from __future__ import annotations
