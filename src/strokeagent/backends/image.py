@@ -263,7 +263,6 @@ class MicroBatcher(OwnThread):
         self._submits = 0  # numbers each submit: a caller's id in ``_pending``
         self._late: set[int] = set()  # callers that arrived while a batch ran
         self._running = False
-        self._last_run_s: float | None = None
         self._last_arrival = 0.0  # time.monotonic() of the last submit
         self._pending: list[tuple[ImageRequest, asyncio.Future, int]] = []
         self._arrived = asyncio.Event()
@@ -276,9 +275,9 @@ class MicroBatcher(OwnThread):
 
     def longest_wait(self) -> float:
         """The most a batch waits for the callers it expects: ``window_s``, or less after a short run."""
-        if self._last_run_s is None:
+        if not self.stats.runs:
             return self.window_s
-        return min(self.window_s, self.share * self._last_run_s)
+        return min(self.window_s, self.share * self.stats.runs[-1])
 
     async def submit(self, requests: Sequence[ImageRequest]) -> list[Image.Image]:
         loop = asyncio.get_running_loop()
@@ -298,6 +297,7 @@ class MicroBatcher(OwnThread):
         return list(await asyncio.gather(*futures))
 
     def _timed(self, requests: list[ImageRequest]) -> list[Image.Image]:
+        """``run``, its start and length recorded in ``stats`` (the last length also bounds the next wait)."""
         start = time.perf_counter()
         try:
             return self._run(requests)
@@ -338,16 +338,16 @@ class MicroBatcher(OwnThread):
             self.stats.sizes.append(len(batch))
             self.stats.callers.append(callers)
             self.stats.waits.append(waited)
-            self._running, ran = True, time.monotonic()
+            self._running = True
             try:
-                images = await self._loop.run_in_executor(self.executor, self._timed, [r for r, *_ in batch])
+                images = await self.on_own_thread(self._timed, [r for r, *_ in batch])
             except Exception as e:  # every waiting caller learns why
                 for _, fut, _ in batch:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
             finally:
-                self._running, self._last_run_s = False, time.monotonic() - ran
+                self._running = False
             for (_, fut, _), image in zip(batch, images, strict=True):
                 if not fut.done():
                     fut.set_result(image)
