@@ -420,6 +420,14 @@ def measure_image_tokens(model, images: int, decodes: list[str]) -> dict:  # noq
             "unified_image_tokens": model.num_image_tokens}  # fmt: skip
 
 
+def random_codes(model):  # noqa: ANN001, ANN201 - a (1, num_image_tokens) tensor on the model's device
+    """A seeded random image's VQ codes: something for the decoder and the vision encoder to work on."""
+    torch = model.torch
+    codes = model.model.config.vq_config.num_embeddings
+    tokens = torch.randint(0, codes, (1, model.num_image_tokens), generator=torch.Generator().manual_seed(0))
+    return tokens.to(model.device)
+
+
 def measure_text_tokens(model, count: int, repeats: int) -> dict:  # noqa: ANN001
     """Greedy text from the prompt: ``generate_text`` against transformers' ``generate``, ``count`` tokens each."""
     import copy
@@ -443,9 +451,7 @@ def measure_text_tokens(model, count: int, repeats: int) -> dict:  # noqa: ANN00
     # The same after two images, as a process run's plans and reflections write (its tokens were 3x slower
     # on an H200 than these from the bare prompt): is it the context's length, or something else in the run?
     long = prompt_context(model)
-    codes = torch.randint(0, model.model.config.vq_config.num_embeddings, (1, model.num_image_tokens),
-                          generator=torch.Generator().manual_seed(0))  # fmt: skip
-    picture = model.decode_tokens(codes.to(model.device))
+    picture = model.decode_tokens(random_codes(model))
     for _ in range(2):
         model.add_image(long, picture)
 
@@ -469,13 +475,11 @@ def measure_new_thread(model) -> dict:  # noqa: ANN001
     shows what a call pays where it meets the model for the first time (as the process stages did on the
     worker threads of each run's event loop before the model had a thread of its own).
     """
-    torch = model.torch
-    codes = model.model.config.vq_config.num_embeddings
-    tokens = torch.randint(0, codes, (1, model.num_image_tokens), generator=torch.Generator().manual_seed(0))
+    tokens = random_codes(model)
     ctx = on_model_thread(model, prompt_context, model)
 
     def convolutions() -> None:
-        model.add_image(model.fork(ctx), model.decode_tokens(tokens.to(model.device)))
+        model.add_image(model.fork(ctx), model.decode_tokens(tokens))
         synchronize(model)
 
     on_model_thread(model, convolutions)  # warm on the model's thread, then timed there
