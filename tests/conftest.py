@@ -25,3 +25,19 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subpro
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def record_threads(monkeypatch, calls: list[tuple[object, str]]) -> list[str]:
+    """Wrap each ``(obj, method name)`` so that every call appends its thread's name to the list returned."""
+    import threading
+
+    names: list[str] = []
+    for obj, name in calls:
+        method = getattr(obj, name)
+
+        def recording(*args, _method=method, **kwargs):
+            names.append(threading.current_thread().name)
+            return _method(*args, **kwargs)
+
+        monkeypatch.setattr(obj, name, recording)
+    return names

@@ -207,19 +207,11 @@ def test_torch_critics_score_on_a_thread_of_their_own_whichever_event_loop_asks(
     models, tmp_path, monkeypatch
 ):
     # On a GPU, cuDNN plans and cuBLAS handles belong to a thread: a worker of each run's event loop starts cold.
-    import threading
+    from conftest import record_threads
 
-    threads = []
     clip = ClipScoreCritic(clip=str(models["clip"]), threshold=0.0)
     geneval = GenEvalCritic(detector=str(_rewrite(models["detr"], tmp_path / "detr", detr_all_dogs(5.0))))
-    for critic, name in ((clip, "_cosine"), (geneval, "_judge")):
-        method = getattr(critic, name)
-
-        def recording(*args, _method=method):
-            threads.append(threading.current_thread().name)
-            return _method(*args)
-
-        monkeypatch.setattr(critic, name, recording)
+    threads = record_threads(monkeypatch, [(clip, "_cosine"), (geneval, "_judge")])
     for _ in range(2):  # two event loops, as two `asyncio.run` calls of a script make
         asyncio.run(clip.score(IMAGE, "a photo of a red cup"))
         asyncio.run(

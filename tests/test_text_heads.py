@@ -431,14 +431,9 @@ def test_tiny_transformers_head_answers_every_schema_validly_and_deterministical
 
 
 def test_the_transformers_head_answers_on_its_own_one_thread_whichever_event_loop_asks(tiny_head, monkeypatch):
-    threads = []
-    chat = tiny_head._chat
+    from conftest import record_threads
 
-    def recording(*args):
-        threads.append(threading.current_thread().name)
-        return chat(*args)
-
-    monkeypatch.setattr(tiny_head, "_chat", recording)
+    threads = record_threads(monkeypatch, [(tiny_head, "_chat")])
     answers = [asyncio.run(tiny_head.chat(USER, schema=PlanAnswer)) for _ in range(2)]  # two event loops
     assert threads == ["strokeagent-head_0"] * 2 and answers[0] == answers[1]
 
