@@ -30,7 +30,8 @@ and the batcher counted rounds (two runs each, interleaved): gpu.py's trajectory
 1.392 and 1.411; eight at once 0.525 and 0.543 against 0.364 and 0.359; with 64² images 0.890 and 0.852
 against 0.850 and 0.837. Later that day, once the film strip linked its images instead of embedding them (two
 runs): per transition 0.52-0.53 ms, start-up 4.3-4.7 ms, finish 3.5-3.8 ms, ratio 1.016-1.017, bare LangGraph
-1.009, gpu.py's shape 1.088-1.095, eight at once 0.650-0.651, with 64² images 0.88-0.90; the film strip alone,
+1.009, gpu.py's shape 1.088-1.095, eight at once 0.650-0.651 (0.660-0.665 in two later runs, after the batcher
+timed each call on its launcher thread only; not interleaved), with 64² images 0.88-0.90; the film strip alone,
 interleaved against the embedding one: gpu.py's shape 1.091 and 1.091 against 1.148 and 1.149.
 """
 
