@@ -43,10 +43,12 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     ``unified.unified_image_tokens_per_s_by_decode``; the warm-up image's seconds (with ``compiled``, its
     compile) in ``unified.unified_image_first_s``; a mode that failed, in ``unified.unified_image_errors``.
 ``unified_text_tokens_per_s``
-    ``CausalModel.generate_text`` from the prompt, greedy, no stop string, up to 64 tokens: tokens per second
-    (``unified.unified_text_tokens`` says how many it wrote: a random model may open an image or end early).
-    ``unified.unified_text_tokens_per_s_long_context``: the same after two images (about 1,170 tokens of context
-    at Janus-Pro-1B size), as the process run's plans and reflections write.
+    ``JanusModel.generate_text`` from the prompt, greedy, no stop string, up to 64 tokens: tokens per second
+    (``unified.unified_text_tokens`` says how many it wrote: a random model may open an image or end early), in
+    the fastest of ``dynamic`` and the modes that painted (``unified.unified_text_decode``; each mode's figure
+    in ``unified.unified_text_tokens_per_s_by_decode``, its first call, with ``compiled`` its compile, in
+    ``unified.unified_text_first_s``). ``unified.unified_text_tokens_per_s_long_context``: the same after two
+    images (about 1,170 tokens of context at Janus-Pro-1B size), as the process run's plans and reflections write.
 ``transformers_text_tokens_per_s``
     transformers' own ``generate`` from the same prompt ids, greedy, exactly 64 new tokens.
 ``transformers_image_tokens_per_s``
@@ -428,8 +430,13 @@ def random_codes(model):  # noqa: ANN001, ANN201 - a (1, num_image_tokens) tenso
     return tokens.to(model.device)
 
 
-def measure_text_tokens(model, count: int, repeats: int) -> dict:  # noqa: ANN001
-    """Greedy text from the prompt: ``generate_text`` against transformers' ``generate``, ``count`` tokens each."""
+def measure_text_tokens(model, count: int, repeats: int, decodes: list[str]) -> dict:  # noqa: ANN001
+    """Greedy text from the prompt: ``generate_text`` in each ``decode`` mode against transformers' ``generate``.
+
+    ``count`` tokens each, and ours again after two images (a process run's plans and reflections write
+    there). Each mode's first call is its warm-up (with ``compiled``, its compile), timed apart; a mode that
+    fails is reported and left out of the best.
+    """
     import copy
 
     torch = model.torch
@@ -438,33 +445,44 @@ def measure_text_tokens(model, count: int, repeats: int) -> dict:  # noqa: ANN00
     config = copy.deepcopy(model.model.generation_config)
     config.update(do_sample=False, max_new_tokens=count, min_new_tokens=count)  # no EOS before `count`
     made: dict[str, int] = {}
+    long = prompt_context(model)
+    picture = model.decode_tokens(random_codes(model))
+    for _ in range(2):
+        model.add_image(long, picture)
 
-    def ours() -> None:
+    def ours(where, key: str) -> None:  # noqa: ANN001
         # No stop string; a random model may still open an image or write EOS early: the rate counts what it made.
-        made["ours"] = len(model.generate_text(model.fork(ctx), stop=(), max_new_tokens=count, seed=0).ids)
+        made[key] = len(model.generate_text(model.fork(where), stop=(), max_new_tokens=count, seed=0).ids)
 
     def theirs() -> None:
         out = model.model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=config)
         synchronize(model)
         made["theirs"] = out.shape[1] - ids.shape[1]
 
-    # The same after two images, as a process run's plans and reflections write (its tokens were 3x slower
-    # on an H200 than these from the bare prompt): is it the context's length, or something else in the run?
-    long = prompt_context(model)
-    picture = model.decode_tokens(random_codes(model))
-    for _ in range(2):
-        model.add_image(long, picture)
-
-    def ours_long() -> None:
-        made["long"] = len(model.generate_text(model.fork(long), stop=(), max_new_tokens=count, seed=0).ids)
-
-    ours(), theirs(), ours_long()  # warm-up
-    ours_s, theirs_s = best_of(repeats, ours), best_of(repeats, theirs)
-    long_s = best_of(repeats, ours_long)
-    return {"unified_text_tokens_per_s": made["ours"] / ours_s, "unified_text_tokens": made["ours"],
+    theirs()  # warm-up
+    theirs_s = best_of(repeats, theirs)
+    rates, long_rates, first, errors = {}, {}, {}, {}
+    for decode in decodes:
+        model.decode = decode
+        try:
+            start = time.perf_counter()
+            ours(ctx, "ours"), ours(long, "long")
+            first[decode] = time.perf_counter() - start
+            rates[decode] = made["ours"] / best_of(repeats, lambda: ours(ctx, "ours"))
+            long_rates[decode] = made["long"] / best_of(repeats, lambda: ours(long, "long"))
+        except Exception as e:  # a benchmark reports what failed and goes on
+            errors[decode] = failure(e)
+            log(f"text with decode {decode!r} failed: {errors[decode]}")
+    if not rates:
+        raise SystemExit(f"no decode mode wrote text: {errors}")
+    best = max(rates, key=rates.__getitem__)
+    return {"unified_text_tokens_per_s": rates[best], "unified_text_decode": best,
+            "unified_text_tokens_per_s_by_decode": rates, "unified_text_first_s": first,
+            "unified_text_errors": errors, "unified_text_tokens": made["ours"],
             "transformers_text_tokens_per_s": made["theirs"] / theirs_s,
             "transformers_text_tokens": made["theirs"],
-            "unified_text_tokens_per_s_long_context": made["long"] / long_s,
+            "unified_text_tokens_per_s_long_context": long_rates[best],
+            "unified_text_tokens_per_s_long_context_by_decode": long_rates,
             "unified_text_long_context_length": long.length}  # fmt: skip
 
 
@@ -740,8 +758,10 @@ def main(argv: list[str] | None = None) -> dict:
                 f"in {seconds['image_tokens']:.1f} s")  # fmt: skip
 
             t = time.perf_counter()
+            # Text in the plain loop and in each mode that painted (the same static cache and compile).
+            text_decodes = list(dict.fromkeys(["dynamic", *tokens["unified_image_tokens_per_s_by_decode"]]))
             theirs = {
-                **on_model_thread(model, measure_text_tokens, model, TEXT_TOKENS, repeats),
+                **on_model_thread(model, measure_text_tokens, model, TEXT_TOKENS, repeats, text_decodes),
                 **on_model_thread(model, measure_transformers_image, model, images),
             }
             for key in (
@@ -763,9 +783,14 @@ def main(argv: list[str] | None = None) -> dict:
                 ctx = on_model_thread(model, prompt_context, model)
                 on_model_thread(model, profiled, args.profile / "janus-image.txt",
                                 lambda: model.generate_image(ctx, seed=0, guidance=5.0))  # fmt: skip
+                # Text where a process run writes it, two images into the context (the long-context figure's).
+                model.decode = tokens["unified_text_decode"]
+                long = model.fork(ctx)
+                for _ in range(2):
+                    on_model_thread(model, model.add_image, long, model.decode_tokens(random_codes(model)))
                 on_model_thread(model, profiled, args.profile / "janus-text.txt", lambda: model.generate_text(
-                    model.fork(ctx), stop=(), max_new_tokens=TEXT_TOKENS, seed=0))  # fmt: skip
-            log(f"text tokens: {result['unified_text_tokens_per_s']:.1f}/s ("
+                    model.fork(long), stop=(), max_new_tokens=TEXT_TOKENS, seed=0))  # fmt: skip
+            log(f"text tokens: {result['unified_text_tokens_per_s']:.1f}/s ({tokens['unified_text_decode']}; "
                 f"{tokens['unified_text_tokens_per_s_long_context']:.1f}/s after "
                 f"{tokens['unified_text_long_context_length']} tokens of context), transformers "
                 f"{result['transformers_text_tokens_per_s']:.1f}/s; image tokens: transformers "

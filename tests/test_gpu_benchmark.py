@@ -62,6 +62,11 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     assert figures["unified_image_tokens_per_s"] == max(by_decode.values())
     assert unified["unified_process_decode"] == unified["unified_image_decode"]
     assert unified["transformers_text_tokens"] == 64 and 0 < unified["unified_text_tokens"] <= 64
+    # Text is timed in the plain loop and in each mode that painted; the headline is the best of them.
+    text = unified["unified_text_tokens_per_s_by_decode"]
+    assert set(text) == set(unified["unified_text_first_s"]) == {"dynamic", "static"}
+    assert figures["unified_text_tokens_per_s"] == max(text.values()) == text[unified["unified_text_decode"]]
+    assert set(unified["unified_text_tokens_per_s_long_context_by_decode"]) == {"dynamic", "static"}
     assert figures["backend"]["backend_calls_per_8"] == 1.0  # eight concurrent requests, one pipeline call
     assert figures["backend"]["backend_run_direct_s"] > 0 and figures["backend"]["raw_on_launcher_thread_s"] > 0
     assert figures["backend"]["raw_on_new_thread_s"] > 0

@@ -51,11 +51,11 @@ def test_static_painting_leaves_the_context_and_its_usage_as_dynamic_does(folder
     first = model.generate_image(ctx, seed=3)
     assert ctx.length == length and torch.equal(ctx.state.logits, logits)
     assert ctx.usage.since(before).prefilled == 1 + 2 and ctx.usage.since(before).generated == 16
-    kept = model._kept_cache
+    kept = model._kept[2]
     assert kept is not None and kept.get_max_length() == CACHE_BLOCK
     # The kept cache is emptied and reused: the same bytes again, in the same buffers.
     assert model.generate_image(ctx, seed=3).tobytes() == first.tobytes()
-    assert model._kept_cache is kept
+    assert model._kept[2] is kept
 
 
 def test_compiled_step_agrees_with_the_eager_one(folder):
@@ -64,7 +64,7 @@ def test_compiled_step_agrees_with_the_eager_one(folder):
     model.add_text(ctx, "<prompt>a red apple</prompt>")
     assert model.generate_image(ctx, seed=0).size == (32, 32)  # the whole image through the compiled step
     logits = []
-    for step in (model._image_logits, model._step()):
+    for step in (model._image_logits, model._step(model._image_logits)):
         cache, mask, positions = model._guidance_pair(ctx, [model.bos], room=model.num_image_tokens)
         with torch.no_grad():
             embeds = model.model.get_input_embeddings()(torch.tensor([[model.boi]])).expand(2, -1, -1)
@@ -80,3 +80,59 @@ def test_decode_is_a_backend_option_checked_when_it_loads(folder, tmp_path):
     toml.write_text(toml.read_text().replace('"static"', '"fast"'))
     with pytest.raises(PolicyError, match="decode 'fast' is not one of dynamic, static, compiled"):
         load_backend(toml)
+
+
+def written(model, ctx, seed):  # -> what one context leads to: text at two temperatures, then an image
+    """Text written twice in a row on ``ctx`` (the second from where the first left the context), then an
+    image painted after both: a context the writing left wrong would show in the second text or the image."""
+    before = ctx.snapshot()
+    first = model.generate_text(ctx, stop=(), max_new_tokens=12, seed=seed)
+    second = model.generate_text(ctx, stop=(), max_new_tokens=12, seed=seed, temperature=1.0)
+    image = model.generate_image(ctx, seed=seed)
+    return first.ids, second.ids, ctx.length, vars(ctx.usage.since(before)), image.tobytes()
+
+
+def test_static_writing_writes_what_the_dynamic_one_does_and_leaves_the_same_context(folder):
+    model = JanusModel(str(folder))
+    out = {}
+    for decode in ("dynamic", "static"):
+        model.decode = decode
+        out[decode] = [written(model, model.fork(ctx), seed) for ctx in contexts(model) for seed in (0, 1)]
+    assert out["static"] == out["dynamic"]
+    texts = [ids for run in out["dynamic"] for ids in run[:2]]
+    assert sum(len(ids) for ids in texts) > 40 and len(set(texts)) > 4  # it wrote, and not one thing everywhere
+    kept = model._kept[1]  # text keeps a batch-1 cache of its own beside the painting's batch-2 one
+    assert kept.get_max_length() >= contexts(model)[-1].length + 12 and model._kept[2] is not kept
+
+
+def test_compiled_writing_agrees_with_the_eager_one(folder):
+    model = JanusModel(str(folder), decode="compiled")
+    ctx = model.new_context()
+    model.add_text(ctx, "<prompt>a red apple</prompt>")
+    assert model.generate_text(model.fork(ctx), stop=(), max_new_tokens=8, seed=0).ids  # through the compiled step
+    logits = []
+    for step in (model._text_logits, model._step(model._text_logits)):
+        cache, mask, positions = model._static_rows([ctx.state.cache], room=8)
+        with torch.no_grad():
+            embeds = model.model.get_input_embeddings()(torch.tensor([[model.bos]]))
+            logits.append(step(embeds, mask, positions, cache)[1].clone())
+    torch.testing.assert_close(logits[1], logits[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_process_run_with_the_static_cache_makes_what_the_dynamic_one_does(folder, tmp_path):
+    import strokeagent
+    from strokeagent.testing.unified import tiny_process_policy
+
+    runs = {}
+    for decode in ("dynamic", "static"):
+        toml = write_backend(folder, tmp_path / f"{decode}.toml")
+        toml.write_text(toml.read_text() + f'decode = "{decode}"\n')
+        traj = strokeagent.generate("a red apple", policy=tiny_process_policy(toml), seed=0, out=tmp_path / decode)
+        # Every image, every token the stages wrote, and what each stage prefilled and generated.
+        runs[decode] = ([r.sha256 for s in traj.steps for r in s.images],
+                        [st.value.meta.get("process", {}).get("ops") for s in traj.steps for st in s.states],
+                        [(t.stage, t.prefilled_tokens, t.generated_tokens) for t in traj.timings])  # fmt: skip
+    assert runs["static"] == runs["dynamic"]
+    images, ops, usage = runs["dynamic"]
+    assert len(images) >= 2 and sum(g for _, _, g in usage) > 50  # it painted and wrote
+    assert load_backend(tmp_path / "static.toml")._kept.keys() == {1, 2}  # both went through static caches

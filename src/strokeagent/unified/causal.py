@@ -20,6 +20,8 @@ message) and its transformers ``architecture``, sets ``boi`` and
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,23 +125,39 @@ class CausalModel(OwnThread):
         torch = self.torch
         gen = torch.Generator(device="cpu").manual_seed(seed)
         ids: list[int] = []
-        while len(ids) < max_new_tokens:
-            logits = ctx.state.logits[0].float().cpu()
-            # Placeholders only stand for image positions; ids past the tokenizer decode to nothing.
-            logits[self.image_token] = float("-inf")
-            logits[len(self.tokenizer) :] = float("-inf")
-            token = pick(torch, logits, temperature, gen)
-            if token == self.boi:
-                return TextOutput(self._decode(ids), tuple(ids), "image")
-            ids.append(token)
-            self.add_tokens(ctx, (token,))
-            if token == self.eos:
-                return TextOutput(self._decode(ids[:-1]), tuple(ids), "eos")
-            text = self._decode(ids)
-            hit = next((s for s in stop if text.endswith(s)), None)
-            if hit is not None:
-                return TextOutput(text, tuple(ids), "stop", hit)
+        with self._writer(ctx, room=max_new_tokens) as write:
+            logits = ctx.state.logits
+            while len(ids) < max_new_tokens:
+                logits = logits[0].float().cpu()
+                # Placeholders only stand for image positions; ids past the tokenizer decode to nothing.
+                logits[self.image_token] = float("-inf")
+                logits[len(self.tokenizer) :] = float("-inf")
+                token = pick(torch, logits, temperature, gen)
+                if token == self.boi:
+                    return TextOutput(self._decode(ids), tuple(ids), "image")
+                ids.append(token)
+                logits = write(token)
+                if token == self.eos:
+                    return TextOutput(self._decode(ids[:-1]), tuple(ids), "eos")
+                text = self._decode(ids)
+                hit = next((s for s in stop if text.endswith(s)), None)
+                if hit is not None:
+                    return TextOutput(text, tuple(ids), "stop", hit)
         return TextOutput(self._decode(ids), tuple(ids), "length")
+
+    @contextmanager
+    def _writer(self, ctx: Context, room: int) -> Iterator[Callable[[int], Any]]:
+        """How ``generate_text`` puts each token it writes into ``ctx``: ``write(token)`` gives the next logits.
+
+        Here one forward per token on the context's own cache; a subclass may write up to ``room`` tokens
+        elsewhere, as long as ``ctx`` holds them all when the block ends.
+        """
+
+        def write(token: int) -> Any:
+            self.add_tokens(ctx, (token,))
+            return ctx.state.logits
+
+        yield write
 
     # -- the model -------------------------------------------------------------
 

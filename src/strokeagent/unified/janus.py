@@ -20,13 +20,15 @@ through its VQ head, so:
   and the VQ tokens are decoded. The process stages then add the painted image back with ``add_image``: the same
   representation a resumed run re-reads from the PNG, so live and rebuilt
   contexts agree bit for bit.
-- ``decode`` (a backend option) picks how those per-token forwards run: ``"dynamic"`` (the
-  default) grows a ``DynamicCache``; ``"static"`` copies the pair into a preallocated
-  ``StaticCache`` (kept between images, as long as the longest context painted so far, in
-  blocks of ``CACHE_BLOCK``) so that every step has the same shapes; ``"compiled"`` is
-  ``"static"`` with the one-token step through ``torch.compile`` (CUDA graphs on a GPU; the
-  first image pays the compile). ``"static"`` paints the same bytes as ``"dynamic"`` on the
-  CPU in float32; ``"compiled"`` agrees within rounding (``tests/test_janus_decoding.py``).
+- ``decode`` (a backend option) picks how the per-token forwards of painting and writing
+  run: ``"dynamic"`` (the default) grows a ``DynamicCache``; ``"static"`` copies the
+  context (for painting, the guidance pair) into a preallocated ``StaticCache`` (one kept
+  for each batch size, as long as the longest context so far, in blocks of ``CACHE_BLOCK``)
+  so that every step has the same shapes, and appends the written text to the context when
+  it stops; ``"compiled"`` is ``"static"`` with the one-token steps through ``torch.compile``
+  (CUDA graphs on a GPU; the first image and the first text each pay a compile). ``"static"``
+  paints and writes what ``"dynamic"`` does and leaves the same context, on the CPU in
+  float32; ``"compiled"`` agrees within rounding (``tests/test_janus_decoding.py``).
 - Janus cannot edit an image: a refinement is a new image conditioned on the
   whole context (the prompt, the plans, the previous images, the inspection and
   the corrected instruction). ``steps`` is ignored (Janus paints one token per
@@ -35,6 +37,8 @@ through its VQ head, so:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from strokeagent.unified.causal import CausalModel
@@ -66,8 +70,8 @@ class JanusModel(CausalModel):
         vq = self.model.config.vq_config
         self.native_size: int | None = vq.num_patches * 2 ** (len(vq.channel_multiplier) - 1)
         self.decode = decode
-        self._compiled_step: Any = None  # built on the first compiled image, not at load
-        self._kept_cache: Any = None  # the static cache between images: see _static_cache
+        self._compiled: dict[str, Any] = {}  # each compiled step, built on its first use, not at load
+        self._kept: dict[int, Any] = {}  # the static cache of each batch size between uses: see _static_cache
 
     def add_image(self, ctx: Context, image) -> None:  # noqa: ANN001 - a PIL image
         pixels = self.processor.image_processor(image.convert("RGB"), return_tensors="pt").pixel_values
@@ -93,7 +97,7 @@ class JanusModel(CausalModel):
         room = self.num_image_tokens if static else 0
         cache, mask, positions = self._guidance_pair(ctx, uncond_ids[:-1], room=room)
         ctx.usage.prefilled += 1 + len(uncond_ids)
-        step = self._step()
+        step = self._step(self._image_logits)
         tokens = []
         with torch.no_grad():  # also for the first embedding: a compiled step would compile again for it
             embeds = self.model.get_input_embeddings()(torch.tensor([[self.boi]], device=self.device))
@@ -109,7 +113,7 @@ class JanusModel(CausalModel):
                     embeds = self.model.prepare_embeddings_for_image_generation(token[None])
         ctx.usage.generated += len(tokens)
         if static:
-            self._kept_cache = cache
+            self._kept[2] = cache
         del cache
         return self.decode_tokens(torch.cat(tokens)[None])
 
@@ -132,28 +136,72 @@ class JanusModel(CausalModel):
         )
         return self.model.model.generation_head(out.last_hidden_state[:, -1, :]).float()
 
-    def _step(self):  # -> the painting step for ``decode``
+    def _text_logits(self, embeds, mask, positions, cache):  # noqa: ANN001, ANN202 - tensors, a cache
+        """One writing step: the last position's hidden state and the text head's logits, (1, vocab)."""
+        out = self.model.model.language_model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+        )
+        hidden = out.last_hidden_state[:, -1, :]
+        return hidden, self.model.lm_head(hidden)
+
+    def _step(self, eager):  # noqa: ANN001, ANN202 - ``_image_logits`` or ``_text_logits``, as ``decode`` runs it
         if self.decode != "compiled":
-            return self._image_logits
-        if self._compiled_step is None:
+            return eager
+        name = eager.__name__
+        if name not in self._compiled:
             # "reduce-overhead" is CUDA graphs, which a static cache makes possible; the CPU has no graphs.
             # Dynamic shapes: one compile serves every cache length as the context grows (CUDA graphs still
             # record one graph per length); specialised shapes would compile twice, then go dynamic anyway.
             mode = "reduce-overhead" if self.device.type == "cuda" else None
-            self._compiled_step = self.torch.compile(
-                self._image_logits, mode=mode, fullgraph=True, dynamic=True
-            )
-        return self._compiled_step
+            self._compiled[name] = self.torch.compile(eager, mode=mode, fullgraph=True, dynamic=True)
+        return self._compiled[name]
 
-    def _static_cache(self, length: int):  # -> a StaticCache of batch 2 with room for ``length`` positions
-        """The kept cache, emptied, if it is long enough; else a new one, ``length`` rounded up to a block.
+    @contextmanager
+    def _writer(self, ctx: Context, room: int) -> Iterator[Callable[[int], Any]]:
+        """With a static ``decode``, text is written on a copy of the context in a static cache, as images are
+        painted; when the block ends, the written positions are appended to the context's own cache."""
+        if self.decode == "dynamic":
+            with super()._writer(ctx, room) as write:
+                yield write
+            return
+        torch = self.torch
+        start = ctx.state.cache.get_seq_length()
+        cache, mask, positions = self._static_rows([ctx.state.cache], room)
+        step = self._step(self._text_logits)
+        written, last = 0, None
+
+        def write(token: int) -> Any:
+            nonlocal written, last
+            with torch.no_grad():
+                embeds = self.model.get_input_embeddings()(torch.tensor([[token]], device=self.device))
+                last = step(embeds, mask, positions + written, cache)
+            written += 1
+            ctx.usage.generated += 1
+            return last[1]
+
+        try:
+            yield write
+        finally:
+            if written:
+                # Copies: CUDA graphs write their outputs, and the kept cache, over again on the next replay.
+                end = start + written
+                for i, layer in enumerate(cache.layers):
+                    ctx.state.cache.update(layer.keys[:, :, start:end].clone(),
+                                           layer.values[:, :, start:end].clone(), i)  # fmt: skip
+                ctx.state.hidden, ctx.state.logits = (t.clone() for t in last)  # type: ignore[union-attr]
+                ctx.length += written
+            self._kept[1] = cache
+
+    def _static_cache(self, rows: int, length: int):  # -> a StaticCache of ``rows`` with room for ``length``
+        """The kept cache of ``rows``, emptied, if it is long enough; else a new one, ``length`` rounded up to a
+        block.
 
         Keeping it keeps the addresses that CUDA graphs replay on (a new cache means a new recording).
         It is taken while painting, so a painter in another thread meanwhile gets its own.
         """
         from transformers import StaticCache
 
-        kept, self._kept_cache = self._kept_cache, None
+        kept = self._kept.pop(rows, None)
         if kept is not None and kept.get_max_length() >= length:
             kept.reset()
             return kept
@@ -166,27 +214,34 @@ class JanusModel(CausalModel):
     ):  # -> (cache, mask, positions)
         """A batch-2 cache for guidance: row 0 is ``ctx``'s cache, row 1 the unconditional ``uncond_prefix``.
 
-        The shorter row is left-padded with zeros that ``mask`` hides; ``positions`` are each row's next
-        position. ``ctx``'s own cache is only read, never changed. With ``room``, the cache is a
-        ``StaticCache`` with at least ``room`` positions free after the rows, and ``mask`` spans all of
-        it (what is not written yet is hidden by causality); without, a ``DynamicCache`` that grows.
+        ``ctx``'s own cache is only read, never changed (see ``_static_rows`` for ``room``).
+        """
+        uncond = self._blank_context()
+        if uncond_prefix:
+            self._prefill(uncond, uncond_prefix)
+        return self._static_rows([ctx.state.cache, uncond.state.cache], room)
+
+    def _static_rows(self, rows: list[Any], room: int):  # -> (cache, mask, positions)
+        """One new cache holding a copy of each of ``rows`` (caches), one batch row each.
+
+        The shorter rows are left-padded with zeros that ``mask`` hides; ``positions`` are each row's next
+        position. With ``room``, the cache is a ``StaticCache`` with at least ``room`` positions free after the
+        rows, and ``mask`` spans all of it (what is not written yet is hidden by causality); without, a
+        ``DynamicCache`` that grows.
         """
         torch = self.torch
         from transformers import DynamicCache
 
-        uncond = self._blank_context()
-        if uncond_prefix:
-            self._prefill(uncond, uncond_prefix)
-        rows = (ctx.state.cache, uncond.state.cache)
         lengths = [c.get_seq_length() for c in rows]
         longest = max(lengths)
         if room:
-            cache = self._static_cache(longest + room)
+            cache = self._static_cache(len(rows), longest + room)
             width = cache.get_max_length()
         else:
             cache, width = DynamicCache(config=self.model.config.text_config), longest
         if longest:
-            full = rows[0] if lengths[0] else rows[1]  # a row with something cached gives the shapes
+            # A row with something cached gives the shapes.
+            full = next(c for c, n in zip(rows, lengths, strict=True) if n)
             for layer in range(len(full.layers)):
                 pairs = [(c.layers[layer].keys, c.layers[layer].values) if n else
                          (full.layers[layer].keys[:, :, :0], full.layers[layer].values[:, :, :0])
