@@ -22,7 +22,9 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     lies, in ``backend``: the backend's own call without the batcher (``backend_run_direct_s``), diffusers'
     call on the batcher's launcher thread (``raw_on_launcher_thread_s``) and once on a thread that never
     ran the pipeline (``raw_on_new_thread_s``: PyTorch's cuDNN execution plans and cuBLAS handles are per
-    thread, and the batches used to run on each event loop's own worker threads).
+    thread, and the batches used to run on each event loop's own worker threads). What ``independent = true``
+    costs (each request its own call, so that its bytes never depend on its neighbours): the same eight
+    requests as eight calls (``independent_8_s``), over the backend's one call (``independent_vs_batched``).
 ``trajectory_ratio``
     One trajectory's wall time over the time inside its stages: ``sketch.plan``, ``diffusion.draft`` (text to
     image, then image to image), a scripted reflect that fails once a step, ``diffusion.refine``
@@ -255,6 +257,14 @@ def measure_backend(backend, size: int, steps: int, repeats: int, profile: Path 
     on_launcher_s = best_of(repeats, lambda: launcher.submit(raw).result())
     # Where the batches ran before the launcher: the default executor of each event loop, a new thread each time.
     new_thread_s = on_new_thread(raw)
+    # `independent = true` (each request its own call: bytes that never depend on neighbours): the same eight
+    # requests as eight calls of one, after one call of one has warmed that shape.
+    backend.independent = True
+    try:
+        backend.run(requests[:1])
+        independent_s = best_of(1, lambda: backend.run(requests))
+    finally:
+        backend.independent = False
     if profile is not None:
         profiled(profile / "backend-raw.txt", raw)
         profiled(profile / "backend-concurrent.txt", lambda: asyncio.run(concurrent()))
@@ -265,6 +275,8 @@ def measure_backend(backend, size: int, steps: int, repeats: int, profile: Path 
         "raw_on_launcher_thread_s": on_launcher_s,
         "raw_on_new_thread_s": new_thread_s,
         "backend_calls_per_8": calls_per_8,
+        "independent_8_s": independent_s,
+        "independent_vs_batched": independent_s / direct_s,  # what independent = true costs 8 requests
         "raw_images_per_s": BATCH / raw_s,
         "raw_image_steps_per_s": BATCH * steps / raw_s,
         "backend_images_per_s": BATCH / batched_s,
@@ -711,7 +723,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["backend"] = raw
         seconds["backend"] = time.perf_counter() - t
         keep("backend")
-        log(f"backend: {result['backend_batched_vs_raw']:.3f} in {seconds['backend']:.1f} s")
+        log(f"backend: {result['backend_batched_vs_raw']:.3f}; independent = true costs "
+            f"{raw['independent_vs_batched']:.2f}x for 8 requests; in {seconds['backend']:.1f} s")
 
         t = time.perf_counter()
         traj = measure_trajectories(
