@@ -478,7 +478,8 @@ def measure_text_tokens(model, count: int, repeats: int, decodes: list[str]) -> 
         model.decode = decode
         try:
             start = time.perf_counter()
-            ours(ctx, "ours"), ours(long, "long")
+            ours(ctx, "ours")
+            ours(long, "long")
             first[decode] = time.perf_counter() - start
             rates[decode] = made["ours"] / best_of(repeats, lambda: ours(ctx, "ours"))
             long_rates[decode] = made["long"] / best_of(repeats, lambda: ours(long, "long"))
@@ -798,9 +799,10 @@ def main(argv: list[str] | None = None) -> dict:
                                 lambda: model.generate_image(ctx, seed=0, guidance=5.0))  # fmt: skip
                 # Text where a process run writes it, two images into the context (the long-context figure's).
                 model.decode = tokens["unified_text_decode"]
-                long = model.fork(ctx)
+                long = on_model_thread(model, model.fork, ctx)
+                picture = on_model_thread(model, lambda: model.decode_tokens(random_codes(model)))
                 for _ in range(2):
-                    on_model_thread(model, model.add_image, long, model.decode_tokens(random_codes(model)))
+                    on_model_thread(model, model.add_image, long, picture)
                 on_model_thread(model, profiled, args.profile / "janus-text.txt", lambda: model.generate_text(
                     model.fork(long), stop=(), max_new_tokens=TEXT_TOKENS, seed=0))  # fmt: skip
             log(f"text tokens: {result['unified_text_tokens_per_s']:.1f}/s ({tokens['unified_text_decode']}; "
