@@ -65,6 +65,9 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     prints it as "re-encode by count"; ``--tiny`` also runs the re-encoding and checks the two agree).
     It paints in the fastest decode mode (``unified.unified_process_decode``): the counts do not depend on
     the mode, the run's seconds do. ``unified.unified_shared_calls`` lists its stage calls in order.
+``unified.sampling_on_device_ms``, ``unified.sampling_on_cpu_ms``, ``unified.sampling_on_cpu_one_thread_ms``
+    Choosing one sampled text token where the logits are (as ``generate_text`` does) and after copying them
+    to the CPU (as it did until 2026-11-27), there with torch's CPU threads as they are and with one.
 ``unified.convolutions_model_thread_s``, ``unified.convolutions_new_thread_s``
     Janus's convolutions (a VQ decode and the vision encoder reading the result) on the model's own, warm
     thread and on a thread that never ran the model: what a call pays for the GPU state that belongs to a
@@ -499,6 +502,41 @@ def measure_text_tokens(model, count: int, repeats: int, decodes: list[str]) -> 
             "unified_text_long_context_length": long.length}  # fmt: skip
 
 
+def measure_sampling(model, draws: int = 50) -> dict:  # noqa: ANN001
+    """Choosing one text token (masking, temperature 1, a seeded draw), in ms: where the logits are, as
+    ``generate_text`` now does, and copied to the CPU first, as it did until 2026-11-27 — there with torch's
+    CPU threads as they are and with one. On the H200 the sampled text of a process run took 77-115 ms a
+    token against 34 ms greedy: is it the handful of CPU operators per token?
+    """
+    from strokeagent.unified.causal import pick
+
+    torch = model.torch
+    ctx = prompt_context(model)
+    logits, vocab = ctx.state.logits, ctx.state.logits.shape[-1]
+    mask, cpu_mask = model._unwritable(vocab), model._unwritable(vocab).cpu()
+    gens = {"device": torch.Generator(device=model.device).manual_seed(0), "cpu": torch.Generator().manual_seed(0)}
+
+    def on_device() -> None:
+        pick(torch, logits[0].float().masked_fill(mask, float("-inf")), 1.0, gens["device"])
+
+    def on_cpu() -> None:
+        pick(torch, logits[0].float().cpu().masked_fill(cpu_mask, float("-inf")), 1.0, gens["cpu"])
+
+    def per_draw_ms(fn) -> float:  # noqa: ANN001
+        fn()
+        return 1000 * best_of(3, lambda: [fn() for _ in range(draws)]) / draws
+
+    out = {"sampling_on_device_ms": per_draw_ms(on_device), "sampling_on_cpu_ms": per_draw_ms(on_cpu)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out["sampling_on_cpu_one_thread_ms"] = per_draw_ms(on_cpu)
+    finally:
+        torch.set_num_threads(threads)
+    out["cpu_threads"] = threads
+    return out
+
+
 def measure_new_thread(model) -> dict:  # noqa: ANN001
     """The model's convolutions (its VQ decoder and vision encoder) on its own, warm thread and on a new one.
 
@@ -813,6 +851,10 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{result['unified_image_vs_transformers']:.2f}x; in {seconds['transformers']:.1f} s")  # fmt: skip
 
             t = time.perf_counter()
+            tokens.update(on_model_thread(model, measure_sampling, model))
+            log(f"sampling a text token: {tokens['sampling_on_device_ms']:.2f} ms on the device, "
+                f"{tokens['sampling_on_cpu_ms']:.2f} ms on the CPU ({tokens['cpu_threads']} threads), "
+                f"{tokens['sampling_on_cpu_one_thread_ms']:.2f} ms with one thread")  # fmt: skip
             tokens.update(measure_new_thread(model))
             seconds["new_thread"] = time.perf_counter() - t
             keep("new_thread")

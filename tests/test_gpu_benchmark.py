@@ -75,6 +75,8 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     assert sum(figures["trajectories"]["concurrent_batch_sizes"]) == 8 * 6
     assert set(unified["unified_shared_by_stage"]) == {"plan", "draft", "reflect", "refine"}
     assert unified["convolutions_model_thread_s"] > 0 and unified["convolutions_new_thread_s"] > 0
+    assert unified["sampling_on_device_ms"] > 0 and unified["sampling_on_cpu_ms"] > 0
+    assert unified["sampling_on_cpu_one_thread_ms"] > 0 and unified["cpu_threads"] == 1  # --device cpu: one
     calls = unified["unified_shared_calls"]
     assert [c[0] for c in calls[:2]] == ["plan", "draft"]
     for stage, row in unified["unified_shared_by_stage"].items():

@@ -10,7 +10,8 @@
 ``CausalModel`` loads the checkpoint folder (``local_files_only``) and does
 every text operation of the ``UnifiedModel`` protocol on one ``DynamicCache``:
 text is prefilled as embeddings, replayed token by token, and written until a
-stop string, EOS, the length limit or the model opening an image. A subclass
+stop string, EOS, the length limit or the model opening an image, each token
+chosen on the model's device (only its id comes to the CPU). A subclass
 names its ``family``, an ``example`` checkpoint (for the "no model here"
 message) and its transformers ``architecture``, sets ``boi`` and
 ``image_token`` after loading, and brings what is its own: ``add_image`` and
@@ -123,15 +124,14 @@ class CausalModel(OwnThread):
         self, ctx: Context, *, stop: tuple[str, ...], max_new_tokens: int, seed: int, temperature: float = 0.0
     ) -> TextOutput:
         torch = self.torch
-        gen = torch.Generator(device="cpu").manual_seed(seed)
+        # Sampled where the logits are, with a generator there: on a GPU, no copy of the vocabulary and no CPU
+        # operator per token, only the chosen id (on the CPU the same draws as ever).
+        gen = torch.Generator(device=self.device).manual_seed(seed)
         ids: list[int] = []
         with self._writer(ctx, room=max_new_tokens) as write:
             logits = ctx.state.logits
             while len(ids) < max_new_tokens:
-                logits = logits[0].float().cpu()
-                # Placeholders only stand for image positions; ids past the tokenizer decode to nothing.
-                logits[self.image_token] = float("-inf")
-                logits[len(self.tokenizer) :] = float("-inf")
+                logits = logits[0].float().masked_fill(self._unwritable(logits.shape[-1]), float("-inf"))
                 token = pick(torch, logits, temperature, gen)
                 if token == self.boi:
                     return TextOutput(self._decode(ids), tuple(ids), "image")
@@ -144,6 +144,17 @@ class CausalModel(OwnThread):
                 if hit is not None:
                     return TextOutput(text, tuple(ids), "stop", hit)
         return TextOutput(self._decode(ids), tuple(ids), "length")
+
+    def _unwritable(self, vocab: int) -> Any:  # -> a (vocab,) bool tensor on the device, made once
+        """The ids text may not take: the placeholder, which only stands for image positions, and ids past the
+        tokenizer's, which decode to nothing."""
+        mask = getattr(self, "_unwritable_mask", None)
+        if mask is None or mask.shape[0] != vocab:
+            mask = self.torch.zeros(vocab, dtype=self.torch.bool, device=self.device)
+            mask[self.image_token] = True
+            mask[len(self.tokenizer) :] = True
+            self._unwritable_mask = mask
+        return mask
 
     @contextmanager
     def _writer(self, ctx: Context, room: int) -> Iterator[Callable[[int], Any]]:
