@@ -136,3 +136,15 @@ def test_a_process_run_with_the_static_cache_makes_what_the_dynamic_one_does(fol
     images, ops, usage = runs["dynamic"]
     assert len(images) >= 2 and sum(g for _, _, g in usage) > 50  # it painted and wrote
     assert load_backend(tmp_path / "static.toml")._kept.keys() == {1, 2}  # both went through static caches
+
+
+@pytest.mark.parametrize("decode", ["dynamic", "static"])
+def test_text_is_chosen_on_the_device_with_no_copy_of_the_logits_per_token(folder, decode, monkeypatch):
+    model = JanusModel(str(folder), decode=decode)
+    ctx = model.new_context()
+    model.add_text(ctx, "<prompt>a red apple</prompt>")
+    copies = []
+    real = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: copies.append(self.shape) or real(self, *a, **k))
+    out = model.generate_text(ctx, stop=(), max_new_tokens=12, seed=1, temperature=1.0)
+    assert len(out.ids) == 12 and copies == []  # on a GPU a copy is a wait and 400 KB a token at Janus-Pro size
