@@ -91,6 +91,7 @@ class CausalModel(OwnThread):
         self.tokenizer = self.processor.tokenizer
         self.bos, self.eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
         self.path = str(folder)
+        self._unwritable_mask: Any = None  # see _unwritable
 
     # -- contexts --------------------------------------------------------------
 
@@ -148,7 +149,7 @@ class CausalModel(OwnThread):
     def _unwritable(self, vocab: int) -> Any:  # -> a (vocab,) bool tensor on the device, made once
         """The ids text may not take: the placeholder, which only stands for image positions, and ids past the
         tokenizer's, which decode to nothing."""
-        mask = getattr(self, "_unwritable_mask", None)
+        mask = self._unwritable_mask
         if mask is None or mask.shape[0] != vocab:
             mask = self.torch.zeros(vocab, dtype=self.torch.bool, device=self.device)
             mask[self.image_token] = True
