@@ -22,6 +22,8 @@ TARGET=(--only-binary=:all: --python-version 3.12 --implementation cp --abi cp31
 $PY -m pip download -q "${TARGET[@]}" -d "$DEST" \
     "diffusers==$DIFFUSERS" "transformers==$TRANSFORMERS" "pydantic>=2.7" "langgraph>=1.0" \
     "langgraph-checkpoint-sqlite>=3.0" "typer>=0.12" "rich>=13" "pillow>=10" "numpy>=1.26"
+# A sampling profiler for a second, diagnostic run (where the time goes in every thread, without pausing them).
+$PY -m pip download -q "${TARGET[@]}" -d "$DEST" py-spy
 # Already in the GPU image, at versions that satisfy every requirement above: leave them out (size).
 for name in numpy pillow; do rm -f "$DEST"/${name}-*.whl; done
 du -sh "$DEST"
@@ -31,5 +33,7 @@ cat <<CMD
 On the GPU machine (from the repository root; carry benchmarks/wheels):
   python3 -m pip install -q --no-index --find-links benchmarks/wheels strokeagent diffusers==$DIFFUSERS transformers==$TRANSFORMERS && PYTHONUNBUFFERED=1 python3 benchmarks/gpu.py --out \$OUT/gpu.json
 (add --profile \$OUT/profile for torch.profiler tables, about 30 s more; --decode dynamic,compiled times the
-plain decode loop too, about 66 s more at Janus-Pro-1B size on an H200)
+plain decode loop too, about 66 s more at Janus-Pro-1B size on an H200; --decode graphs tries CUDA graphs
+without inductor's compile.) A diagnostic run under the sampling profiler, every thread:
+  python3 -m pip install -q --no-index --find-links benchmarks/wheels py-spy && py-spy record --nonblocking --threads --format raw -o \$OUT/spy.txt -- python3 benchmarks/gpu.py --out \$OUT/gpu.json
 CMD
