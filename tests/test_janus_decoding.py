@@ -106,6 +106,15 @@ def test_static_writing_writes_what_the_dynamic_one_does_and_leaves_the_same_con
     assert kept.get_max_length() >= longest > CACHE_BLOCK and model._kept[2] is not kept
 
 
+def test_writing_nothing_copies_nothing_and_keeps_no_cache(folder):
+    model = JanusModel(str(folder), decode="static")
+    ctx = model.new_context()
+    model.add_text(ctx, "<prompt>a red apple</prompt>")
+    length = ctx.length
+    assert model.generate_text(ctx, stop=(), max_new_tokens=0, seed=0).ids == ()
+    assert ctx.length == length and 1 not in model._kept
+
+
 def test_compiled_writing_agrees_with_the_eager_one(folder):
     model = JanusModel(str(folder), decode="compiled")
     ctx = model.new_context()

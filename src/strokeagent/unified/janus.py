@@ -168,7 +168,7 @@ class JanusModel(CausalModel):
     def _writer(self, ctx: Context, room: int) -> Iterator[Callable[[int], Any]]:
         """With a static ``decode``, text is written on a copy of the context in a static cache, as images are
         painted; when the block ends, the written positions are appended to the context's own cache."""
-        if self.decode == "dynamic":
+        if self.decode == "dynamic" or room < 1:  # nothing to write: no cache to copy the context into
             with super()._writer(ctx, room) as write:
                 yield write
             return
