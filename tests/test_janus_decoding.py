@@ -158,16 +158,3 @@ def test_text_is_chosen_on_the_device_with_no_copy_of_the_logits_per_token(folde
     monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: copies.append(self.shape) or real(self, *a, **k))
     out = model.generate_text(ctx, stop=(), max_new_tokens=12, seed=1, temperature=1.0)
     assert len(out.ids) == 12 and copies == []  # on a GPU a copy is a wait and 400 KB a token at Janus-Pro size
-
-
-def test_graphs_on_the_cpu_is_the_static_cache_with_nothing_to_record(folder):
-    model = JanusModel(str(folder), decode="graphs")
-    assert model._step(model._image_logits) == model._image_logits  # the CPU has no CUDA graphs
-    ctx = model.new_context()
-    model.add_text(ctx, "<prompt>a red apple</prompt>")
-    painted = {}
-    for decode in ("graphs", "static"):
-        model.decode = decode
-        painted[decode] = (model.generate_image(ctx, seed=4).tobytes(),
-                           model.generate_text(model.fork(ctx), stop=(), max_new_tokens=8, seed=4).ids)  # fmt: skip
-    assert painted["graphs"] == painted["static"] and model._compiled == {}

@@ -26,12 +26,9 @@ through its VQ head, so:
   for each batch size, as long as the longest context so far, in blocks of ``CACHE_BLOCK``)
   so that every step has the same shapes, and appends the written text to the context when
   it stops; ``"compiled"`` is ``"static"`` with the one-token steps through ``torch.compile``
-  (inductor's kernels and CUDA graphs on a GPU; the first image and the first text each pay
-  a compile of minutes); ``"graphs"`` records CUDA graphs of PyTorch's own kernels instead,
-  traced but not compiled (no inductor code generation; on the CPU it is ``"static"``; not
-  yet run on a GPU). ``"static"`` paints and writes what ``"dynamic"`` does and leaves the
-  same context, on the CPU in float32; ``"compiled"`` agrees within rounding
-  (``tests/test_janus_decoding.py``).
+  (CUDA graphs on a GPU; the first image and the first text each pay a compile). ``"static"``
+  paints and writes what ``"dynamic"`` does and leaves the same context, on the CPU in
+  float32; ``"compiled"`` agrees within rounding (``tests/test_janus_decoding.py``).
 - Janus cannot edit an image: a refinement is a new image conditioned on the
   whole context (the prompt, the plans, the previous images, the inspection and
   the corrected instruction). ``steps`` is ignored (Janus paints one token per
@@ -47,7 +44,7 @@ from typing import Any
 from strokeagent.unified.causal import CausalModel
 from strokeagent.unified.protocol import Context
 
-DECODES = ("dynamic", "static", "compiled", "graphs")
+DECODES = ("dynamic", "static", "compiled")
 #: A kept static cache grows in whole blocks: each new length is one more CUDA graph to record.
 CACHE_BLOCK = 256
 
@@ -73,7 +70,7 @@ class JanusModel(CausalModel):
         vq = self.model.config.vq_config
         self.native_size: int | None = vq.num_patches * 2 ** (len(vq.channel_multiplier) - 1)
         self.decode = decode
-        self._compiled: dict[tuple[str, str], Any] = {}  # each compiled step by mode, built on its first use
+        self._compiled: dict[str, Any] = {}  # each compiled step, built on its first use, not at load
         self._kept: dict[int, Any] = {}  # the static cache of each batch size between uses: see _static_cache
 
     def add_image(self, ctx: Context, image) -> None:  # noqa: ANN001 - a PIL image
@@ -148,21 +145,16 @@ class JanusModel(CausalModel):
         return hidden, self.model.lm_head(hidden)
 
     def _step(self, eager):  # noqa: ANN001, ANN202 - ``_image_logits`` or ``_text_logits``, as ``decode`` runs it
-        cuda = self.device.type == "cuda"
-        if self.decode in ("dynamic", "static") or (self.decode == "graphs" and not cuda):
-            return eager  # the CPU has no graphs to record
-        key = (self.decode, eager.__name__)
-        if key not in self._compiled:
-            # Dynamic shapes: one trace serves every cache length as the context grows (CUDA graphs still
+        if self.decode != "compiled":
+            return eager
+        name = eager.__name__
+        if name not in self._compiled:
+            # "reduce-overhead" is CUDA graphs, which a static cache makes possible; the CPU has no graphs.
+            # Dynamic shapes: one compile serves every cache length as the context grows (CUDA graphs still
             # record one graph per length); specialised shapes would compile twice, then go dynamic anyway.
-            if self.decode == "graphs":
-                # CUDA graphs of PyTorch's own kernels: dynamo traces the step, inductor generates no code.
-                step = self.torch.compile(eager, backend="cudagraphs", fullgraph=True, dynamic=True)
-            else:  # "reduce-overhead" is CUDA graphs, which a static cache makes possible
-                step = self.torch.compile(eager, mode="reduce-overhead" if cuda else None, fullgraph=True,
-                                          dynamic=True)  # fmt: skip
-            self._compiled[key] = step
-        return self._compiled[key]
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._compiled[name] = self.torch.compile(eager, mode=mode, fullgraph=True, dynamic=True)
+        return self._compiled[name]
 
     @contextmanager
     def _writer(self, ctx: Context, room: int) -> Iterator[Callable[[int], Any]]:
