@@ -65,6 +65,11 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     prints it as "re-encode by count"; ``--tiny`` also runs the re-encoding and checks the two agree).
     It paints in the fastest decode mode (``unified.unified_process_decode``): the counts do not depend on
     the mode, the run's seconds do. ``unified.unified_shared_calls`` lists its stage calls in order.
+``unified.compiled_text_vs_eager``, ``unified.compiled_image_vs_eager``
+    With ``compiled`` among the modes: its text and image steps against the same steps run eagerly, fed the
+    same tokens for 16 steps, the largest difference of the logits over the largest logit. Random weights paint
+    noise either way; this says the CUDA graphs keep the static cache right. For scale, ``left_behind_*``: the
+    same for an eager step whose cache updates are undone.
 ``unified.sampling_on_device_ms``, ``unified.sampling_on_cpu_ms``, ``unified.sampling_on_cpu_one_thread_ms``
     Choosing one sampled text token where the logits are (as ``generate_text`` does) and after copying them
     to the CPU (as it did until 2026-11-27), there with torch's CPU threads as they are and with one.
@@ -502,6 +507,61 @@ def measure_text_tokens(model, count: int, repeats: int, decodes: list[str]) -> 
             "unified_text_long_context_length": long.length}  # fmt: skip
 
 
+def measure_compiled_agreement(model, steps: int = 16) -> dict:  # noqa: ANN001
+    """``compiled``'s text and image steps against the same steps run eagerly, each fed the same seeded tokens
+    from the prompt for ``steps`` steps: the largest difference of their logits over the largest logit.
+
+    Random weights paint noise whether the cache is right or not: this is what says the CUDA graphs update the
+    static cache. Rounding gives a little (bfloat16, other kernels); for scale, ``left_behind_*_vs_eager`` is the
+    same against an eager step whose cache updates are undone (``cache_left_behind``), as a step whose graphs
+    copied the cache in would leave it. ``model.decode`` must be ``compiled``.
+    """
+    torch = model.torch
+    ctx = prompt_context(model)
+    draw = torch.Generator().manual_seed(0)
+    text_ids = torch.randint(0, len(model.tokenizer), (steps,), generator=draw).tolist()
+    codes = torch.randint(0, model.model.config.vq_config.num_embeddings, (steps,), generator=draw).tolist()
+    embed, device = model.model.get_input_embeddings(), model.device
+
+    def text(step):  # noqa: ANN001, ANN202
+        cache, mask, positions = model._static_rows([ctx.state.cache], room=steps)
+        return torch.cat([step(embed(torch.tensor([[t]], device=device)), mask, positions + i, cache)[1].float()
+                          .clone() for i, t in enumerate(text_ids)])  # fmt: skip
+
+    def image(step):  # noqa: ANN001, ANN202
+        cache, mask, positions = model._guidance_pair(ctx, [t for t in (model.bos,) if t is not None], room=steps)
+        embeds, out = embed(torch.tensor([[model.boi]], device=device)), []
+        for i, code in enumerate(codes):
+            out.append(step(embeds.expand(2, -1, -1), mask, positions + i, cache).clone())
+            embeds = model.model.prepare_embeddings_for_image_generation(torch.tensor([[code]], device=device))
+        return torch.cat(out)
+
+    result = {}
+    with torch.no_grad():
+        for kind, run, eager in (("text", text, model._text_logits), ("image", image, model._image_logits)):
+            reference = run(eager)
+            for name, step in (("compiled", model._step(eager)), ("left_behind", cache_left_behind(eager))):
+                off = (run(step) - reference).abs().max() / reference.abs().max()
+                result[f"{name}_{kind}_vs_eager"] = float(off)
+    return result
+
+
+def cache_left_behind(eager):  # noqa: ANN001, ANN201
+    """``eager`` with each call's cache updates undone: the scale of the error a step that loses them makes."""
+
+    def step(embeds, mask, positions, cache):  # noqa: ANN001, ANN202
+        saved = [(layer.keys.clone(), layer.values.clone(), layer.cumulative_length.clone())
+                 for layer in cache.layers]  # fmt: skip
+        out = eager(embeds, mask, positions, cache)
+        for layer, (keys, values, length) in zip(cache.layers, saved, strict=True):
+            layer.keys.copy_(keys)
+            layer.values.copy_(values)
+            layer.cumulative_length.copy_(length)
+        return out
+
+    return step
+
+
 def measure_sampling(model, draws: int = 50) -> dict:  # noqa: ANN001
     """Choosing one text token (masking, temperature 1, a seeded draw), in ms: where the logits are, as
     ``generate_text`` now does, and copied to the CPU first, as it did until 2026-11-27 — there with torch's
@@ -852,6 +912,12 @@ def main(argv: list[str] | None = None) -> dict:
 
             t = time.perf_counter()
             tokens.update(on_model_thread(model, measure_sampling, model))
+            if "compiled" in tokens["unified_text_tokens_per_s_by_decode"]:  # it painted and wrote: is it right?
+                model.decode = "compiled"
+                tokens.update(on_model_thread(model, measure_compiled_agreement, model))
+                log(f"compiled against eager, 16 steps: text {tokens['compiled_text_vs_eager']:.2g}, image "
+                    f"{tokens['compiled_image_vs_eager']:.2g} of the largest logit (a cache left behind: "
+                    f"{tokens['left_behind_text_vs_eager']:.2g}, {tokens['left_behind_image_vs_eager']:.2g})")
             log(f"sampling a text token: {tokens['sampling_on_device_ms']:.2f} ms on the device, "
                 f"{tokens['sampling_on_cpu_ms']:.2f} ms on the CPU ({tokens['cpu_threads']} threads), "
                 f"{tokens['sampling_on_cpu_one_thread_ms']:.2f} ms with one thread")  # fmt: skip

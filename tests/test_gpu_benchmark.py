@@ -130,3 +130,21 @@ def test_when_every_decode_mode_asked_for_fails_the_plain_loop_still_gives_a_fig
     assert figures["unified_image_decode"] == "dynamic" and figures["unified_image_tokens_per_s"] > 0
     assert figures["unified_image_errors"] == {"compiled": "RuntimeError: no CUDA graphs here"}
     assert NoGraphs.painted == ["dynamic", "dynamic"]  # a warm-up (nothing had worked yet), then the timed image
+
+
+def test_the_compiled_agreement_check_passes_a_right_cache_and_fails_one_left_behind(tmp_path):
+    pytest.importorskip("torch")
+    from strokeagent.testing.unified import build_tiny_janus
+    from strokeagent.unified.janus import JanusModel
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    import gpu
+
+    model = JanusModel(str(build_tiny_janus(tmp_path / "janus")), decode="compiled")
+    right = gpu.measure_compiled_agreement(model)
+    for kind in ("text", "image"):  # compiled kernels round a little; a cache left behind is far off
+        assert right[f"compiled_{kind}_vs_eager"] < 1e-4 < right[f"left_behind_{kind}_vs_eager"] / 100, right
+    model._step = gpu.cache_left_behind  # a compiled step that loses the cache's updates: the check says so
+    wrong = gpu.measure_compiled_agreement(model)
+    for kind in ("text", "image"):
+        assert wrong[f"compiled_{kind}_vs_eager"] == wrong[f"left_behind_{kind}_vs_eager"] > 0.01, wrong
