@@ -61,6 +61,7 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     assert all(v > 0 for v in by_decode.values())
     assert figures["unified_image_tokens_per_s"] == max(by_decode.values())
     assert unified["unified_process_decode"] == unified["unified_image_decode"]
+    assert unified["unified_process_text_decode"] == unified["unified_text_decode"]
     assert unified["transformers_text_tokens"] == 64 and 0 < unified["unified_text_tokens"] <= 64
     # Text is timed in the plain loop and in each mode that painted; the headline is the best of them.
     text = unified["unified_text_tokens_per_s_by_decode"]
@@ -144,7 +145,25 @@ def test_the_compiled_agreement_check_passes_a_right_cache_and_fails_one_left_be
     right = gpu.measure_compiled_agreement(model)
     for kind in ("text", "image"):  # compiled kernels round a little; a cache left behind is far off
         assert right[f"compiled_{kind}_vs_eager"] < 1e-4 < right[f"left_behind_{kind}_vs_eager"] / 100, right
-    model._step = gpu.cache_left_behind  # a compiled step that loses the cache's updates: the check says so
+    model._step = lambda eager, decode: gpu.cache_left_behind(eager)  # a compiled step that loses the updates
     wrong = gpu.measure_compiled_agreement(model)
     for kind in ("text", "image"):
         assert wrong[f"compiled_{kind}_vs_eager"] == wrong[f"left_behind_{kind}_vs_eager"] > 0.01, wrong
+
+
+def test_when_text_s_compile_would_pass_the_time_it_is_skipped_and_only_images_compile(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", "--repeats", "1", "--images", "1",
+         "--decode", "compiled", "--within", "0"],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    unified = figures["unified"]
+    assert figures["skipped"][0].startswith("compiled text: its compile (about")
+    assert set(unified["unified_text_tokens_per_s_by_decode"]) == {"dynamic"}
+    assert unified["unified_process_decode"] == "compiled" and unified["unified_process_text_decode"] == "dynamic"
+    assert set(unified) >= {"compiled_image_vs_eager", "left_behind_image_vs_eager"}
+    assert "compiled_text_vs_eager" not in unified

@@ -64,7 +64,7 @@ def test_compiled_step_agrees_with_the_eager_one(folder):
     model.add_text(ctx, "<prompt>a red apple</prompt>")
     assert model.generate_image(ctx, seed=0).size == (32, 32)  # the whole image through the compiled step
     logits = []
-    for step in (model._image_logits, model._step(model._image_logits)):
+    for step in (model._image_logits, model._step(model._image_logits, "compiled")):
         cache, mask, positions = model._guidance_pair(ctx, [model.bos], room=model.num_image_tokens)
         with torch.no_grad():
             embeds = model.model.get_input_embeddings()(torch.tensor([[model.boi]])).expand(2, -1, -1)
@@ -121,7 +121,7 @@ def test_compiled_writing_agrees_with_the_eager_one(folder):
     model.add_text(ctx, "<prompt>a red apple</prompt>")
     assert model.generate_text(model.fork(ctx), stop=(), max_new_tokens=8, seed=0).ids  # through the compiled step
     logits = []
-    for step in (model._text_logits, model._step(model._text_logits)):
+    for step in (model._text_logits, model._step(model._text_logits, "compiled")):
         cache, mask, positions = model._static_rows([ctx.state.cache], room=8)
         with torch.no_grad():
             embeds = model.model.get_input_embeddings()(torch.tensor([[model.bos]]))
@@ -158,3 +158,26 @@ def test_text_is_chosen_on_the_device_with_no_copy_of_the_logits_per_token(folde
     monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: copies.append(self.shape) or real(self, *a, **k))
     out = model.generate_text(ctx, stop=(), max_new_tokens=12, seed=1, temperature=1.0)
     assert len(out.ids) == 12 and copies == []  # on a GPU a copy is a wait and 400 KB a token at Janus-Pro size
+
+
+@pytest.mark.parametrize(("decode", "text_decode"), [("static", "dynamic"), ("dynamic", "static")])
+def test_text_can_have_a_mode_of_its_own(folder, decode, text_decode):
+    model = JanusModel(str(folder), decode=decode, text_decode=text_decode)
+    ctx = model.new_context()
+    model.add_text(ctx, "<prompt>a red apple</prompt>")
+    ours = (model.generate_text(model.fork(ctx), stop=(), max_new_tokens=8, seed=2).ids,
+            model.generate_image(ctx, seed=2).tobytes())  # fmt: skip
+    # Each went its own way (a kept static cache is the sign: batch 1 for text, 2 for images), to the same result.
+    assert (1 in model._kept, 2 in model._kept) == (text_decode == "static", decode == "static")
+    plain = JanusModel(str(folder))
+    assert ours == (plain.generate_text(plain.fork(ctx), stop=(), max_new_tokens=8, seed=2).ids,
+                    plain.generate_image(ctx, seed=2).tobytes())  # fmt: skip
+
+
+def test_text_decode_is_checked_like_decode(folder, tmp_path):
+    with pytest.raises(ValueError, match="text_decode 'fast' is not one of dynamic, static, compiled"):
+        JanusModel(str(folder), text_decode="fast")
+    toml = write_backend(folder, tmp_path / "janus.toml")
+    toml.write_text(toml.read_text() + 'decode = "compiled"\ntext_decode = "dynamic"\n')
+    model = load_backend(toml)
+    assert (model.decode, model.text_decode) == ("compiled", "dynamic")

@@ -29,6 +29,8 @@ through its VQ head, so:
   (CUDA graphs on a GPU; the first image and the first text each pay a compile). ``"static"``
   paints and writes what ``"dynamic"`` does and leaves the same context, on the CPU in
   float32; ``"compiled"`` agrees within rounding (``tests/test_janus_decoding.py``).
+  ``text_decode`` gives text a mode of its own (by default text follows ``decode``):
+  ``decode = "compiled"`` with ``text_decode = "dynamic"`` pays one compile, not two.
 - Janus cannot edit an image: a refinement is a new image conditioned on the
   whole context (the prompt, the plans, the previous images, the inspection and
   the corrected instruction). ``steps`` is ignored (Janus paints one token per
@@ -57,10 +59,16 @@ class JanusModel(CausalModel):
     architecture = "JanusForConditionalGeneration"
 
     def __init__(
-        self, path: str, device: str = "cpu", dtype: str = "float32", decode: str = "dynamic"
+        self,
+        path: str,
+        device: str = "cpu",
+        dtype: str = "float32",
+        decode: str = "dynamic",
+        text_decode: str | None = None,
     ) -> None:
-        if decode not in DECODES:
-            raise ValueError(f"decode {decode!r} is not one of {', '.join(DECODES)}")
+        for key, value in (("decode", decode), ("text_decode", text_decode or decode)):
+            if value not in DECODES:
+                raise ValueError(f"{key} {value!r} is not one of {', '.join(DECODES)}")
         super().__init__(path, device, dtype)
         tok = self.tokenizer
         self.boi = tok.convert_tokens_to_ids(tok.boi_token)
@@ -70,6 +78,9 @@ class JanusModel(CausalModel):
         vq = self.model.config.vq_config
         self.native_size: int | None = vq.num_patches * 2 ** (len(vq.channel_multiplier) - 1)
         self.decode = decode
+        # Text's own mode, when it should differ: e.g. compile the image step only, as a short run's few text
+        # tokens would not pay back a second compile.
+        self.text_decode = text_decode
         self._compiled: dict[str, Any] = {}  # each compiled step, built on its first use, not at load
         self._kept: dict[int, Any] = {}  # the static cache of each batch size between uses: see _static_cache
 
@@ -97,7 +108,7 @@ class JanusModel(CausalModel):
         room = self.num_image_tokens if static else 0
         cache, mask, positions = self._guidance_pair(ctx, uncond_ids[:-1], room=room)
         ctx.usage.prefilled += 1 + len(uncond_ids)
-        step = self._step(self._image_logits)
+        step = self._step(self._image_logits, self.decode)
         tokens = []
         with torch.no_grad():  # also for the first embedding: a compiled step would compile again for it
             embeds = self.model.get_input_embeddings()(torch.tensor([[self.boi]], device=self.device))
@@ -144,8 +155,8 @@ class JanusModel(CausalModel):
         hidden = out.last_hidden_state[:, -1, :]
         return hidden, self.model.lm_head(hidden)
 
-    def _step(self, eager):  # noqa: ANN001, ANN202 - ``_image_logits`` or ``_text_logits``, as ``decode`` runs it
-        if self.decode != "compiled":
+    def _step(self, eager, decode: str):  # noqa: ANN001, ANN202 - ``_image_logits`` or ``_text_logits`` in ``decode``
+        if decode != "compiled":
             return eager
         name = eager.__name__
         if name not in self._compiled:
@@ -160,14 +171,15 @@ class JanusModel(CausalModel):
     def _writer(self, ctx: Context, room: int) -> Iterator[Callable[[int], Any]]:
         """With a static ``decode``, text is written on a copy of the context in a static cache, as images are
         painted; when the block ends, the written positions are appended to the context's own cache."""
-        if self.decode == "dynamic" or room < 1:  # nothing to write: no cache to copy the context into
+        decode = self.text_decode or self.decode
+        if decode == "dynamic" or room < 1:  # nothing to write: no cache to copy the context into
             with super()._writer(ctx, room) as write:
                 yield write
             return
         torch = self.torch
         start = ctx.state.cache.get_seq_length()
         cache, mask, positions = self._static_rows([ctx.state.cache], room)
-        step = self._step(self._text_logits)
+        step = self._step(self._text_logits, decode)
         written, last = 0, None
 
         def write(token: int) -> Any:
