@@ -452,6 +452,15 @@ def random_codes(model):  # noqa: ANN001, ANN201 - a (1, num_image_tokens) tenso
     return tokens.to(model.device)
 
 
+def context_after_two_images(model):  # noqa: ANN001, ANN201
+    """The prompt, then a seeded random picture read twice: where a process run's plans and reflections write."""
+    ctx = prompt_context(model)
+    picture = model.decode_tokens(random_codes(model))
+    for _ in range(2):
+        model.add_image(ctx, picture)
+    return ctx
+
+
 def measure_text_tokens(model, count: int, repeats: int, decodes: list[str]) -> dict:  # noqa: ANN001
     """Greedy text from the prompt: ``generate_text`` in each ``decode`` mode against transformers' ``generate``.
 
@@ -467,10 +476,7 @@ def measure_text_tokens(model, count: int, repeats: int, decodes: list[str]) -> 
     config = copy.deepcopy(model.model.generation_config)
     config.update(do_sample=False, max_new_tokens=count, min_new_tokens=count)  # no EOS before `count`
     made: dict[str, int] = {}
-    long = prompt_context(model)
-    picture = model.decode_tokens(random_codes(model))
-    for _ in range(2):
-        model.add_image(long, picture)
+    long = context_after_two_images(model)
 
     def ours(where, key: str) -> None:  # noqa: ANN001
         # No stop string; a random model may still open an image or write EOS early: the rate counts what it made.
@@ -912,10 +918,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 lambda: model.generate_image(ctx, seed=0, guidance=5.0))  # fmt: skip
                 # Text where a process run writes it, two images into the context (the long-context figure's).
                 model.text_decode = tokens["unified_text_decode"]
-                long = on_model_thread(model, model.fork, ctx)
-                picture = on_model_thread(model, lambda: model.decode_tokens(random_codes(model)))
-                for _ in range(2):
-                    on_model_thread(model, model.add_image, long, picture)
+                long = on_model_thread(model, context_after_two_images, model)
                 on_model_thread(model, profiled, args.profile / "janus-text.txt", lambda: model.generate_text(
                     model.fork(long), stop=(), max_new_tokens=TEXT_TOKENS, seed=0))  # fmt: skip
             log(f"text tokens: {result['unified_text_tokens_per_s']:.1f}/s ({tokens['unified_text_decode']}; "
@@ -938,6 +941,8 @@ def main(argv: list[str] | None = None) -> dict:
             log(f"sampling a text token: {tokens['sampling_on_device_ms']:.2f} ms on the device, "
                 f"{tokens['sampling_on_cpu_ms']:.2f} ms on the CPU ({tokens['cpu_threads']} threads), "
                 f"{tokens['sampling_on_cpu_one_thread_ms']:.2f} ms with one thread")  # fmt: skip
+            seconds["checks"] = time.perf_counter() - t
+            t = time.perf_counter()
             tokens.update(measure_new_thread(model))
             seconds["new_thread"] = time.perf_counter() - t
             keep("new_thread")

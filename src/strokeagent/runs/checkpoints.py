@@ -16,7 +16,6 @@ expects.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from typing import Any, TypeVar
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from strokeagent.core.threads import run_on
 from strokeagent.errors import RunError
 
 T = TypeVar("T")
@@ -40,7 +40,7 @@ class ThreadSqliteSaver(SqliteSaver):
         self.writer = writer
 
     async def _on_writer(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.writer, partial(call, *args, **kwargs))
+        return await run_on(self.writer, partial(call, *args, **kwargs))
 
     async def aget_tuple(self, config: Any) -> Any:
         return await self._on_writer(self.get_tuple, config)
