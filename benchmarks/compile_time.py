@@ -1,0 +1,98 @@
+"""What ``decode = "compiled"`` pays to compile Janus's image step, by how its shapes are declared.
+
+    $ python benchmarks/compile_time.py                      # Janus-Pro-1B size on the CPU, ~5 min on 2 cores
+    $ python benchmarks/compile_time.py --size tiny dynamic  # the tiny model, one variant
+
+The image step (both guidance rows, one token) is compiled anew for each variant, inductor's caches off, and
+called at three cache widths, as a process run meets them while its context grows (the static cache is
+allocated in blocks of 256 positions): the seconds of each width's first two calls. A width that compiles
+again shows as a call of seconds rather than of a step's time.
+
+- ``dynamic``: ``torch.compile(..., dynamic=True)``, what ``JanusModel`` does;
+- ``specialised``: ``dynamic=False``; torch compiles again for a new width, then makes it dynamic itself;
+- ``width``: torch's default, with only the cache's width marked dynamic (``maybe_mark_dynamic``).
+
+On a GPU it compiles as ``JanusModel`` does there (``mode="reduce-overhead"``, CUDA graphs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"  # each variant pays its whole compile
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+VARIANTS = ("dynamic", "specialised", "width")
+ROOMS = (8, 300, 600)  # cache widths 256, 512 and 768 from the short prompt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "variants", nargs="*", metavar="VARIANT", help=f"any of {', '.join(VARIANTS)} (default: all)"
+    )
+    parser.add_argument("--size", choices=["tiny", "pro-1b"], default="pro-1b")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    args = parser.parse_args()
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}: choose from {', '.join(VARIANTS)}")
+    args.variants = args.variants or list(VARIANTS)
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no GPU here")
+    if args.device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    from context_reuse import build  # benchmarks/ is this script's folder
+    from gpu import prompt_context
+
+    from strokeagent.backends import load_backend
+
+    root = Path(tempfile.mkdtemp(prefix="compile-time-"))
+    dtype = "float32" if args.device == "cpu" else "bfloat16"
+    toml = root / "janus.toml"
+    folder = build(args.size, root / "janus", args.device)
+    toml.write_text(
+        f'kind = "janus"\npath = "{folder.as_posix()}"\ndevice = "{args.device}"\ndtype = "{dtype}"\n'
+    )
+    model = load_backend(toml)
+    ctx = prompt_context(model)
+    embed = model.model.get_input_embeddings()
+    mode = "reduce-overhead" if args.device == "cuda" else None
+    print(f"{args.size} on {args.device} ({dtype}, torch {torch.__version__})", flush=True)
+    for variant in args.variants:
+        torch._dynamo.reset()
+        dynamic = {"dynamic": True, "specialised": False, "width": None}[variant]
+        step = torch.compile(model._image_logits, mode=mode, fullgraph=True, dynamic=dynamic)
+        seconds = []
+        with torch.no_grad():
+            for room in ROOMS:
+                model._kept.clear()  # a new cache of the new width, as a longer context gets
+                cache, mask, positions = model._guidance_pair(ctx, [model.bos], room=room)
+                if variant == "width":
+                    torch._dynamo.maybe_mark_dynamic(mask, 1)
+                    for layer in cache.layers:
+                        torch._dynamo.maybe_mark_dynamic(layer.keys, 2)
+                        torch._dynamo.maybe_mark_dynamic(layer.values, 2)
+                embeds = embed(torch.tensor([[model.boi]], device=model.device)).expand(2, -1, -1)
+                start = time.perf_counter()
+                for i in range(2):
+                    step(embeds, mask, positions + i, cache)
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+                seconds.append(f"width {mask.shape[1]} {time.perf_counter() - start:.1f} s")
+        print(f"{variant:>11}: " + ", ".join(seconds), flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    main()
