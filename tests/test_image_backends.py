@@ -107,6 +107,52 @@ def test_a_batch_runs_one_pipeline_call_per_shape(sd):
     assert np.abs(alone - np.asarray(images[0], dtype=int)).max() > 10
 
 
+def pixels_both_ways(backend, monkeypatch, requests):
+    """Each request's bytes with the pictures converted on the device, then by diffusers' own PIL path, and
+    the output types the pipelines were asked for."""
+    import strokeagent.backends.diffusers as module
+
+    asked = []
+    for pipe in backend._pipes.values():
+        call = type(pipe).__call__
+        monkeypatch.setattr(type(pipe), "__call__", lambda self, *a, _call=call, **kw: (
+            asked.append(kw["output_type"]), _call(self, *a, **kw))[1])  # fmt: skip
+    on_device = [im.tobytes() for r in requests for im in backend.run([r])]
+    monkeypatch.setattr(module, "PIXELS_ON_DEVICE_PIPELINES", frozenset())
+    by_pil = [im.tobytes() for r in requests for im in backend.run([r])]
+    return on_device, by_pil, asked
+
+
+def picture(seed, size=64):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def test_pictures_converted_on_the_device_are_the_bytes_diffusers_makes(sd, monkeypatch):
+    mask = Image.fromarray(((np.indices((64, 64)).sum(0) // 8) % 2 * 255).astype(np.uint8), "L")
+    requests = [req(seed=3), req(seed=4, image=picture(1), strength=0.7),
+                req(seed=5, image=picture(2), mask=mask, strength=0.9)]  # fmt: skip
+    on_device, by_pil, asked = pixels_both_ways(sd, monkeypatch, requests)
+    assert asked == ["pt", "pt", "pt", "pil", "pil", "pil"]
+    assert on_device == by_pil
+    assert len(set(on_device)) == 3
+
+
+def test_the_conversions_on_the_device_are_diffusers_own_to_the_bit(sd):
+    import torch
+    from diffusers.image_processor import VaeImageProcessor as Processor
+
+    images = [picture(seed) for seed in range(3)]
+    theirs = Processor.numpy_to_pt(Processor.pil_to_numpy(images))
+    assert torch.equal(sd._to_unit(images), theirs)
+    # Every half-way value (k + 0.5 of 255) and its neighbours, in the pipelines' float16 and float32: rounding
+    # half to even, as numpy does.
+    ramp = torch.arange(0, 1021, dtype=torch.float32) / 1020
+    for dtype in (torch.float32, torch.float16):
+        out = ramp.to(dtype).reshape(1, 1, 1, -1).expand(2, 3, 4, -1)
+        mine = [im.tobytes() for im in sd._to_pil(out)]
+        assert mine == [im.tobytes() for im in Processor.numpy_to_pil(Processor.pt_to_numpy(out))]
+
+
 def test_concurrent_callers_share_one_batch(sd):
     async def go():
         batcher = MicroBatcher(sd.run, window_s=0.05, max_batch=8)

@@ -52,6 +52,15 @@ def test_sdxl_loads_by_path_and_derives_its_twins(sdxl):
     assert type(t2i.text_encoder_2).__name__ == "CLIPTextModelWithProjection"
 
 
+def test_sdxl_pictures_converted_on_the_device_are_the_bytes_diffusers_makes(sdxl, monkeypatch):
+    from test_image_backends import picture, pixels_both_ways
+
+    requests = [req(seed=3), req(seed=4, image=picture(1), strength=0.7)]
+    on_device, by_pil, asked = pixels_both_ways(sdxl, monkeypatch, requests)
+    assert asked == ["pt", "pt", "pil", "pil"]
+    assert on_device == by_pil and on_device[0] != on_device[1]
+
+
 def test_sdxl_text_to_image_repeats_by_seed(sdxl):
     a, b, c = sdxl.run([req(seed=5)]) + sdxl.run([req(seed=5)]) + sdxl.run([req(seed=6)])
     assert a.size == (64, 64)
