@@ -18,7 +18,8 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
 
 ``backend_batched_vs_raw``
     Eight text-to-image requests sent at once to ``DiffusersBackend`` (micro-batched into one call), images per
-    second, over diffusers' own pipeline called on a batch of eight (best of ``--repeats`` each). Where a gap
+    second, over diffusers' own pipeline called on a batch of eight (best of ``--repeats`` each; the backend
+    converts pictures on the device where diffusers' default does it on the CPU, so above 1.0 can happen). Where a gap
     lies, in ``backend``: the backend's own call without the batcher (``backend_run_direct_s``), diffusers'
     call on the batcher's launcher thread (``raw_on_launcher_thread_s``) and once on a thread that never
     ran the pipeline (``raw_on_new_thread_s``: PyTorch's cuDNN execution plans and cuBLAS handles are per
