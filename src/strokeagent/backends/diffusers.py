@@ -289,8 +289,7 @@ class DiffusersBackend:
             key = "true_cfg_scale" if self.pipeline_class.startswith("QwenImage") else "guidance_scale"
             kwargs[key] = first.guidance
         if first.image is not None:
-            inputs = [r.image.convert("RGB").resize(size) for r in batch]  # type: ignore[union-attr]
-            kwargs["image"] = self._to_unit(inputs) if on_device and first.task == "image-to-image" else inputs
+            kwargs["image"] = [r.image.convert("RGB").resize(size) for r in batch]  # type: ignore[union-attr]
         if first.task == "inpaint":
             kwargs["mask_image"] = [r.mask.convert("L").resize(size) for r in batch]  # type: ignore[union-attr]
         if first.task in ("image-to-image", "inpaint"):
@@ -300,6 +299,8 @@ class DiffusersBackend:
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}  # e.g. InstructPix2Pix takes no size
         with self._lock:
             try:
+                if on_device and first.task == "image-to-image":
+                    kwargs["image"] = self._to_unit(kwargs["image"])
                 images = pipe(**kwargs).images
                 if on_device:
                     images = self._to_pil(images)
