@@ -109,6 +109,21 @@ BATCH = 8
 TEXT_TOKENS = 64
 
 
+def host_cpus(torch) -> dict:  # noqa: ANN001
+    """The CPUs this process may use: a launch-bound GPU loop shares them with torch's CPU threads, which
+    spin-wait after each CPU operator; a container's quota below its visible cores would show here."""
+    quota = None
+    for path in ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+        try:
+            quota = Path(path).read_text().strip()
+            break
+        except OSError:
+            continue
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"visible": os.cpu_count(), "affinity": affinity, "cgroup_quota": quota,
+            "torch_threads": torch.get_num_threads()}  # fmt: skip
+
+
 def log(message: str) -> None:
     print(f"[gpu.py {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -812,6 +827,7 @@ def main(argv: list[str] | None = None) -> dict:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "sizes": "tiny" if tiny else "sd15 + janus-pro-1b",
         "python": platform.python_version(),
+        "host_cpus": host_cpus(torch),
         "strokeagent": getattr(strokeagent, "__version__", "?"),
         "settings": {
             "size": size,

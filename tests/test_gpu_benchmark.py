@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,9 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
         value = figures[key]
         assert isinstance(value, float) and math.isfinite(value) and value > 0, (key, value)
     assert figures["device"].startswith("cpu") and figures["sizes"] == "tiny"
+    host = figures["host_cpus"]
+    assert host["visible"] == os.cpu_count() and 1 <= host["affinity"] <= host["visible"]
+    assert host["torch_threads"] == 1  # --device cpu: one
     assert figures["trajectory_ratio"] >= 1.0  # the wall time holds the stages' time
     assert figures["unified_prefill_saved"] < 1.0
     # The tiny run also re-encodes: the count it reports is what re-encoding really prefills, same bytes.
