@@ -178,3 +178,24 @@ def test_when_text_s_compile_would_pass_the_time_it_is_skipped_and_only_images_c
     assert set(unified["unified_image_compile_s"]) == {"compiled"}
     # The compile is timed apart, before the first image, which no longer pays it.
     assert unified["unified_image_compile_s"]["compiled"] > unified["unified_image_first_s"]["compiled"] > 0
+
+
+def test_the_compile_timed_apart_is_the_one_the_first_image_would_have_paid(tmp_path):
+    import torch
+    from torch._dynamo.utils import counters
+
+    from strokeagent.testing.unified import build_tiny_janus
+    from strokeagent.unified.janus import JanusModel
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    import gpu
+
+    torch._dynamo.reset()
+    model = JanusModel(str(build_tiny_janus(tmp_path / "janus")), decode="compiled")
+    ctx = gpu.prompt_context(model)
+    before = counters["stats"]["unique_graphs"]
+    assert gpu.first_compiled_step(model, ctx) > 0
+    compiled = counters["stats"]["unique_graphs"] - before
+    assert compiled >= 1
+    model.generate_image(ctx, seed=0, guidance=5.0)  # the warm-up image: no compile of its own
+    assert counters["stats"]["unique_graphs"] - before == compiled
