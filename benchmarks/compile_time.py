@@ -45,6 +45,12 @@ def main() -> None:
     args.variants = args.variants or list(VARIANTS)
     import warnings
 
+    from strokeagent.extras import ExtraMissing, require
+
+    try:
+        require("transformers", "benchmarks/compile_time.py", modules=("torch", "transformers"))
+    except ExtraMissing as e:
+        raise SystemExit(f"error: {e}") from None
     import torch
 
     warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")
@@ -53,20 +59,15 @@ def main() -> None:
     if args.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     from context_reuse import build  # benchmarks/ is this script's folder
-    from gpu import prompt_context
+    from gpu import janus_description, painting_inputs, prompt_context
 
     from strokeagent.backends import load_backend
 
     root = Path(tempfile.mkdtemp(prefix="compile-time-"))
     dtype = "float32" if args.device == "cpu" else "bfloat16"
-    toml = root / "janus.toml"
     folder = build(args.size, root / "janus", args.device)
-    toml.write_text(
-        f'kind = "janus"\npath = "{folder.as_posix()}"\ndevice = "{args.device}"\ndtype = "{dtype}"\n'
-    )
-    model = load_backend(toml)
+    model = load_backend(janus_description(folder, root / "janus.toml", args.device, dtype))
     ctx = prompt_context(model)
-    embed = model.model.get_input_embeddings()
     mode = "reduce-overhead" if args.device == "cuda" else None
     print(f"{args.size} on {args.device} ({dtype}, torch {torch.__version__})", flush=True)
     for variant in args.variants:
@@ -77,13 +78,12 @@ def main() -> None:
         with torch.no_grad():
             for room in ROOMS:
                 model._kept.clear()  # a new cache of the new width, as a longer context gets
-                cache, mask, positions = model._guidance_pair(ctx, [model.bos], room=room)
+                embeds, mask, positions, cache = painting_inputs(model, ctx, room)
                 if variant == "width":
                     torch._dynamo.maybe_mark_dynamic(mask, 1)
                     for layer in cache.layers:
                         torch._dynamo.maybe_mark_dynamic(layer.keys, 2)
                         torch._dynamo.maybe_mark_dynamic(layer.values, 2)
-                embeds = embed(torch.tensor([[model.boi]], device=model.device)).expand(2, -1, -1)
                 start = time.perf_counter()
                 for i in range(2):
                     step(embeds, mask, positions + i, cache)

@@ -185,6 +185,15 @@ def build_sd(tiny: bool, device: str, folder: Path) -> Path:
     return folder
 
 
+def janus_description(folder: Path, path: Path, device: str, dtype: str) -> Path:
+    """A ``kind = "janus"`` backend description of the model in ``folder``, on ``device`` in ``dtype``."""
+    from strokeagent.testing.unified import write_backend
+
+    write_backend(folder, path)
+    path.write_text(path.read_text() + f'device = "{device}"\ndtype = "{dtype}"\n', encoding="utf-8")
+    return path
+
+
 def build_janus(tiny: bool, device: str, folder: Path) -> Path:
     from context_reuse import build  # benchmarks/ is this script's folder, first on sys.path
 
@@ -465,17 +474,24 @@ def measure_image_tokens(model, images: int, decodes: list[str]) -> dict:  # noq
             "unified_image_tokens": model.num_image_tokens}  # fmt: skip
 
 
+def painting_inputs(model, ctx, room: int):  # noqa: ANN001, ANN201 - (embeds, mask, positions, cache)
+    """What ``generate_image`` feeds its first painting step from ``ctx``: the image start's embedding for both
+    guidance rows, and the guidance pair with ``room`` positions free. Call it under ``no_grad``, as
+    ``generate_image`` does: an embedding with a grad would make a compiled step compile again."""
+    torch = model.torch
+    cache, mask, positions = model._guidance_pair(ctx, [t for t in (model.bos,) if t is not None], room=room)
+    embeds = model.model.get_input_embeddings()(torch.tensor([[model.boi]], device=model.device))
+    return embeds.expand(2, -1, -1), mask, positions, cache
+
+
 def first_compiled_step(model, ctx) -> float:  # noqa: ANN001
     """The compiled image step's first call alone, from ``ctx``: its compile (and one run), apart from the CUDA
     graphs that the warm-up image then records and replays on the same cache."""
     step = model._step(model._image_logits, "compiled")
-    torch = model.torch
-    uncond = [t for t in (model.bos,) if t is not None]
-    cache, mask, positions = model._guidance_pair(ctx, uncond, room=model.num_image_tokens)
-    with torch.no_grad():  # the embedding too, as generate_image makes it: a tensor with a grad would recompile
-        embeds = model.model.get_input_embeddings()(torch.tensor([[model.boi]], device=model.device))
+    with model.torch.no_grad():
+        embeds, mask, positions, cache = painting_inputs(model, ctx, room=model.num_image_tokens)
         start = time.perf_counter()
-        step(embeds.expand(2, -1, -1), mask, positions, cache)
+        step(embeds, mask, positions, cache)
         synchronize(model)
         seconds = time.perf_counter() - start
     model._kept[2] = cache  # kept, as generate_image keeps it: the warm-up image paints on these addresses
@@ -577,11 +593,13 @@ def measure_compiled_agreement(model, kinds=("text", "image"), steps: int = 16) 
                           .clone() for i, t in enumerate(text_ids)])  # fmt: skip
 
     def image(step):  # noqa: ANN001, ANN202
-        cache, mask, positions = model._guidance_pair(ctx, [t for t in (model.bos,) if t is not None], room=steps)
-        embeds, out = embed(torch.tensor([[model.boi]], device=device)), []
+        embeds, mask, positions, cache = painting_inputs(model, ctx, room=steps)
+        out = []
         for i, code in enumerate(codes):
-            out.append(step(embeds.expand(2, -1, -1), mask, positions + i, cache).clone())
-            embeds = model.model.prepare_embeddings_for_image_generation(torch.tensor([[code]], device=device))
+            out.append(step(embeds, mask, positions + i, cache).clone())
+            embeds = model.model.prepare_embeddings_for_image_generation(
+                torch.tensor([[code]], device=device)
+            ).expand(2, -1, -1)
         return torch.cat(out)
 
     result = {}
@@ -623,7 +641,8 @@ def measure_sampling(model, draws: int = 50) -> dict:  # noqa: ANN001
     torch = model.torch
     ctx = prompt_context(model)
     logits, vocab = ctx.state.logits, ctx.state.logits.shape[-1]
-    mask, cpu_mask = model._unwritable(vocab), model._unwritable(vocab).cpu()
+    mask = model._unwritable(vocab)
+    cpu_mask = mask.cpu()
     gens = {"device": torch.Generator(device=model.device).manual_seed(0), "cpu": torch.Generator().manual_seed(0)}
 
     def on_device() -> None:
@@ -902,9 +921,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not args.skip_unified:
             t = time.perf_counter()
             janus_folder = build_janus(tiny, device, root / "janus")
-            janus_toml = root / "janus.toml"
-            janus_toml.write_text(f'kind = "janus"\npath = "{janus_folder.as_posix()}"\ndevice = "{device}"\n'
-                                  f'dtype = "{lm_dtype}"\n')  # fmt: skip
+            janus_toml = janus_description(janus_folder, root / "janus.toml", device, lm_dtype)
             model = load_backend(janus_toml)
             seconds["build_janus"] = time.perf_counter() - t
             log(f"Janus built and loaded in {seconds['build_janus']:.1f} s")

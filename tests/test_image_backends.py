@@ -12,7 +12,7 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from conftest import run_cli  # noqa: E402
+from conftest import picture, pixels_both_ways, run_cli  # noqa: E402
 
 from strokeagent.backends import forget_backends, load_backend  # noqa: E402
 from strokeagent.backends.image import ImageBackendError, ImageRequest, MicroBatcher  # noqa: E402
@@ -105,26 +105,6 @@ def test_a_batch_runs_one_pipeline_call_per_shape(sd):
     alone = np.asarray(sd.run([req("a dog", seed=3)])[0], dtype=int)
     assert np.abs(alone - np.asarray(images[2], dtype=int)).max() <= 1
     assert np.abs(alone - np.asarray(images[0], dtype=int)).max() > 10
-
-
-def pixels_both_ways(backend, monkeypatch, requests):
-    """Each request's bytes with the pictures converted on the device, then by diffusers' own PIL path, and
-    the output types the pipelines were asked for."""
-    import strokeagent.backends.diffusers as module
-
-    asked = []
-    for pipe in backend._pipes.values():
-        call = type(pipe).__call__
-        monkeypatch.setattr(type(pipe), "__call__", lambda self, *a, _call=call, **kw: (
-            asked.append(kw["output_type"]), _call(self, *a, **kw))[1])  # fmt: skip
-    on_device = [im.tobytes() for r in requests for im in backend.run([r])]
-    monkeypatch.setattr(module, "PIXELS_ON_DEVICE_PIPELINES", frozenset())
-    by_pil = [im.tobytes() for r in requests for im in backend.run([r])]
-    return on_device, by_pil, asked
-
-
-def picture(seed, size=64):
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
 
 
 def test_pictures_converted_on_the_device_are_the_bytes_diffusers_makes(sd, monkeypatch):

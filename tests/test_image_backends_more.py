@@ -53,7 +53,7 @@ def test_sdxl_loads_by_path_and_derives_its_twins(sdxl):
 
 
 def test_sdxl_pictures_converted_on_the_device_are_the_bytes_diffusers_makes(sdxl, monkeypatch):
-    from test_image_backends import picture, pixels_both_ways
+    from conftest import picture, pixels_both_ways
 
     requests = [req(seed=3), req(seed=4, image=picture(1), strength=0.7)]
     on_device, by_pil, asked = pixels_both_ways(sdxl, monkeypatch, requests)
