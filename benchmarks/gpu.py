@@ -43,10 +43,10 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     ``JanusModel.generate_image`` with classifier-free guidance (5.0): image tokens per second, one image at a
     time, in the fastest of the ``decode`` modes timed (``--decode``; by default ``dynamic`` and ``static`` on
     a CPU, ``compiled`` on cuda, ``dynamic`` too if it fails), which ``unified.unified_image_decode`` names. Each mode's own figure is in
-    ``unified.unified_image_tokens_per_s_by_decode``; the warm-up image's seconds (with ``compiled``, the CUDA
-    graphs it records) in ``unified.unified_image_first_s``, and before it ``compiled``'s two compiles (at two
-    cache widths: the second makes the width dynamic, so the process run compiles no more) in
-    ``unified.unified_image_compile_s``; a mode that failed, in ``unified.unified_image_errors``.
+    ``unified.unified_image_tokens_per_s_by_decode``; the warm-up image's seconds (with ``compiled``, its
+    compile) in ``unified.unified_image_first_s``, and before it ``compiled``'s first step alone (the compile,
+    without the CUDA graphs the warm-up image records) in ``unified.unified_image_compile_s``; a mode that failed,
+    in ``unified.unified_image_errors``.
 ``unified_text_tokens_per_s``
     ``JanusModel.generate_text`` from the prompt, greedy, no stop string, up to 64 tokens: tokens per second
     (``unified.unified_text_tokens`` says how many it wrote: a random model may open an image or end early), in
@@ -485,21 +485,15 @@ def painting_inputs(model, ctx, room: int):  # noqa: ANN001, ANN201 - (embeds, m
 
 
 def first_compiled_step(model, ctx) -> float:  # noqa: ANN001
-    """The compiled image step's compiles alone, from ``ctx``, apart from the CUDA graphs that the warm-up image
-    then records and replays on the same cache: a first call at a cache one block wider than ``ctx`` needs (the
-    width specialised), then one at ``ctx``'s own (the width made dynamic), so that no later, longer context
-    compiles again (a process run's context grows)."""
-    from strokeagent.unified.janus import CACHE_BLOCK
-
+    """The compiled image step's first call alone, from ``ctx``: its compile (and one run), apart from the CUDA
+    graphs that the warm-up image then records and replays on the same cache."""
     step = model._step(model._image_logits, "compiled")
-    seconds = 0.0
     with model.torch.no_grad():
-        for room in (model.num_image_tokens + CACHE_BLOCK, model.num_image_tokens):
-            embeds, mask, positions, cache = painting_inputs(model, ctx, room=room)
-            start = time.perf_counter()
-            step(embeds, mask, positions, cache)
-            synchronize(model)
-            seconds += time.perf_counter() - start
+        embeds, mask, positions, cache = painting_inputs(model, ctx, room=model.num_image_tokens)
+        start = time.perf_counter()
+        step(embeds, mask, positions, cache)
+        synchronize(model)
+        seconds = time.perf_counter() - start
     model._kept[2] = cache  # kept, as generate_image keeps it: the warm-up image paints on these addresses
     return seconds
 

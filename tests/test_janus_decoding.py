@@ -181,23 +181,3 @@ def test_text_decode_is_checked_like_decode(folder, tmp_path):
     toml.write_text(toml.read_text() + 'decode = "compiled"\ntext_decode = "dynamic"\n')
     model = load_backend(toml)
     assert (model.decode, model.text_decode) == ("compiled", "dynamic")
-
-
-def test_compiled_painting_compiles_twice_then_serves_every_wider_cache(folder):
-    """torch's own shapes: the first width specialises, the second makes the width dynamic, the third is served.
-
-    Every shape dynamic would compile once (on an H200 at Janus-Pro-1B size, 107 s against 25 s and 24 s);
-    specialised shapes would compile at every width."""
-    from torch._dynamo.utils import counters
-
-    torch._dynamo.reset()
-    model = JanusModel(str(folder), decode="compiled")
-    ctx, compiles, widths = model.new_context(), [], []
-    for length in (8, 300, 600):  # guidance pairs in caches of 256, 512 and 768 positions
-        model.add_text(ctx, "a" * (length - ctx.length))
-        before = counters["stats"]["unique_graphs"]
-        model.generate_image(ctx, seed=0)
-        compiles.append(counters["stats"]["unique_graphs"] - before)
-        widths.append(model._kept[2].get_max_length())
-    assert widths == [256, 512, 768]
-    assert compiles == [1, 1, 0]

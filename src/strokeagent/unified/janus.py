@@ -26,8 +26,7 @@ through its VQ head, so:
   for each batch size, as long as the longest context so far, in blocks of ``CACHE_BLOCK``)
   so that every step has the same shapes, and appends the written text to the context when
   it stops; ``"compiled"`` is ``"static"`` with the one-token steps through ``torch.compile``
-  (CUDA graphs on a GPU; the first image and the first text each pay a compile, and one more at the
-  first context that needs a wider cache). ``"static"``
+  (CUDA graphs on a GPU; the first image and the first text each pay a compile). ``"static"``
   paints and writes what ``"dynamic"`` does and leaves the same context, on the CPU in
   float32; ``"compiled"`` agrees within rounding (``tests/test_janus_decoding.py``).
   ``text_decode`` gives text a mode of its own (by default text follows ``decode``):
@@ -162,12 +161,10 @@ class JanusModel(CausalModel):
         name = eager.__name__
         if name not in self._compiled:
             # "reduce-overhead" is CUDA graphs, which a static cache makes possible; the CPU has no graphs.
-            # torch's own shapes: the first compile specialises on the cache's width, a second width compiles
-            # once more with only the width dynamic (``_static_rows`` marks it), and that serves every width
-            # after. On an H200 at Janus-Pro-1B size: 24.6 s, then 23.8 s, against 107.3 s for one compile with
-            # every shape dynamic (``dynamic=True``; benchmarks/compile_time.py, docs/speed.md).
+            # Dynamic shapes: one compile serves every cache length as the context grows (CUDA graphs still
+            # record one graph per length); specialised shapes would compile twice, then go dynamic anyway.
             mode = "reduce-overhead" if self.device.type == "cuda" else None
-            self._compiled[name] = self.torch.compile(eager, mode=mode, fullgraph=True)
+            self._compiled[name] = self.torch.compile(eager, mode=mode, fullgraph=True, dynamic=True)
         return self._compiled[name]
 
     @contextmanager
@@ -272,12 +269,4 @@ class JanusModel(CausalModel):
         mask = torch.tensor([[0] * (longest - n) + [1] * (width - longest + n) for n in lengths],
                             device=self.device)  # fmt: skip
         positions = torch.tensor([[n] for n in lengths], device=self.device)
-        if room:
-            # The width is what changes from one context to the next: a compiled step that meets a second width
-            # makes only this dimension dynamic, not every one (see ``_step``). Eager steps ignore the marks.
-            torch._dynamo.maybe_mark_dynamic(mask, 1)
-            for layer in cache.layers:
-                if layer.is_initialized:
-                    torch._dynamo.maybe_mark_dynamic(layer.keys, 2)
-                    torch._dynamo.maybe_mark_dynamic(layer.values, 2)
         return cache, mask, positions
