@@ -2,14 +2,17 @@
 
     $ python benchmarks/compile_time.py                      # Janus-Pro-1B size on the CPU, ~5 min on 2 cores
     $ python benchmarks/compile_time.py --size tiny dynamic  # the tiny model, one variant
+    $ python benchmarks/compile_time.py --device cuda width --rooms 832,576 --caches  # as gpu.py would meet it
 
-The image step (both guidance rows, one token) is compiled anew for each variant, inductor's caches off, and
-called at three cache widths, as a process run meets them while its context grows (the static cache is
-allocated in blocks of 256 positions): the seconds of each width's first two calls. A width that compiles
-again shows as a call of seconds rather than of a step's time.
+The image step (both guidance rows, one token) is compiled anew for each variant and called at three cache
+widths (``--rooms``), as a process run meets them while its context grows (the static cache is allocated in
+blocks of 256 positions): the seconds of each width's first two calls. A width that compiles again shows as a
+call of seconds rather than of a step's time. Inductor's caches are off, so that each variant pays its whole
+compile; ``--caches`` leaves them on, as on a bare machine's first run (here, earlier runs' caches and dynamo's
+recorded dynamic shapes then answer instead).
 
 - ``dynamic``: ``torch.compile(..., dynamic=True)``, what ``JanusModel`` does;
-- ``specialised``: ``dynamic=False``; torch compiles again for a new width, then makes it dynamic itself;
+- ``specialised``: ``dynamic=False``; every width compiles again;
 - ``width``: torch's default, with only the cache's width marked dynamic (``maybe_mark_dynamic``).
 
 On a GPU it compiles as ``JanusModel`` does there (``mode="reduce-overhead"``, CUDA graphs).
@@ -24,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"  # each variant pays its whole compile
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 VARIANTS = ("dynamic", "specialised", "width")
@@ -38,7 +40,21 @@ def main() -> None:
     )
     parser.add_argument("--size", choices=["tiny", "pro-1b"], default="pro-1b")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--rooms",
+        default=",".join(map(str, ROOMS)),
+        help="free positions after the prompt for each call, comma-separated (default: widths 256, 512, 768)",
+    )
+    parser.add_argument(
+        "--caches", action="store_true", help="leave inductor's caches on, as a first run on a bare machine has"
+    )
     args = parser.parse_args()
+    try:
+        rooms = [int(r) for r in args.rooms.split(",")]
+    except ValueError:
+        parser.error(f"--rooms {args.rooms!r}: whole numbers, comma-separated, e.g. 832,576")
+    if not args.caches:  # before torch is imported: each variant pays its whole compile
+        os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant {unknown[0]!r}: choose from {', '.join(VARIANTS)}")
@@ -76,7 +92,7 @@ def main() -> None:
         step = torch.compile(model._image_logits, mode=mode, fullgraph=True, dynamic=dynamic)
         seconds = []
         with torch.no_grad():
-            for room in ROOMS:
+            for room in rooms:
                 model._kept.clear()  # a new cache of the new width, as a longer context gets
                 embeds, mask, positions, cache = painting_inputs(model, ctx, room)
                 if variant == "width":
