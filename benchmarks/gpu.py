@@ -53,7 +53,8 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     the fastest of ``dynamic`` and the modes that painted (``unified.unified_text_decode``; each mode's figure
     in ``unified.unified_text_tokens_per_s_by_decode``, its first call, with ``compiled`` its compile, in
     ``unified.unified_text_first_s``). ``unified.unified_text_tokens_per_s_long_context``: the same after two
-    images (about 1,170 tokens of context at Janus-Pro-1B size), as the process run's plans and reflections write.
+    images (about 1,170 tokens of context at Janus-Pro-1B size), as the process run's plans and reflections write
+    (``unified.unified_text_long_context_tokens`` of them).
 ``transformers_text_tokens_per_s``
     transformers' own ``generate`` from the same prompt ids, greedy, exactly 64 new tokens.
 ``transformers_image_tokens_per_s``
@@ -568,6 +569,7 @@ def measure_text_tokens(model, count: int, repeats: int, decodes: list[str]) -> 
             "transformers_text_tokens": made["theirs"],
             "unified_text_tokens_per_s_long_context": long_rates[best],
             "unified_text_tokens_per_s_long_context_by_decode": long_rates,
+            "unified_text_long_context_tokens": made["long"],
             "unified_text_long_context_length": long.length}  # fmt: skip
 
 
@@ -975,11 +977,14 @@ def main(argv: list[str] | None = None) -> dict:
                 ctx = on_model_thread(model, prompt_context, model)
                 on_model_thread(model, profiled, args.profile / "janus-image.txt",
                                 lambda: model.generate_image(ctx, seed=0, guidance=5.0))  # fmt: skip
-                # Text where a process run writes it, two images into the context (the long-context figure's).
+                # Text from the prompt, and where a process run writes it, two images into the context: on the
+                # H200 compiled text wrote 67 tokens/s from the first and 254/s from the second (not explained).
                 model.text_decode = tokens["unified_text_decode"]
                 long = on_model_thread(model, context_after_two_images, model)
-                on_model_thread(model, profiled, args.profile / "janus-text.txt", lambda: model.generate_text(
-                    model.fork(long), stop=(), max_new_tokens=TEXT_TOKENS, seed=0))  # fmt: skip
+                for name, where in (("prompt", ctx), ("long", long)):
+                    on_model_thread(model, profiled, args.profile / f"janus-text-{name}.txt",
+                                    lambda where=where: model.generate_text(
+                                        model.fork(where), stop=(), max_new_tokens=TEXT_TOKENS, seed=0))  # fmt: skip
             log(f"text tokens: {result['unified_text_tokens_per_s']:.1f}/s ({tokens['unified_text_decode']}; "
                 f"{tokens['unified_text_tokens_per_s_long_context']:.1f}/s after "
                 f"{tokens['unified_text_long_context_length']} tokens of context), transformers "

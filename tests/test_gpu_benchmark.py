@@ -72,6 +72,7 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     assert set(text) == set(unified["unified_text_first_s"]) == {"dynamic", "static"}
     assert figures["unified_text_tokens_per_s"] == max(text.values()) == text[unified["unified_text_decode"]]
     assert set(unified["unified_text_tokens_per_s_long_context_by_decode"]) == {"dynamic", "static"}
+    assert 0 < unified["unified_text_long_context_tokens"] <= 64
     assert figures["backend"]["backend_calls_per_8"] == 1.0  # eight concurrent requests, one pipeline call
     assert figures["backend"]["backend_run_direct_s"] > 0 and figures["backend"]["raw_on_launcher_thread_s"] > 0
     assert figures["backend"]["raw_on_new_thread_s"] > 0
@@ -87,7 +88,8 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     for stage, row in unified["unified_shared_by_stage"].items():
         assert row["calls"] == sum(1 for c in calls if c[0] == stage)
     # --profile: one table per part, with the operators of the threads that did the work (the batcher's too).
-    names = ("backend-raw", "backend-concurrent", "trajectory", "janus-image", "janus-text")
+    names = ("backend-raw", "backend-concurrent", "trajectory", "janus-image", "janus-text-prompt",
+             "janus-text-long")
     for name in names:
         table = (tmp_path / "profile" / f"{name}.txt").read_text()
         assert "Self CPU" in table and "aten::" in table, name
