@@ -32,9 +32,10 @@ cat <<CMD
 
 On the GPU machine (from the repository root; carry benchmarks/wheels):
   python3 -m pip install -q --no-index --find-links benchmarks/wheels strokeagent diffusers==$DIFFUSERS transformers==$TRANSFORMERS && PYTHONUNBUFFERED=1 python3 benchmarks/gpu.py --out \$OUT/gpu.json
-(add --profile \$OUT/profile for torch.profiler tables, about 30 s more; --decode dynamic,compiled times the
-plain decode loop too, about 66 s more at Janus-Pro-1B size on an H200; --within 600 also times text's
-compile, which the default skips when it would pass 330 s.) A diagnostic run under the sampling profiler,
-every thread, with text's compile:
+(add --profile \$OUT/profile --within 600 for torch.profiler tables, about 30 s more: without --within the Janus
+tables are skipped for time; --decode dynamic,compiled times the plain decode loop too, about 66 s more at
+Janus-Pro-1B size on an H200; text's compile is timed when the image step's compile and first image leave it
+inside --within, 330 s by default, else text stays in the plain loop and 'skipped' says so.)
+A diagnostic run under the sampling profiler, every thread, with text's compile:
   python3 -m pip install -q --no-index --find-links benchmarks/wheels py-spy && py-spy record --nonblocking --threads --format raw -o \$OUT/spy.txt -- python3 benchmarks/gpu.py --within 600 --out \$OUT/gpu.json
 CMD
