@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -85,7 +86,7 @@ def main() -> None:
     model = load_backend(janus_description(folder, root / "janus.toml", args.device, dtype))
     ctx = prompt_context(model)
     mode = "reduce-overhead" if args.device == "cuda" else None
-    print(f"{args.size} on {args.device} ({dtype}, torch {torch.__version__})", flush=True)
+    print(f"{args.size} on {args.device} ({dtype}, torch {torch.__version__}, kernel {platform.release()})", flush=True)
     for variant in args.variants:
         torch._dynamo.reset()
         dynamic = {"dynamic": True, "specialised": False, "width": None}[variant]

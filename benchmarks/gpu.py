@@ -848,6 +848,9 @@ def main(argv: list[str] | None = None) -> dict:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "sizes": "tiny" if tiny else "sd15 + janus-pro-1b",
         "python": platform.python_version(),
+        # The machine's kernel tells its runtime apart (this workplace's GPU machines run on gVisor or Firecracker):
+        # compiles, which spawn processes and write files, may differ between them.
+        "kernel": platform.release(),
         "host_cpus": host_cpus(torch),
         "strokeagent": getattr(strokeagent, "__version__", "?"),
         "settings": {

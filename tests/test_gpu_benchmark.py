@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -43,12 +44,13 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)  # stdout is the JSON object and nothing else
     assert figures == json.loads(out.read_text()) and "unfinished_after" not in figures  # the last write is whole
-    for key in ("device", "torch", "date", *RATIOS):
+    for key in ("device", "torch", "date", "kernel", *RATIOS):
         assert key in figures, key
     for key in RATIOS:
         value = figures[key]
         assert isinstance(value, float) and math.isfinite(value) and value > 0, (key, value)
     assert figures["device"].startswith("cpu") and figures["sizes"] == "tiny"
+    assert figures["kernel"] == platform.release()
     host = figures["host_cpus"]
     assert host["visible"] == os.cpu_count() and 1 <= host["affinity"] <= host["visible"]
     assert host["torch_threads"] == 1  # --device cpu: one
