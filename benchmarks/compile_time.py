@@ -53,7 +53,9 @@ def main() -> None:
     try:
         rooms = [int(r) for r in args.rooms.split(",")]
     except ValueError:
-        parser.error(f"--rooms {args.rooms!r}: whole numbers, comma-separated, e.g. 832,576")
+        rooms = []
+    if not rooms or min(rooms) < 1:  # a static cache needs room to paint in
+        parser.error(f"--rooms {args.rooms!r}: whole numbers above 0, comma-separated, e.g. 832,576")
     if not args.caches:  # before torch is imported: each variant pays its whole compile
         os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
     unknown = [v for v in args.variants if v not in VARIANTS]

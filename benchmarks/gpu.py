@@ -848,8 +848,8 @@ def main(argv: list[str] | None = None) -> dict:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "sizes": "tiny" if tiny else "sd15 + janus-pro-1b",
         "python": platform.python_version(),
-        # The machine's kernel tells its runtime apart (this workplace's GPU machines run on gVisor or Firecracker):
-        # compiles, which spawn processes and write files, may differ between them.
+        # The kernel tells a sandboxed machine's runtime apart (gVisor reports 4.4.0, a Firecracker VM its own):
+        # compiles spawn processes and write files, which a sandbox can slow.
         "kernel": platform.release(),
         "host_cpus": host_cpus(torch),
         "strokeagent": getattr(strokeagent, "__version__", "?"),

@@ -36,10 +36,11 @@ def test_each_width_is_timed_and_only_the_specialised_compile_pays_at_every_widt
 
 
 def test_bad_arguments_are_one_line_and_exit_2(tmp_path):
-    done = run("--rooms", "8,x", tmp_path=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
-        "compile_time.py: error: --rooms '8,x': whole numbers, comma-separated, e.g. 832,576"
-    )
+    for rooms in ("8,x", "8,0"):
+        done = run("--rooms", rooms, tmp_path=tmp_path)
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines()[-1] == (
+            f"compile_time.py: error: --rooms '{rooms}': whole numbers above 0, comma-separated, e.g. 832,576"
+        )
     done = run("fast", tmp_path=tmp_path)
     assert done.returncode == 2 and "unknown variant 'fast'" in done.stderr
