@@ -88,15 +88,13 @@ def test_run_works(light, tmp_path):
 
 
 def test_the_default_is_the_shipped_trained_model_and_gives_the_recorded_bytes(light, tmp_path):
-    import hashlib
-
-    from test_process_tiny import PROMPT, RECORDED_FINAL
+    from test_process_tiny import PROMPT, RECORDED_FINAL, pixels_of
 
     done = strokeagent(light, tmp_path, "run", PROMPT, "--seed", "0", "--out", "r")
     assert done.returncode == 0, done.stderr
     run = (tmp_path / "r" / "run.json").read_text()
     assert '"process-tiny"' in run  # the default policy, run without torch (the venv has none)
-    assert hashlib.sha256((tmp_path / "r" / "final.png").read_bytes()).hexdigest() == RECORDED_FINAL
+    assert pixels_of(tmp_path / "r" / "final.png") == RECORDED_FINAL
 
 
 def test_ablate_writes_every_report_but_the_chart_and_says_how_to_get_it(light, tmp_path):

@@ -4,12 +4,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
+import numpy as np
 import pytest
 from PIL import Image
 from pydantic import ValidationError
 
 from strokeagent.core.state import ImageRef, Plan, Reflection, StageTiming, Step, Trajectory
-from strokeagent.core.store import ArtifactStore, atomic_write, pixel_digest
+from strokeagent.core.store import ArtifactStore, atomic_write, pixel_digest, png_bytes
 
 SHA = "a" * 64
 
@@ -114,6 +115,32 @@ def test_a_failed_background_write_is_raised_by_the_next_put_read_and_flush(tmp_
             store.put(Image.new("RGB", (3, 3)))
     with pytest.raises(PermissionError):  # the block itself ended quietly: the run decides what to say
         store.flush()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+@pytest.mark.parametrize("size", [(1, 1), (7, 3), (64, 48)])
+def test_png_bytes_decode_to_the_same_pixels_and_do_not_vary(mode, size):
+    rng = np.random.default_rng(sum(size))
+    shape = (size[1], size[0]) + (() if mode == "L" else (len(mode),))
+    noise = rng.integers(0, 256, shape, dtype=np.uint8)
+    gradient = (np.indices(shape).sum(axis=0) * 3 % 256).astype(np.uint8)  # what the "Up" filter compresses
+    for pixels in (noise, gradient):
+        image = Image.fromarray(pixels, mode)
+        data = png_bytes(image)
+        with Image.open(io.BytesIO(data)) as decoded:
+            decoded.load()
+            assert decoded.format == "PNG" and decoded.mode == mode and decoded.size == size
+            assert pixel_digest(decoded) == pixel_digest(image)
+            assert not decoded.info  # no metadata chunks: the bytes depend on the pixels alone
+        assert png_bytes(image.copy()) == data
+
+
+def test_png_bytes_of_other_modes_go_through_pillow_and_keep_their_pixels():
+    palette = Image.new("P", (5, 4))
+    palette.putpalette([0, 0, 0, 255, 0, 0])
+    palette.putpixel((2, 1), 1)
+    with Image.open(io.BytesIO(png_bytes(palette))) as decoded:
+        assert decoded.mode == "P" and decoded.convert("RGB").getpixel((2, 1)) == (255, 0, 0)
 
 
 def test_store_reports_a_missing_image(tmp_path):

@@ -23,12 +23,15 @@ import hashlib
 import io
 import os
 import secrets
+import struct
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from strokeagent.core.state import ImageRef
@@ -105,11 +108,37 @@ def new_output_folder(path: Path, *, what: str, taken: str, error: type[Exceptio
         claim.unlink(missing_ok=True)
 
 
+#: PNG's colour type for each mode written by ``png_bytes`` itself.
+_PNG_COLOUR = {"L": 0, "RGB": 2, "RGBA": 6}
+
+
 def png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    # No metadata chunks and a fixed compression level: the bytes depend on the pixels alone.
-    image.save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
+    """The PNG file of ``image``: the same bytes for the same pixels, no metadata.
+
+    L, RGB and RGBA images are encoded here, with PNG's "Up" filter on every row and zlib at level 1:
+    about 8 ms for a 512² photo and 10 ms for 512² noise on one core, where Pillow's encoder, which tries
+    every filter on every row, takes 50 and 25 ms at level 6, for files about 7 % larger than its
+    (``benchmarks/png_encoding.py``). A run waits for its final image's file, and eight runs at once
+    encode 48 images, so this is on the critical path. Other modes go through Pillow.
+    """
+    colour = _PNG_COLOUR.get(image.mode)
+    if colour is None:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG", compress_level=6)
+        return buf.getvalue()
+    width, height = image.size
+    rows = np.asarray(image).reshape(height, -1)
+    scanlines = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
+    scanlines[:, 0] = 2  # "Up": each byte minus the byte above it, modulo 256 (the first row's "above" is 0)
+    scanlines[:, 1:] = rows
+    scanlines[1:, 1:] -= rows[:-1]
+    data = zlib.compress(scanlines.tobytes(), 1)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)  # 8 bits, deflate, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
 
 
 def pixel_digest(image: Image.Image) -> str:
