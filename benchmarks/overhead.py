@@ -32,7 +32,11 @@ against 0.850 and 0.837. Later that day, once the film strip linked its images i
 runs): per transition 0.52-0.53 ms, start-up 4.3-4.7 ms, finish 3.5-3.8 ms, ratio 1.016-1.017, bare LangGraph
 1.009, gpu.py's shape 1.088-1.095, eight at once 0.650-0.651 (0.660-0.665 in two later runs, after the batcher
 timed each call on its launcher thread only; not interleaved), with 64² images 0.88-0.90; the film strip alone,
-interleaved against the embedding one: gpu.py's shape 1.091 and 1.091 against 1.148 and 1.149.
+interleaved against the embedding one: gpu.py's shape 1.091 and 1.091 against 1.148 and 1.149. Later still,
+the project's own PNG encoder against Pillow's (two runs each, interleaved): gpu.py's shape 1.071 and 1.067
+against 1.090 and 1.092; eight at once 0.689 and 0.681 against 0.688 and 0.669. Three runs after it: per transition
+0.47-0.49 ms, start-up 3.4-4.5 ms, finish 2.8-3.2 ms, ratio 1.016-1.018, bare LangGraph 1.008-1.012, gpu.py's
+shape 1.072-1.082, eight at once 0.661-0.662, with 64² images 0.88-0.91.
 """
 
 from __future__ import annotations
