@@ -83,6 +83,11 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     Janus's convolutions (a VQ decode and the vision encoder reading the result) on the model's own, warm
     thread and on a thread that never ran the model: what a call pays for the GPU state that belongs to a
     thread (PyTorch's cuDNN execution plans, cuBLAS handles).
+
+With ``--profile FOLDER``, each part runs once more under ``torch.profiler`` after it is timed, one table per
+part: ``backend-raw``, ``backend-concurrent``, ``trajectory``, ``concurrent-call`` (one of the eight's
+image-to-image calls, with the time inside the text encoder, the UNet and the VAE's encode and decode: where a
+call's fixed cost goes), and ``janus-image``, ``janus-text-prompt``, ``janus-text-long`` (within ``--within``).
 """
 
 from __future__ import annotations
@@ -97,6 +102,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -213,6 +220,37 @@ def best_of(repeats: int, fn) -> float:  # noqa: ANN001
     return min(times)
 
 
+#: The prefix of ``by_model``'s profiler ranges.
+PART = "model: "
+
+
+@contextmanager
+def by_model(pipe) -> Iterator[None]:  # noqa: ANN001
+    """Inside the block, each of ``pipe``'s models runs in a profiler range of its own name, so ``profiled``
+    adds a table of how long the text encoder, the UNet and the VAE's encode and decode took."""
+    from torch.profiler import record_function
+
+    def in_range(call, label: str):  # noqa: ANN001, ANN202
+        def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            with record_function(label):
+                return call(*args, **kwargs)
+
+        return run
+
+    wrapped = []
+    for name, methods in (("text_encoder", ("forward",)), ("unet", ("forward",)), ("vae", ("encode", "decode"))):
+        model = getattr(pipe, name, None)
+        for method in methods if model is not None else ():
+            # On the instance: deleting it afterwards gives the class's method back.
+            setattr(model, method, in_range(getattr(model, method), f"{PART}{name}.{method}"))
+            wrapped.append((model, method))
+    try:
+        yield
+    finally:
+        for model, method in wrapped:
+            delattr(model, method)
+
+
 def profiled(path: Path | None, fn) -> None:  # noqa: ANN001
     """``fn`` once more, under ``torch.profiler``: where its time went, by operator, written to ``path``.
 
@@ -244,6 +282,12 @@ def profiled(path: Path | None, fn) -> None:  # noqa: ANN001
     ]
     if cuda:
         tables.append(averages.table(sort_by="self_device_time_total", row_limit=30))
+    parts = [e for e in averages if e.key.startswith(PART)]  # set by ``by_model``
+    if parts:
+        rows = [f"{e.key[len(PART):]:<22} {e.count:>5} calls {e.cpu_time_total / 1000:>9.1f} ms CPU"
+                + (f" {e.device_time_total / 1000:>9.1f} ms {torch.cuda.get_device_name()}" if cuda else "")
+                for e in parts]  # fmt: skip
+        tables.append("By model (the time inside each, its operators included):\n" + "\n".join(rows))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n\n".join(tables) + "\n", encoding="utf-8")
     log(f"profile: {path}")
@@ -381,6 +425,10 @@ def measure_trajectories(  # noqa: ANN201
     if profile is not None:
         profiled(profile / "trajectory.txt", lambda: strokeagent.generate(PROMPT, policy=policy, seed=0,
                                                                         out=root / "profiled"))  # fmt: skip
+        # One of the eight's image-to-image calls (the last: eight refinements): where a call's fixed cost
+        # goes (the VAE's encode and decode, the prompts, the conversions) beside its denoising steps.
+        with by_model(backend._pipes["text-to-image"]):  # its twins share the models
+            profiled(profile / "concurrent-call.txt", lambda: batcher.executor.submit(backend.run, calls[-1]).result())
     image_steps = sum(t.denoising_steps or 0 for traj in trajs for t in traj.timings)
     return {
         "trajectory_ratio": one["ratio"],
@@ -807,6 +855,19 @@ def main(argv: list[str] | None = None) -> dict:
         help="also profile each part once (torch.profiler) into this folder",
     )
     args = parser.parse_args(argv)
+    for name in ("steps", "repeats", "images"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: give a whole number above 0")
+    # Refused now rather than after minutes of measuring: a JSON path in no folder, a profile folder that is a file.
+    if args.out is not None and (args.out.is_dir() or not args.out.parent.is_dir()):
+        parser.error(f"--out {args.out}: give a file path in a folder that exists")
+    if args.profile is not None and args.profile.exists() and not args.profile.is_dir():
+        parser.error(f"--profile {args.profile}: that is a file; give a folder (made if missing)")
+    if args.profile is not None:
+        try:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            parser.error(f"--profile {args.profile}: cannot make that folder ({e.strerror})")
     began = time.perf_counter()
     from strokeagent.extras import ExtraMissing, require
 

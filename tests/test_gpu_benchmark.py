@@ -90,11 +90,38 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     for stage, row in unified["unified_shared_by_stage"].items():
         assert row["calls"] == sum(1 for c in calls if c[0] == stage)
     # --profile: one table per part, with the operators of the threads that did the work (the batcher's too).
-    names = ("backend-raw", "backend-concurrent", "trajectory", "janus-image", "janus-text-prompt",
-             "janus-text-long")
+    names = ("backend-raw", "backend-concurrent", "trajectory", "concurrent-call", "janus-image",
+             "janus-text-prompt", "janus-text-long")
     for name in names:
         table = (tmp_path / "profile" / f"{name}.txt").read_text()
         assert "Self CPU" in table and "aten::" in table, name
+    # The eight's image-to-image call, by model: where a call's fixed cost goes beside its denoising steps.
+    call = (tmp_path / "profile" / "concurrent-call.txt").read_text().split("By model")[1]
+    assert {line.split()[0] for line in call.splitlines()[1:]} == {
+        "text_encoder.forward", "unet.forward", "vae.encode", "vae.decode"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--steps", "0"], "--steps 0: give a whole number above 0"),
+        (["--repeats", "-1"], "--repeats -1: give a whole number above 0"),
+        (["--out", "{tmp}/missing/gpu.json"], "give a file path in a folder that exists"),
+        (["--out", "{tmp}"], "give a file path in a folder that exists"),
+        (["--profile", "{tmp}/a-file"], "that is a file; give a folder (made if missing)"),
+    ],
+)
+def test_bad_arguments_are_one_line_before_any_work(tmp_path, args, message):
+    (tmp_path / "a-file").write_text("x")
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--device", "cpu", *(a.format(tmp=tmp_path) for a in args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines()[-1].endswith(message) and "Traceback" not in result.stderr
 
 
 def test_past_its_time_the_run_skips_what_can_wait_and_says_so(tmp_path):
