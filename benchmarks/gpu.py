@@ -26,6 +26,9 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     thread, and the batches used to run on each event loop's own worker threads). What ``independent = true``
     costs (each request its own call, so that its bytes never depend on its neighbours): the same eight
     requests as eight calls (``independent_8_s``), over the backend's one call (``independent_vs_batched``).
+    Whether channels-last weights would be faster: diffusers' call again with the UNet and the VAE stored
+    channels-last (``raw_channels_last_batch8_s``; ``channels_last_vs_default`` above 1.0 is faster), and how far
+    its pixels are from the default's (``channels_last_largest_pixel_difference``, 0-255).
 ``trajectory_ratio``
     One trajectory's wall time over the time inside its stages: ``sketch.plan``, ``diffusion.draft`` (text to
     image, then image to image), a scripted reflect that fails once a step, ``diffusion.refine``
@@ -319,9 +322,10 @@ def measure_backend(backend, size: int, steps: int, repeats: int, profile: Path 
     ]
     pipe = backend._pipes["text-to-image"]
 
-    def raw() -> None:
-        pipe(prompt=[r.prompt for r in requests], height=size, width=size, num_inference_steps=steps,
-             generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests], output_type="pil")  # fmt: skip
+    def raw():  # noqa: ANN202 - the eight PIL images
+        return pipe(prompt=[r.prompt for r in requests], height=size, width=size, num_inference_steps=steps,
+                    generator=[torch.Generator("cpu").manual_seed(r.seed) for r in requests],
+                    output_type="pil").images  # fmt: skip
 
     async def concurrent() -> None:
         await asyncio.gather(*(backend.generate([r]) for r in requests))
@@ -347,6 +351,12 @@ def measure_backend(backend, size: int, steps: int, repeats: int, profile: Path 
         independent_s = best_of(1, lambda: backend.run(requests))
     finally:
         backend.independent = False
+    # The UNet and the VAE stored channels-last (NHWC): cuDNN converts each convolution's NCHW input and back,
+    # 8-23 % of the GPU time in the H200 profiles of 2026-11-27. The same raw call so, then the models put back.
+    default_images = raw()
+    with channels_last(pipe):
+        nhwc_images = raw()  # its warm-up
+        channels_last_s = best_of(repeats, raw)
     if profile is not None:
         profiled(profile / "backend-raw.txt", raw)
         profiled(profile / "backend-concurrent.txt", lambda: asyncio.run(concurrent()))
@@ -362,7 +372,32 @@ def measure_backend(backend, size: int, steps: int, repeats: int, profile: Path 
         "raw_images_per_s": BATCH / raw_s,
         "raw_image_steps_per_s": BATCH * steps / raw_s,
         "backend_images_per_s": BATCH / batched_s,
+        "raw_channels_last_batch8_s": channels_last_s,
+        "channels_last_vs_default": raw_s / channels_last_s,  # above 1.0: channels-last is faster
+        "channels_last_largest_pixel_difference": largest_difference(default_images, nhwc_images),
     }
+
+
+@contextmanager
+def channels_last(pipe) -> Iterator[None]:  # noqa: ANN001
+    """Inside the block, ``pipe``'s UNet and VAE hold their weights channels-last; afterwards as before."""
+    import torch
+
+    models = [m for m in (getattr(pipe, "unet", None), getattr(pipe, "vae", None)) if m is not None]
+    for model in models:
+        model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for model in models:
+            model.to(memory_format=torch.contiguous_format)
+
+
+def largest_difference(a: list, b: list) -> int:
+    """The largest difference of one pixel channel between two lists of images (0-255)."""
+    import numpy as np
+
+    return max(int(np.abs(np.asarray(x, dtype=int) - np.asarray(y, dtype=int)).max()) for x, y in zip(a, b, strict=True))
 
 
 def diffusion_policy(backend_toml: Path, size: int, steps: int):  # -> Policy
@@ -959,7 +994,9 @@ def main(argv: list[str] | None = None) -> dict:
         seconds["backend"] = time.perf_counter() - t
         keep("backend")
         log(f"backend: {result['backend_batched_vs_raw']:.3f}; independent = true costs "
-            f"{raw['independent_vs_batched']:.2f}x for 8 requests; in {seconds['backend']:.1f} s")
+            f"{raw['independent_vs_batched']:.2f}x for 8 requests; channels-last {raw['channels_last_vs_default']:.3f}x "
+            f"the default's speed (pixels differ by up to {raw['channels_last_largest_pixel_difference']}); "
+            f"in {seconds['backend']:.1f} s")
 
         t = time.perf_counter()
         traj = measure_trajectories(

@@ -79,6 +79,8 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     assert figures["backend"]["backend_run_direct_s"] > 0 and figures["backend"]["raw_on_launcher_thread_s"] > 0
     assert figures["backend"]["raw_on_new_thread_s"] > 0
     assert figures["backend"]["independent_8_s"] > 0 and figures["backend"]["independent_vs_batched"] > 0
+    assert figures["backend"]["channels_last_vs_default"] > 0
+    assert 0 <= figures["backend"]["channels_last_largest_pixel_difference"] <= 255
     # Eight trajectories of 3 steps paint 6 images each: every one went through a batch.
     assert sum(figures["trajectories"]["concurrent_batch_sizes"]) == 8 * 6
     assert set(unified["unified_shared_by_stage"]) == {"plan", "draft", "reflect", "refine"}
