@@ -87,7 +87,7 @@ def test_run_works(light, tmp_path):
     assert (tmp_path / "r" / "index.html").is_file()
 
 
-def test_the_default_is_the_shipped_trained_model_and_gives_the_recorded_bytes(light, tmp_path):
+def test_the_default_is_the_shipped_trained_model_and_gives_the_recorded_pixels(light, tmp_path):
     from test_process_tiny import PROMPT, RECORDED_FINAL, pixels_of
 
     done = strokeagent(light, tmp_path, "run", PROMPT, "--seed", "0", "--out", "r")

@@ -109,7 +109,7 @@ def test_the_torch_twin_computes_what_numpy_computes(model):
 # -- runs through the process stages ----------------------------------------------------------
 
 
-def test_a_run_gives_the_recorded_bytes_and_the_inspection_read_pixels(tmp_path):
+def test_a_run_gives_the_recorded_pixels_the_same_bytes_twice_and_the_inspection_read_pixels(tmp_path):
     traj = strokeagent.generate(PROMPT, policy="process-tiny", seed=0, out=tmp_path / "r")
     assert pixels_of(tmp_path / "r" / "final.png") == RECORDED_FINAL
     strokeagent.generate(PROMPT, policy="process-tiny", seed=0, out=tmp_path / "s")
