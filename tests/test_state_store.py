@@ -132,6 +132,8 @@ def test_png_bytes_decode_to_the_same_pixels_and_do_not_vary(mode, size):
             assert decoded.format == "PNG" and decoded.mode == mode and decoded.size == size
             assert pixel_digest(decoded) == pixel_digest(image)
             assert not decoded.info  # no metadata chunks: the bytes depend on the pixels alone
+        with Image.open(io.BytesIO(data)) as again:
+            again.verify()  # every chunk's CRC
         assert png_bytes(image.copy()) == data
 
 
