@@ -63,9 +63,10 @@ def best_ms(encode: Callable[[Image.Image], bytes], image: Image.Image, repeats:
 
 def main() -> None:
     encoders = {"png_bytes": png_bytes, "Pillow level 6": pillow(6), "Pillow level 1": pillow(1)}
+    pictures = images()
     print(f"zlib {zlib.ZLIB_RUNTIME_VERSION}; milliseconds (best of 10), file size, decodes to the same pixels")
     print(f"{'image':<14}" + "".join(f"{name:>26}" for name in encoders))
-    for label, image in images().items():
+    for label, image in pictures.items():
         cells = []
         for encode in encoders.values():
             ms, data = best_ms(encode, image)
