@@ -15,7 +15,8 @@ run with ``astream``:
 3. *Ratio with GPU-sized images*: the shape of ``benchmarks/gpu.py``'s trajectory (3 steps, a
    reflection that fails once a step: 15 stages, 6 images) with a drafter and a refiner that wait
    100 ms in a worker thread, as a GPU call does, and return 512×512 noise, which is what
-   random-weight pipelines paint and the slowest image to encode as PNG (about 30 ms here).
+   random-weight pipelines paint and the slowest image to encode as PNG (about 12 ms here). Its time
+   beside the stages is split: the last gap (the wait for the last PNG), the other gaps, start-up and finish.
 4. *Eight at once*: eight such trajectories in one process, their drafts and refinements sent to one
    ``MicroBatcher`` (default settings) whose call costs what a GPU's does: 100 ms plus 10 ms per image.
    Images per second against that call's own rate at a batch of eight (44.4/s): how close batching
@@ -209,9 +210,8 @@ def main(repeats: int = 5, steps: int = 10) -> None:
         fast = [asyncio.run(one_run(shapes(0.0, steps), root / f"fast-{i}")) for i in range(repeats)]
         slow = [asyncio.run(one_run(shapes(0.1, 4), root / f"slow-{i}")) for i in range(3)]
         floor = [asyncio.run(langgraph_floor(0.1, int(slow[0]["stages"]))) for _ in range(3)]
-        shaped = [
-            asyncio.run(one_run(gpu_shaped_policy(), root / f"gpu-{i}"))["ratio"] for i in range(repeats)
-        ]
+        shaped_runs = [asyncio.run(one_run(gpu_shaped_policy(), root / f"gpu-{i}")) for i in range(repeats)]
+        shaped = [r["ratio"] for r in shaped_runs]
         eights = [asyncio.run(eight_at_once(root / f"eight-{i}")) for i in range(3)]
         small = [asyncio.run(eight_at_once(root / f"small-{i}", size=64)) for i in range(3)]
 
@@ -234,6 +234,12 @@ def main(repeats: int = 5, steps: int = 10) -> None:
     print(
         f"the same with gpu.py's trajectory shape and 512² noise images (15 stages, 6 images): "
         f"{statistics.median(shaped):.4f} (runs: {', '.join(f'{r:.4f}' for r in sorted(shaped))})"
+    )
+    print(
+        f"  of which the wait for the last PNG (the last gap): "
+        f"{statistics.median(r['gaps'][-1] for r in shaped_runs) * 1000:.1f} ms; the other gaps "
+        f"{statistics.median(sum(r['gaps'][:-1]) for r in shaped_runs) * 1000:.1f} ms, start-up and finish "
+        f"{statistics.median(r['start'] + r['finish'] for r in shaped_runs) * 1000:.1f} ms (medians)"
     )
     print(
         f"eight of those at once, one batcher, a call of 100 ms + 10 ms an image: "
