@@ -77,12 +77,18 @@ def main() -> None:
         raise SystemExit("--device cuda: torch sees no GPU here")
     if args.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
+    # The model's files are gigabytes at Janus-Pro-1B size: gone when the run ends, however it ends.
+    with tempfile.TemporaryDirectory(prefix="compile-time-") as tmp:
+        measure(args, rooms, Path(tmp))
+
+
+def measure(args: argparse.Namespace, rooms: list[int], root: Path) -> None:
+    import torch
     from context_reuse import build  # benchmarks/ is this script's folder
     from gpu import janus_description, painting_inputs, prompt_context
 
     from strokeagent.backends import load_backend
 
-    root = Path(tempfile.mkdtemp(prefix="compile-time-"))
     dtype = "float32" if args.device == "cpu" else "bfloat16"
     folder = build(args.size, root / "janus", args.device)
     model = load_backend(janus_description(folder, root / "janus.toml", args.device, dtype))

@@ -117,7 +117,12 @@ def main() -> None:
         require("transformers", "benchmarks/context_reuse.py", modules=("torch", "transformers"))
     except ExtraMissing as e:
         raise SystemExit(f"error: {e}") from None
-    root = Path(tempfile.mkdtemp(prefix="context-reuse-"))
+    # The model's files are gigabytes at Janus-Pro-1B size: gone when the run ends, however it ends.
+    with tempfile.TemporaryDirectory(prefix="context-reuse-") as tmp:
+        measure(args, Path(tmp))
+
+
+def measure(args: argparse.Namespace, root: Path) -> None:
     folder = build(args.size, root / "model", args.device)
     backend = write_backend(folder, root / "backend.toml")
     text = backend.read_text() + f'decode = "{args.decode}"\n'
@@ -137,7 +142,7 @@ def main() -> None:
     a, b = totals(shared), totals(again)
     formula = reencode_by_count(shared)
     print(
-        f"model: {args.size} random-weight Janus ({folder}), seed {seed}, {len(shared.timings)} stages, 3 steps"
+        f"model: {args.size} random-weight Janus, seed {seed}, {len(shared.timings)} stages, 3 steps"
     )
     print(f"{'':12}{'prefilled':>12}{'through model':>15}{'seconds':>10}")
     print(f"{'shared':12}{a['prefilled']:>12}{a['through']:>15}{shared_s:>10.2f}")

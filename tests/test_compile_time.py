@@ -18,7 +18,10 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compile_time.py"
 
 def run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     # Its own inductor cache folder: a bare machine's, whatever earlier runs here left behind.
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"), "OMP_NUM_THREADS": "1"}
+    # And its own temporary folder, to see that the model it builds there is removed.
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"), "OMP_NUM_THREADS": "1",
+           "TMPDIR": str(tmp_path / "tmp")}  # fmt: skip
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -33,6 +36,7 @@ def test_each_width_is_timed_and_only_the_specialised_compile_pays_at_every_widt
     # A compile is seconds; two steps of the tiny model without one are milliseconds.
     assert dynamic[0] > 0.5 and dynamic[1] < 0.2
     assert specialised[0] > 0.5 and specialised[1] > 0.5
+    assert not list((tmp_path / "tmp").glob("compile-time-*"))  # the model's files (GB at full size) are gone
 
 
 def test_bad_arguments_are_one_line_and_exit_2(tmp_path):
