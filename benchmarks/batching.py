@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from arguments import positive_int
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -46,12 +48,14 @@ async def concurrent(backend, requests) -> float:  # noqa: ANN001
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=8)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--requests", type=positive_int, default=8)
+    parser.add_argument("--size", type=positive_int, default=64)
+    parser.add_argument("--steps", type=positive_int, default=4)
+    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args()
+    if args.size % 8:
+        parser.error(f"argument --size: '{args.size}': give a multiple of 8 (the VAE halves it three times)")
 
     from strokeagent.backends.diffusers import DiffusersBackend
     from strokeagent.backends.image import ImageRequest

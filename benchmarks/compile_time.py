@@ -28,10 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from arguments import positive_ints
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 VARIANTS = ("dynamic", "specialised", "width")
-ROOMS = (8, 300, 600)  # cache widths 256, 512 and 768 from the short prompt
+ROOMS = [8, 300, 600]  # cache widths 256, 512 and 768 from the short prompt
 
 
 def main() -> None:
@@ -43,19 +45,15 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument(
         "--rooms",
-        default=",".join(map(str, ROOMS)),
+        type=positive_ints,
+        default=ROOMS,
         help="free positions after the prompt for each call, comma-separated (default: widths 256, 512, 768)",
     )
     parser.add_argument(
         "--caches", action="store_true", help="leave inductor's caches on, as a first run on a bare machine has"
     )
     args = parser.parse_args()
-    try:
-        rooms = [int(r) for r in args.rooms.split(",")]
-    except ValueError:
-        rooms = []
-    if not rooms or min(rooms) < 1:  # a static cache needs room to paint in
-        parser.error(f"--rooms {args.rooms!r}: whole numbers above 0, comma-separated, e.g. 832,576")
+    rooms = args.rooms  # above 0: a static cache needs room to paint in
     if not args.caches:  # before torch is imported: each variant pays its whole compile
         os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
     unknown = [v for v in args.variants if v not in VARIANTS]

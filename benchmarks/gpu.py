@@ -109,6 +109,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from arguments import positive_int
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
@@ -860,10 +862,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="the tiny test models (a CPU run in under 2 min)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda if available")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 20; 4 with --tiny)")
-    parser.add_argument("--repeats", type=int, default=None, help="best of (default 2; 3 with --tiny)")
+    parser.add_argument("--steps", type=positive_int, default=None, help="denoising steps (default 20; 4 with --tiny)")
+    parser.add_argument("--repeats", type=positive_int, default=None, help="best of (default 2; 3 with --tiny)")
     parser.add_argument(
-        "--images", type=int, default=None, help="Janus images timed (default 1; 3 with --tiny)"
+        "--images", type=positive_int, default=None, help="Janus images timed (default 1; 3 with --tiny)"
     )
     parser.add_argument(
         "--decode",
@@ -891,9 +893,6 @@ def main(argv: list[str] | None = None) -> dict:
         help="also profile each part once (torch.profiler) into this folder",
     )
     args = parser.parse_args(argv)
-    for name in ("steps", "repeats", "images"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name} {getattr(args, name)}: give a whole number above 0")
     # Refused now rather than after minutes of measuring: a JSON path in no folder, a profile folder that is a file.
     if args.out is not None and (args.out.is_dir() or not args.out.parent.is_dir()):
         parser.error(f"--out {args.out}: give a file path in a folder that exists")

@@ -16,11 +16,13 @@ import argparse
 import asyncio
 from collections import defaultdict
 
+from arguments import fraction, positive_int
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=553)
-    parser.add_argument("--rates", type=float, nargs="+", default=[0.25, 0.6])
+    parser.add_argument("--n", type=positive_int, default=553)
+    parser.add_argument("--rates", type=fraction, nargs="+", default=[0.25, 0.6])
     args = parser.parse_args()
 
     import tempfile

@@ -17,12 +17,21 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from arguments import positive_int
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--step", type=int, default=2, help="judge every STEP-th row of the suite")
+    parser.add_argument("--step", type=positive_int, default=2, help="judge every STEP-th row of the suite")
     parser.add_argument("--policy", default="ablations/one_shot")
     args = parser.parse_args()
+    from strokeagent.core.policy import load_policy
+    from strokeagent.errors import PolicyError
+
+    try:  # before the suite's first run, not in it
+        load_policy(args.policy)
+    except PolicyError as e:
+        parser.error(f"argument --policy: {e}")
 
     from PIL import Image
 

@@ -93,6 +93,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--failures", action="store_true", help="list every prompt read wrong")
     args = ap.parse_args()
+    if not args.data.is_file():
+        ap.error(f"argument --data: {args.data}: no such file (a JSON-lines file of prompts and their scenes)")
     result = score(load(args.data))
     splits = ["split:dev", "split:heldout"]
     print(f"{'':<14}{'dev':>14}{'heldout':>14}{'all':>14}{'silent':>8}")

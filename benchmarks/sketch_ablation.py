@@ -25,6 +25,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from arguments import fraction, positive_int
+
 POLICIES = ("one_shot", "plan_draft", "draft_reflect_refine", "full")
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
@@ -71,11 +73,11 @@ def _run_chunk(args: tuple[list[tuple[int, dict]], float | None, bool]) -> list[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=553, help="prompts in the suite (GenEval has 553)")
+    parser.add_argument("--n", type=positive_int, default=553, help="prompts in the suite (GenEval has 553)")
     parser.add_argument("--seed", type=int, default=0, help="suite seed")
-    parser.add_argument("--mistake-rate", type=float, default=None, help="override the drafter's rate")
+    parser.add_argument("--mistake-rate", type=fraction, default=None, help="override the drafter's rate")
     parser.add_argument("--truth", action="store_true", help="judge by the documents' answer key, not pixels")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1)
     args = parser.parse_args()
 
     from strokeagent.scene import generate_suite

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from arguments import positive_int
+
 from strokeagent.backends.openai_head import OpenAIHead
 from strokeagent.core.policy import LoopSpec, Policy
 from strokeagent.errors import RunError
@@ -108,8 +110,8 @@ def main() -> None:
     parser.add_argument("--url", help="a running OpenAI-compatible server; else start vLLM on SmolLM2")
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--vision", action="store_true", help="the model reads images")
-    parser.add_argument("--prompts", type=int, default=4)
-    parser.add_argument("--max-steps", type=int, default=3)
+    parser.add_argument("--prompts", type=positive_int, default=4)
+    parser.add_argument("--max-steps", type=positive_int, default=3)
     args = parser.parse_args()
     server = None
     url = args.url

@@ -20,15 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from arguments import positive_int
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--prompts", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--micro-batch", type=int, default=2)
-    ap.add_argument("--max-tokens", type=int, default=2048)
-    ap.add_argument("--hidden", type=int, default=32)
-    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--prompts", type=positive_int, default=8)
+    ap.add_argument("--steps", type=positive_int, default=10)
+    ap.add_argument("--micro-batch", type=positive_int, default=2)
+    ap.add_argument("--max-tokens", type=positive_int, default=2048)
+    ap.add_argument("--hidden", type=positive_int, default=32)
+    ap.add_argument("--layers", type=positive_int, default=2)
     ap.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()

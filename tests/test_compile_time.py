@@ -44,7 +44,8 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path):
         done = run("--rooms", rooms, tmp_path=tmp_path)
         assert done.returncode == 2
         assert done.stderr.strip().splitlines()[-1] == (
-            f"compile_time.py: error: --rooms '{rooms}': whole numbers above 0, comma-separated, e.g. 832,576"
+            f"compile_time.py: error: argument --rooms: '{rooms}': give whole numbers above 0, comma-separated, "
+            "e.g. 832,576"
         )
     done = run("fast", tmp_path=tmp_path)
     assert done.returncode == 2 and "unknown variant 'fast'" in done.stderr

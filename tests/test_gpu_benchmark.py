@@ -107,8 +107,8 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--steps", "0"], "--steps 0: give a whole number above 0"),
-        (["--repeats", "-1"], "--repeats -1: give a whole number above 0"),
+        (["--steps", "0"], "argument --steps: '0': give a whole number above 0"),
+        (["--repeats", "-1"], "argument --repeats: '-1': give a whole number above 0"),
         (["--out", "{tmp}/missing/gpu.json"], "give a file path in a folder that exists"),
         (["--out", "{tmp}"], "give a file path in a folder that exists"),
         (["--profile", "{tmp}/a-file"], "that is a file; give a folder (made if missing)"),
