@@ -9,13 +9,14 @@ One row per step, the states in the order the stages made them: images as thumbn
 
 from __future__ import annotations
 
-import sys
+import argparse
 import textwrap
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from strokeagent.core.state import ImageRef, Note, Plan, Reflection, Trajectory
+from strokeagent.core.store import atomic_write, png_bytes
 
 THUMB, CARD, GAP, CAPTION = 180, 180, 10, 30
 
@@ -60,8 +61,16 @@ def main(run_dir: str, out: str) -> None:
     for y, tiles in enumerate(rows):
         for x, tile in enumerate(tiles):
             sheet.paste(tile, (GAP + x * (THUMB + GAP), GAP + y * (THUMB + CAPTION + GAP)))
-    sheet.save(out)
+    atomic_write(out, png_bytes(sheet))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="a run folder (it holds trajectory.json)")
+    parser.add_argument("out", type=Path, help="the PNG to write")
+    args = parser.parse_args()
+    if not (args.run_dir / "trajectory.json").is_file():
+        parser.error(f"{args.run_dir} has no trajectory.json: give a folder written by `strokeagent run`")
+    if not args.out.parent.is_dir():
+        parser.error(f"{args.out}: its folder does not exist")
+    main(args.run_dir, args.out)
