@@ -35,7 +35,7 @@ run: $(VENV)/.core
 test: test-fast test-vllm
 
 test-fast: $(VENV)/.dev
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
 	# One torch thread per test worker: two workers on two cores, each with torch's own pool, thrash.
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests notebooks --nbmake
 
