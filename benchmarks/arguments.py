@@ -43,7 +43,7 @@ def fraction(text: str) -> float:
     return value
 
 
-def device(text: str) -> str:
+def torch_device(text: str) -> str:
     """``cpu``, or ``cuda`` where torch sees a GPU."""
     if text not in ("cpu", "cuda"):
         raise argparse.ArgumentTypeError(f"{text!r}: give cpu or cuda")

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from arguments import positive_ints
+from arguments import positive_ints, torch_device
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -42,7 +42,7 @@ def main() -> None:
         "variants", nargs="*", metavar="VARIANT", help=f"any of {', '.join(VARIANTS)} (default: all)"
     )
     parser.add_argument("--size", choices=["tiny", "pro-1b"], default="pro-1b")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--device", type=torch_device, default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--rooms",
         type=positive_ints,
@@ -53,7 +53,6 @@ def main() -> None:
         "--caches", action="store_true", help="leave inductor's caches on, as a first run on a bare machine has"
     )
     args = parser.parse_args()
-    rooms = args.rooms  # above 0: a static cache needs room to paint in
     if not args.caches:  # before torch is imported: each variant pays its whole compile
         os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
     unknown = [v for v in args.variants if v not in VARIANTS]
@@ -71,16 +70,14 @@ def main() -> None:
     import torch
 
     warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: torch sees no GPU here")
     if args.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     # The model's files are gigabytes at Janus-Pro-1B size: gone when the run ends, however it ends.
     with tempfile.TemporaryDirectory(prefix="compile-time-") as tmp:
-        measure(args, rooms, Path(tmp))
+        measure(args, Path(tmp))
 
 
-def measure(args: argparse.Namespace, rooms: list[int], root: Path) -> None:
+def measure(args: argparse.Namespace, root: Path) -> None:
     import torch
     from context_reuse import build  # benchmarks/ is this script's folder
     from gpu import janus_description, painting_inputs, prompt_context
@@ -99,7 +96,7 @@ def measure(args: argparse.Namespace, rooms: list[int], root: Path) -> None:
         step = torch.compile(model._image_logits, mode=mode, fullgraph=True, dynamic=dynamic)
         seconds = []
         with torch.no_grad():
-            for room in rooms:
+            for room in args.rooms:  # above 0: a static cache needs room to paint in
                 model._kept.clear()  # a new cache of the new width, as a longer context gets
                 embeds, mask, positions, cache = painting_inputs(model, ctx, room)
                 if variant == "width":

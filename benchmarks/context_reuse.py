@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from arguments import device
+from arguments import torch_device
 
 import strokeagent
 from strokeagent.extras import ExtraMissing, require
@@ -110,7 +110,7 @@ def rates(traj) -> dict[str, tuple[int, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=["tiny", "pro-1b"], default="tiny")
-    parser.add_argument("--device", type=device, default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", type=torch_device, default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--decode", choices=DECODES, default="dynamic", help="the Janus backend's decode mode"
     )

@@ -109,7 +109,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from arguments import positive_int
+from arguments import positive_int, torch_device
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -861,7 +861,7 @@ def measure_prefill(backend_toml: Path, root: Path, tiny: bool, budget_s: float)
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="the tiny test models (a CPU run in under 2 min)")
-    parser.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda if available")
+    parser.add_argument("--device", type=torch_device, default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--steps", type=positive_int, default=None, help="denoising steps (default 20; 4 with --tiny)")
     parser.add_argument("--repeats", type=positive_int, default=None, help="best of (default 2; 3 with --tiny)")
     parser.add_argument(
@@ -919,8 +919,6 @@ def main(argv: list[str] | None = None) -> dict:
     from strokeagent.unified.janus import DECODES
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: torch sees no GPU here (torch.cuda.is_available() is False)")
     tiny = args.tiny
     steps = args.steps or (4 if tiny else 20)
     repeats = args.repeats or (3 if tiny else 2)

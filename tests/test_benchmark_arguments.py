@@ -21,6 +21,8 @@ CASES = [
     ("judge_accuracy.py", ["--step", "0"], "argument --step: '0': give a whole number above 0"),
     ("text_head_calls.py", ["--max-steps", "0"], "argument --max-steps: '0': give a whole number above 0"),
     ("context_reuse.py", ["--device", "tpu"], "argument --device: 'tpu': give cpu or cuda"),
+    ("gpu.py", ["--device", "tpu"], "argument --device: 'tpu': give cpu or cuda"),
+    ("compile_time.py", ["--device", "tpu"], "argument --device: 'tpu': give cpu or cuda"),
     ("parser_freeform.py", ["--data", "missing.jsonl"],
      "argument --data: missing.jsonl: no such file (a JSON-lines file of prompts and their scenes)"),
 ]
@@ -46,10 +48,11 @@ def test_an_unknown_policy_is_one_usage_line_naming_the_bundled_ones():
     assert "ablations/one_shot" in last
 
 
-def test_cuda_where_torch_sees_no_gpu_is_one_line():
+@pytest.mark.parametrize("script", ["context_reuse.py", "gpu.py", "compile_time.py"])
+def test_cuda_where_torch_sees_no_gpu_is_one_line(script):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    assert refusal("context_reuse.py", "--device", "cuda") == (
-        "context_reuse.py: error: argument --device: cuda: torch sees no GPU here (torch.cuda.is_available() is False)"
+    assert refusal(script, "--device", "cuda") == (
+        f"{script}: error: argument --device: cuda: torch sees no GPU here (torch.cuda.is_available() is False)"
     )
