@@ -1,6 +1,8 @@
 import io
 import json
+import multiprocessing
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
@@ -9,8 +11,9 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from strokeagent.core import store as store_module
 from strokeagent.core.state import ImageRef, Plan, Reflection, StageTiming, Step, Trajectory
-from strokeagent.core.store import ArtifactStore, atomic_write, pixel_digest, png_bytes
+from strokeagent.core.store import ArtifactStore, atomic_write, pixel_digest, png_bytes, zlib_stream
 
 SHA = "a" * 64
 
@@ -118,7 +121,7 @@ def test_a_failed_background_write_is_raised_by_the_next_put_read_and_flush(tmp_
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
-@pytest.mark.parametrize("size", [(1, 1), (7, 3), (64, 48)])
+@pytest.mark.parametrize("size", [(1, 1), (7, 3), (64, 48), (512, 301)])  # the last in pieces
 def test_png_bytes_decode_to_the_same_pixels_and_do_not_vary(mode, size):
     rng = np.random.default_rng(sum(size))
     shape = (size[1], size[0]) + (() if mode == "L" else (len(mode),))
@@ -135,6 +138,39 @@ def test_png_bytes_decode_to_the_same_pixels_and_do_not_vary(mode, size):
         with Image.open(io.BytesIO(data)) as again:
             again.verify()  # every chunk's CRC
         assert png_bytes(image.copy()) == data
+
+
+PIECE = store_module.PIECE_BYTES
+
+
+@pytest.mark.parametrize("length", [0, 1, PIECE - 1, PIECE, PIECE + 1, 3 * PIECE + 7, 7 * PIECE])
+def test_zlib_stream_is_one_stream_that_zlib_reads_back(length):
+    rng = np.random.default_rng(length)
+    # Half noise, half runs: back-references across the pieces' seams, and stored blocks
+    data = bytes(rng.integers(0, 256, length // 2, dtype=np.uint8)) + bytes(np.repeat(np.arange(length), 7)[
+        : length - length // 2
+    ].astype(np.uint8))
+    stream = zlib_stream(data)
+    assert zlib.decompress(stream) == data
+    if length <= PIECE:  # one piece: zlib's own bytes
+        assert stream == zlib.compress(data, 1)
+
+
+def test_zlib_stream_bytes_do_not_depend_on_the_threads(monkeypatch):
+    data = bytes(np.random.default_rng(0).integers(0, 40, 5 * PIECE, dtype=np.uint8))
+    many = zlib_stream(data)
+    with ThreadPoolExecutor(max_workers=1) as one:
+        monkeypatch.setattr(store_module, "_deflaters", lambda: one)
+        assert zlib_stream(data) == many
+    # After the interpreter begins to shut down no pool takes work: a writer finishing its queue does it alone.
+    assert zlib_stream(data) == many  # ``one`` is shut down now and refuses it
+
+
+def test_a_forked_child_encodes_with_threads_of_its_own():
+    big = Image.fromarray(np.random.default_rng(1).integers(0, 256, (512, 512, 3), dtype=np.uint8))
+    expected = png_bytes(big)  # the parent's pool has threads now; a forked child has none of them
+    with multiprocessing.get_context("fork").Pool(1) as pool:  # leaving it kills a child that hangs
+        assert pool.apply_async(png_bytes, (big,)).get(timeout=30) == expected
 
 
 def test_png_bytes_of_other_modes_go_through_pillow_and_keep_their_pixels():
