@@ -38,6 +38,13 @@ the project's own PNG encoder against Pillow's (two runs each, interleaved): gpu
 against 1.090 and 1.092; eight at once 0.689 and 0.681 against 0.688 and 0.669. Three runs after it: per transition
 0.47-0.49 ms, start-up 3.4-4.5 ms, finish 2.8-3.2 ms, ratio 1.016-1.018, bare LangGraph 1.008-1.012, gpu.py's
 shape 1.072-1.082, eight at once 0.661-0.662, with 64² images 0.88-0.91.
+Later still, PNGs compressed in pieces on threads (``zlib_stream``), interleaved against the code before
+(eight at once alone, three values each, two rounds): 0.738, 0.695, 0.729 and 0.715, 0.677, 0.704 against
+0.626, 0.635, 0.605 and 0.633, 0.633, 0.599; the same code with one piece per image 0.641, 0.652, 0.622 and
+0.664, 0.658, 0.614, so the pieces are the difference. Three runs after it: per transition 0.54-0.56 ms,
+start-up 4.9-6.9 ms, finish 3.8-4.8 ms, ratio 1.017-1.020, bare LangGraph 1.009, gpu.py's shape
+1.070-1.092 (the last PNG's wait 12.5-16.5 ms: on two cores the pieces share them with the run), eight at
+once 0.719-0.754, with 64² images 0.87-0.89.
 """
 
 from __future__ import annotations

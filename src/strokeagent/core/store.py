@@ -117,11 +117,12 @@ def png_bytes(image: Image.Image) -> bytes:
     """The PNG file of ``image``, no metadata: the same bytes for the same pixels (with the same zlib; an
     image's address, ``pixel_digest``, does not depend on them).
 
-    L, RGB and RGBA images are encoded here, with PNG's "Up" filter on every row and zlib at level 1:
-    about 8 ms for a 512² photo and 12 ms for 512² noise on one core, where Pillow's encoder, which tries
-    every filter on every row, takes 50 and 25 ms at level 6, for files 0-16 % larger than its
-    (``benchmarks/png_encoding.py``). A run waits for its final image's file, and eight runs at once
-    encode 48 images, so this is on the critical path. Other modes go through Pillow.
+    L, RGB and RGBA images are encoded here, with PNG's "Up" filter on every row and zlib at level 1,
+    compressed in pieces side by side (``zlib_stream``): on two cores about 5 ms for a 512² photo and
+    8 ms for 512² noise, where Pillow's encoder, which tries every filter on every row on one thread,
+    takes 52 and 26 ms at level 6, for files 0-16 % larger than its (``benchmarks/png_encoding.py``).
+    A run waits for its final image's file, and eight runs at once encode 48 images, so this is on the
+    critical path. Other modes go through Pillow.
     """
     colour = _PNG_COLOUR.get(image.mode)
     if colour is None:
