@@ -28,7 +28,7 @@ import platform
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing, contextmanager
+from contextlib import aclosing, contextmanager, suppress
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -245,9 +245,11 @@ async def astream(
     """Run ``policy`` on ``prompt``, yielding a ``StageEvent`` as each stage finishes.
 
     ``out`` is the run folder to create (default ``runs/<run id>``). The last
-    event's trajectory is the finished one, with ``final_image`` set. To stop
-    listening early, close the iterator (``async with contextlib.aclosing(...)``):
-    the run settles as paused there and then, and ``resume`` continues it.
+    event's trajectory is the finished one, with ``final_image`` set. The run
+    waits while the consumer holds an event. To stop listening early, close the
+    iterator (``async with contextlib.aclosing(...)``): the run settles as paused
+    there and then, and ``resume`` continues it; after a bare ``break`` it settles
+    when the iterator is collected or the event loop ends.
     """
     prompt = check_prompt(prompt)
     policy = _as_policy(policy)
@@ -268,10 +270,9 @@ async def astream(
     with _never_left_running(folder):
         start = folder.first_trajectory(info)
         folder.write_trajectory(start)
-        # aclosing: a consumer that stops early closes the run here and now, not whenever it is collected.
         events = _drive(folder, policy, run_id, {"trajectory": start.model_dump(mode="json")}, pause_before)
-        async with aclosing(events):
-            async for event in events:
+        async with _OwnTask(events) as driven:
+            async for event in driven:
                 yield event
 
 
@@ -316,9 +317,67 @@ async def aresume(
     folder.set_status("running")
     events = _drive(folder, policy, info["run_id"], None, pause_before, edits)
     with _never_left_running(folder):
-        async with aclosing(events):
-            async for event in events:
+        async with _OwnTask(events) as driven:
+            async for event in driven:
                 yield event
+
+
+class _OwnTask:
+    """A run's events, driven from a task of its own, one at a time: the run goes on only when asked for more.
+
+        >>> async with _OwnTask(_drive(...)) as driven:        # doctest: +SKIP
+        ...     async for event in driven: ...
+
+    Why a task: a consumer that leaves ``async for`` with a bare ``break`` leaves the generators beneath
+    suspended, and at its end the event loop closes every suspended async generator at once, in no order
+    (LangGraph's stream beside ours): that printed "async generator ignored GeneratorExit" and could
+    leave run.json saying running. The loop cancels its tasks before that, and a cancel unwinds this
+    task's generators in order, as a stage's error does: the run settles as paused. Leaving the block
+    does the same now (``aclosing``'s part).
+    """
+
+    def __init__(self, events: AsyncIterator[StageEvent]) -> None:
+        self._events = events
+        self._task: asyncio.Task[None] | None = None
+        self._asks: asyncio.Queue[None] = asyncio.Queue()
+        self._replies: asyncio.Queue[tuple[StageEvent | None, Exception | None]] = asyncio.Queue()
+
+    async def _drive(self) -> None:
+        try:
+            async with aclosing(self._events):
+                async for event in self._events:
+                    self._replies.put_nowait((event, None))
+                    await self._asks.get()
+        except Exception as e:  # the run's own error: raised where the consumer asks for the next event
+            self._replies.put_nowait((None, e))
+        else:
+            self._replies.put_nowait((None, None))
+
+    def __aiter__(self) -> _OwnTask:
+        return self
+
+    async def __anext__(self) -> StageEvent:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._drive())
+        else:
+            self._asks.put_nowait(None)
+        event, error = await self._replies.get()
+        if error is not None:
+            raise error
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    async def __aenter__(self) -> _OwnTask:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        elif self._task is None:
+            await self._events.aclose()
 
 
 @contextmanager
