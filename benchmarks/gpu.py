@@ -11,8 +11,9 @@ Every model is built from a config with random weights (nothing is downloaded), 
 folder and loaded by path through the project's own loading code, as a real checkpoint would be:
 
 - Stable Diffusion 1.5's shapes (UNet 320/640/1280/1280, cross-attention 768; VAE 128/256/512/512;
-  CLIP text encoder 768 × 12 layers), float16 on a GPU, 512×512, ``--steps`` steps (30, as issue 16 measured;
-  the tables of 2026-11-27 were made at 20).
+  CLIP text encoder 768 × 12 layers), float16 on a GPU, 512×512, ``--steps`` steps (20; issue 16 measured at 30:
+  ``--steps 30 --skip-unified`` measures the diffusion figures so; the whole run at 30 would take about 20 s
+  more than at 20, estimated from the parts of an H200 run at 20, too close to its 6 minutes).
 - Janus-Pro-1B's shapes (``benchmarks/context_reuse.py``), bfloat16 on a GPU, 384×384, 576 image tokens.
 
 Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeagent.testing``, 64×64, 4 steps):
@@ -863,7 +864,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="the tiny test models (a CPU run in under 2 min)")
     parser.add_argument("--device", type=torch_device, default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--steps", type=positive_int, default=None, help="denoising steps (default 30; 4 with --tiny)")
+    parser.add_argument("--steps", type=positive_int, default=None, help="denoising steps (default 20; 4 with --tiny)")
     parser.add_argument("--repeats", type=positive_int, default=None, help="best of (default 2; 3 with --tiny)")
     parser.add_argument(
         "--images", type=positive_int, default=None, help="Janus images timed (default 1; 3 with --tiny)"
@@ -921,7 +922,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     tiny = args.tiny
-    steps = args.steps or (4 if tiny else 30)
+    steps = args.steps or (4 if tiny else 20)
     repeats = args.repeats or (3 if tiny else 2)
     images = args.images or (3 if tiny else 1)
     size = 64 if tiny else 512

@@ -240,6 +240,36 @@ def test_a_consumer_cancelled_inside_a_stage_leaves_a_paused_run_that_resumes_to
     assert [t.stage for t in resumed.timings] == [t.stage for t in straight.timings]
 
 
+def test_a_timeout_that_passes_while_the_run_closes_is_still_raised(tmp_path):
+    async def leave_as_the_deadline_passes():
+        async with asyncio.timeout(None) as deadline:
+            async with contextlib.aclosing(astream("p", test_policy(steps=2), seed=6, out=tmp_path / "r")) as events:
+                async for _ in events:
+                    deadline.reschedule(asyncio.get_running_loop().time())  # it passes as the run settles
+                    break
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(leave_as_the_deadline_passes())
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "paused"
+
+
+def test_a_run_cancelled_from_elsewhere_ends_its_consumer_instead_of_leaving_it_waiting(tmp_path):
+    async def cancel_every_other_task_after_the_plan():
+        me = asyncio.current_task()
+        hung = asyncio.get_running_loop().call_later(5, me.cancel, "hung")
+        try:
+            async for event in astream("p", test_policy(steps=2), seed=7, out=tmp_path / "r"):
+                if event.stage == "plan":  # shutdown code of some program: the run's own task among them
+                    for task in asyncio.all_tasks() - {me}:
+                        task.cancel()
+        except asyncio.CancelledError as e:
+            hung.cancel()
+            return e.args  # the run's cancel has none
+
+    assert asyncio.run(cancel_every_other_task_after_the_plan()) == ()
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "paused"
+
+
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path):
     policy = test_policy(steps=2, fail_rounds=1)
     straight = strokeagent.generate("p", policy=policy, seed=4, out=tmp_path / "s")

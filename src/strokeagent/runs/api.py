@@ -28,7 +28,7 @@ import platform
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing, contextmanager, suppress
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -340,7 +340,7 @@ class _OwnTask:
         self._events = events
         self._task: asyncio.Task[None] | None = None
         self._asks: asyncio.Queue[None] = asyncio.Queue()
-        self._replies: asyncio.Queue[tuple[StageEvent | None, Exception | None]] = asyncio.Queue()
+        self._replies: asyncio.Queue[tuple[StageEvent | None, BaseException | None]] = asyncio.Queue()
 
     async def _drive(self) -> None:
         try:
@@ -348,8 +348,10 @@ class _OwnTask:
                 async for event in self._events:
                     self._replies.put_nowait((event, None))
                     await self._asks.get()
-        except Exception as e:  # the run's own error: raised where the consumer asks for the next event
+        except BaseException as e:  # raised where the consumer asks for the next event
             self._replies.put_nowait((None, e))
+            if not isinstance(e, Exception):  # a cancel from elsewhere, an interrupt: this task ends so too
+                raise
         else:
             self._replies.put_nowait((None, None))
 
@@ -373,9 +375,15 @@ class _OwnTask:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None and not self._task.done():
+            consumer = asyncio.current_task()
+            cancels = consumer.cancelling() if consumer is not None else 0
             self._task.cancel()
-            with suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                # Ours, sent just above, ends here; one sent to the consumer meanwhile (a timeout) goes on.
+                if consumer is not None and consumer.cancelling() > cancels:
+                    raise
         elif self._task is None:
             await self._events.aclose()
 
