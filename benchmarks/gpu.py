@@ -35,7 +35,10 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     One trajectory's wall time over the time inside its stages: ``sketch.plan``, ``diffusion.draft`` (text to
     image, then image to image), a scripted reflect that fails once a step, ``diffusion.refine``
     (image to image); 3 steps. 1.0 would be no framework cost at all. Where the rest went, in
-    ``trajectories``: before the first stage, between stages, after the last (``trajectory_*_s``).
+    ``trajectories``: before the first stage, between stages, after the last (``trajectory_*_s``); from the
+    same trajectory run again untimed, what storing each image took on the event loop
+    (``trajectory_image_put_ms``, in the gap after its stage) and its PNG on the writer thread
+    (``trajectory_png_ms``: the last is the run's last wait).
 ``concurrent_vs_raw``
     Eight such trajectories at once in one process (their requests micro-batched), after eight others warmed
     the shapes they batch: denoising steps per second, counted from the trajectories, over diffusers'
@@ -437,6 +440,14 @@ def measure_trajectories(  # noqa: ANN201
 
     strokeagent.generate(PROMPT, policy=policy, seed=100, out=root / "warm-up")
     one = asyncio.run(one_run(policy, root / "one", PROMPT, seed=0))
+    # The same trajectory again, not timed, with what storing each image cost on the event loop (its digest
+    # and copy, in the gap after its stage) and its PNG on the writer thread (the last one is the run's last wait).
+    from strokeagent.core import store
+
+    puts: list[float] = []
+    pngs: list[float] = []
+    with recording(store.ArtifactStore, "put", puts), recording(store, "png_bytes", pngs):
+        asyncio.run(one_run(policy, root / "one-recorded", PROMPT, seed=0))
 
     async def many(seeds: range):  # noqa: ANN202
         return await asyncio.gather(
@@ -479,6 +490,8 @@ def measure_trajectories(  # noqa: ANN201
         "trajectory_transitions_s": one["transitions"],
         "trajectory_finish_s": one["finish"],
         "trajectory_gaps_ms": [round(g * 1000, 1) for g in one["gaps"]],  # the last waits for the last PNG
+        "trajectory_image_put_ms": [round(t * 1000, 2) for t in puts],
+        "trajectory_png_ms": [round(t * 1000, 2) for t in pngs],
         "trajectory_stages": one["stages"],
         "trajectory_steps": one["steps"],
         "concurrent_vs_raw": image_steps / many_s / raw_image_steps_per_s,
@@ -496,6 +509,25 @@ def measure_trajectories(  # noqa: ANN201
         "concurrent_before_first_call_s": starts[0] - start if starts else None,
         "concurrent_after_last_call_s": start + many_s - starts[-1] - runs[-1] if starts else None,
     }
+
+
+@contextmanager
+def recording(owner, name: str, seconds: list[float]) -> Iterator[None]:  # noqa: ANN001
+    """Inside the block, each call of ``owner.name`` appends how long it took to ``seconds``."""
+    original = getattr(owner, name)
+
+    def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - start)
+
+    setattr(owner, name, timed)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
 
 
 def failure(e: Exception) -> str:
