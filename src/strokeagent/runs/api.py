@@ -342,7 +342,7 @@ class _OwnTask:
         self._asks: asyncio.Queue[None] = asyncio.Queue()
         self._replies: asyncio.Queue[tuple[StageEvent | None, BaseException | None]] = asyncio.Queue()
 
-    async def _drive(self) -> None:
+    async def _run(self) -> None:  # the task's body
         try:
             async with aclosing(self._events):
                 async for event in self._events:
@@ -360,7 +360,7 @@ class _OwnTask:
 
     async def __anext__(self) -> StageEvent:
         if self._task is None:
-            self._task = asyncio.ensure_future(self._drive())
+            self._task = asyncio.ensure_future(self._run())
         else:
             self._asks.put_nowait(None)
         event, error = await self._replies.get()
