@@ -111,7 +111,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from arguments import positive_int, torch_device
@@ -235,30 +235,43 @@ PART = "model: "
 
 
 @contextmanager
+def wrapping(owner, name: str, around) -> Iterator[None]:  # noqa: ANN001
+    """Inside the block, ``owner.name`` is ``around(owner.name)``; afterwards as before (an instance's method
+    wrapped on the instance is deleted from it again, which gives the class's back)."""
+    own = name in vars(owner)
+    original = getattr(owner, name)
+    setattr(owner, name, around(original))
+    try:
+        yield
+    finally:
+        if own:
+            setattr(owner, name, original)
+        else:
+            delattr(owner, name)
+
+
+@contextmanager
 def by_model(pipe) -> Iterator[None]:  # noqa: ANN001
     """Inside the block, each of ``pipe``'s models runs in a profiler range of its own name, so ``profiled``
     adds a table of how long the text encoder, the UNet and the VAE's encode and decode took."""
     from torch.profiler import record_function
 
-    def in_range(call, label: str):  # noqa: ANN001, ANN202
-        def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            with record_function(label):
-                return call(*args, **kwargs)
+    def in_range(label: str):  # noqa: ANN202
+        def around(call):  # noqa: ANN001, ANN202
+            def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+                with record_function(label):
+                    return call(*args, **kwargs)
 
-        return run
+            return run
 
-    wrapped = []
-    for name, methods in (("text_encoder", ("forward",)), ("unet", ("forward",)), ("vae", ("encode", "decode"))):
-        model = getattr(pipe, name, None)
-        for method in methods if model is not None else ():
-            # On the instance: deleting it afterwards gives the class's method back.
-            setattr(model, method, in_range(getattr(model, method), f"{PART}{name}.{method}"))
-            wrapped.append((model, method))
-    try:
+        return around
+
+    with ExitStack() as stack:
+        for name, methods in (("text_encoder", ("forward",)), ("unet", ("forward",)), ("vae", ("encode", "decode"))):
+            model = getattr(pipe, name, None)
+            for method in methods if model is not None else ():
+                stack.enter_context(wrapping(model, method, in_range(f"{PART}{name}.{method}")))
         yield
-    finally:
-        for model, method in wrapped:
-            delattr(model, method)
 
 
 def profiled(path: Path | None, fn) -> None:  # noqa: ANN001
@@ -511,23 +524,21 @@ def measure_trajectories(  # noqa: ANN201
     }
 
 
-@contextmanager
-def recording(owner, name: str, seconds: list[float]) -> Iterator[None]:  # noqa: ANN001
-    """Inside the block, each call of ``owner.name`` appends how long it took to ``seconds``."""
-    original = getattr(owner, name)
+def recording(owner, name: str, seconds: list[float]):  # noqa: ANN001, ANN201
+    """Inside the block (``with recording(...):``), each call of ``owner.name`` appends how long it took to
+    ``seconds``."""
 
-    def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            seconds.append(time.perf_counter() - start)
+    def around(call):  # noqa: ANN001, ANN202
+        def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            start = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                seconds.append(time.perf_counter() - start)
 
-    setattr(owner, name, timed)
-    try:
-        yield
-    finally:
-        setattr(owner, name, original)
+        return timed
+
+    return wrapping(owner, name, around)
 
 
 def failure(e: Exception) -> str:

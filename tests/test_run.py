@@ -98,6 +98,12 @@ def test_astream_yields_one_event_per_stage_then_the_finished_trajectory(tmp_pat
     assert events[-1].elapsed >= events[0].elapsed
 
 
+def with_drafter(drafter: ShapesDrafter, steps: int = 2) -> strokeagent.Policy:
+    """The shapes policy with ``drafter`` drafting."""
+    policy = test_policy(steps=steps)
+    return strokeagent.Policy(name="drafted", loop=policy.loop, stages={**policy.stages, "draft": drafter})
+
+
 class FailingDrafter(ShapesDrafter):
     """Fails on step ``fail_at`` until told otherwise: a crash in the middle of a run."""
 
@@ -110,12 +116,7 @@ class FailingDrafter(ShapesDrafter):
 
 
 def test_a_failed_run_keeps_its_images_and_resumes_to_the_same_bytes(tmp_path):
-    policy = test_policy(steps=3)
-    flaky = strokeagent.Policy(
-        name="flaky",
-        loop=policy.loop,
-        stages={**policy.stages, "draft": FailingDrafter()},
-    )
+    flaky = with_drafter(FailingDrafter(), steps=3)
     with pytest.raises(RunError, match=r"GPU fell off the bus; it kept 2 images in .*strokeagent resume"):
         strokeagent.generate("p", policy=flaky, seed=5, out=tmp_path / "r")
     run = tmp_path / "r"
@@ -196,9 +197,6 @@ class CountingDrafter(ShapesDrafter):
         return await super().draft(view, plan)
 
 
-def with_drafter(drafter: ShapesDrafter) -> strokeagent.Policy:
-    policy = test_policy(steps=2, fail_rounds=1)
-    return strokeagent.Policy(name="counted", loop=policy.loop, stages={**policy.stages, "draft": drafter})
 
 
 def test_a_run_goes_on_only_when_its_consumer_asks_for_the_next_event(tmp_path):
