@@ -401,3 +401,47 @@ def test_a_checkpoint_never_names_an_image_that_is_not_on_disk_yet(tmp_path, mon
     assert len({r.sha256 for s in traj.steps for r in s.images}) == 4 and set(named) >= {
         r.sha256 for s in traj.steps for r in s.images
     }
+
+
+def test_the_live_trajectory_is_written_off_the_event_loop_and_never_after_the_final_one(tmp_path, monkeypatch):
+    # Every transition refreshes the live view, each refresh slowed down: one still on the writer thread
+    # when the run settles must not land after, and replace, the final trajectory.json.
+    import threading
+    import time
+
+    from strokeagent.runs import api
+
+    monkeypatch.setattr(api, "TRAJECTORY_WRITE_INTERVAL", 0.0)
+    put, writers = api.RunFolder._put_trajectory, []
+
+    def slow(self, traj) -> None:
+        writers.append(threading.current_thread().name)
+        if traj.final_image is None:
+            time.sleep(0.05)
+        put(self, traj)
+
+    monkeypatch.setattr(api.RunFolder, "_put_trajectory", slow)
+    traj = strokeagent.generate("p", policy=test_policy(steps=2), seed=4, out=tmp_path / "r")
+    assert strokeagent.Trajectory.model_validate_json((tmp_path / "r" / "trajectory.json").read_text()) == traj
+    live = [name for name in writers if name != threading.current_thread().name]
+    assert live and all(name.startswith("checkpoints") for name in live)
+
+
+def test_a_live_trajectory_that_cannot_be_written_fails_the_run(tmp_path, monkeypatch):
+    import errno
+    import threading
+
+    from strokeagent.runs import api
+
+    monkeypatch.setattr(api, "TRAJECTORY_WRITE_INTERVAL", 0.0)
+    write = api.atomic_write
+
+    def full_from_the_writer(path, data, **kw) -> None:
+        if str(path).endswith("trajectory.json") and threading.current_thread() is not threading.main_thread():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(path, data, **kw)
+
+    monkeypatch.setattr(api, "atomic_write", full_from_the_writer)
+    with pytest.raises(RunError, match=r"cannot write .*trajectory.json: No space left on device"):
+        strokeagent.generate("p", policy=test_policy(steps=2), seed=4, out=tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "failed"

@@ -28,6 +28,7 @@ import platform
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Executor, Future
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -97,6 +98,7 @@ class RunFolder:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.store = ArtifactStore(path / "images") if (path / "images").is_dir() else None
+        self._live: Future[None] | None = None  # the newest trajectory.json handed to a writer thread
 
     run_file = property(lambda self: self.path / "run.json")
     trajectory_file = property(lambda self: self.path / "trajectory.json")
@@ -197,6 +199,25 @@ class RunFolder:
         )  # fmt: skip
 
     def write_trajectory(self, traj: Trajectory) -> None:
+        self._settle_live()  # a live view written later than this one would replace it
+        self._put_trajectory(traj)
+
+    def write_trajectory_on(self, writer: Executor, traj: Trajectory) -> None:
+        """trajectory.json as a live view, written on ``writer``'s thread: between stages the event loop only
+        hands it over (the JSON and the file took 1-4 ms of each transition that wrote one). A write that
+        failed is raised here next time, or by ``write_trajectory``, which waits for it."""
+        if self._live is not None:
+            if not self._live.done():
+                return  # the writer is behind (images): a later refresh writes a newer view
+            self._settle_live()
+        self._live = writer.submit(self._put_trajectory, traj)
+
+    def _settle_live(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.result()
+
+    def _put_trajectory(self, traj: Trajectory) -> None:
         self._write(self.trajectory_file, traj.model_dump_json(indent=2) + "\n")
 
     def read_trajectory(self) -> Trajectory:
@@ -481,7 +502,7 @@ async def _drive(
                             continue
                         traj = nodes.trajectory(value)
                         if time.perf_counter() - last_write > TRAJECTORY_WRITE_INTERVAL:
-                            folder.write_trajectory(traj)
+                            folder.write_trajectory_on(saver.writer, traj)
                             last_write = time.perf_counter()
                         timing = traj.timings[-1]
                         yield StageEvent(
