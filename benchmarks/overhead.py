@@ -48,7 +48,13 @@ once 0.719-0.754, with 64² images 0.87-0.89.
 Three more after a run's events came to be driven from a task of their own (``_OwnTask``; interleaved
 before it, that cost 0.02-0.04 ms a transition): per transition 0.52-0.56 ms, start-up 4.4-5.2 ms, finish
 3.5-4.0 ms, ratio 1.018, bare LangGraph 1.009, gpu.py's shape 1.063-1.083, eight at once 0.731-0.755, with 64²
-images 0.88-0.90 (the README's table).
+images 0.88-0.90.
+After the live trajectory.json moved to the writer thread (8fb1cab) and png_bytes came to join its file once:
+eight at once interleaved against the live view written on the event loop (same process, four rounds):
+0.775, 0.773, 0.786, 0.786 against 0.731, 0.763, 0.721, 0.768. Three runs of the whole benchmark: per
+transition 0.52-0.61 ms, start-up 4.7-5.6 ms, finish 3.6-3.7 ms, ratio 1.017-1.019, bare LangGraph 1.009,
+gpu.py's shape 1.064-1.070 (the last PNG's wait 10.3-13.1 ms), eight at once 0.770-0.778, with 64² images
+0.87-0.89 (the README's table).
 """
 
 from __future__ import annotations
