@@ -38,6 +38,8 @@ Janus-Pro-1B size on an H200; text's compile is timed when the image step's comp
 inside --within, 330 s by default, else text stays in the plain loop and 'skipped' says so.)
 The diffusion figures at issue 16's 30 denoising steps (the default is 20, so that the whole run fits 6 minutes):
   PYTHONUNBUFFERED=1 python3 benchmarks/gpu.py --steps 30 --skip-unified --out \$OUT/gpu-30-steps.json
+The single trajectory's framework time, split, in turns with variants (about 75 s after the wheels):
+  PYTHONUNBUFFERED=1 python3 benchmarks/trajectory_gaps.py 30
 A diagnostic run under the sampling profiler, every thread, with text's compile:
   python3 -m pip install -q --no-index --find-links benchmarks/wheels py-spy && py-spy record --nonblocking --threads --format raw -o \$OUT/spy.txt -- python3 benchmarks/gpu.py --within 600 --out \$OUT/gpu.json
 CMD
