@@ -61,6 +61,9 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     assert unified["unified_same_bytes"]
     assert abs(unified["unified_count_off_by"]) <= 0.01 * unified["unified_prefilled_reencode"]
     assert figures["trajectories"]["trajectory_steps"] == 3
+    ratios = figures["trajectories"]["trajectory_ratios"]  # the headline is the median of three runs
+    assert len(ratios) == 3 and figures["trajectory_ratio"] == sorted(ratios)[1]
+    assert len(figures["trajectories"]["trajectory_beside_ms"]) == 3
     # The recorded rerun stored and encoded each of its 6 images once (3 drafts, 3 refinements).
     assert len(figures["trajectories"]["trajectory_image_put_ms"]) == 6
     assert len(figures["trajectories"]["trajectory_png_ms"]) == 6
