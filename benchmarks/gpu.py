@@ -28,6 +28,9 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     thread, and the batches used to run on each event loop's own worker threads). What ``independent = true``
     costs (each request its own call, so that its bytes never depend on its neighbours): the same eight
     requests as eight calls (``independent_8_s``), over the backend's one call (``independent_vs_batched``).
+    What encoding image-to-image's eight init images costs one VAE call each (as diffusers does with a
+    generator per image) against one call for all (``init_encode_one_by_one_s``, ``init_encode_together_s``,
+    ``init_encode_largest_difference`` between their latents; measured only, the backend does not do it).
     Whether channels-last weights would be faster: diffusers' call again with the UNet and the VAE stored
     channels-last (``raw_channels_last_batch8_s``; ``channels_last_vs_default`` above 1.0 is faster), and how far
     its pixels are from the default's (``channels_last_largest_pixel_difference``, 0-255).
@@ -380,10 +383,12 @@ def measure_backend(backend, size: int, steps: int, repeats: int, profile: Path 
     with channels_last(pipe):
         nhwc_images = raw()  # its warm-up
         channels_last_s = best_of(repeats, raw)
+    encode = init_encode(pipe, size, repeats)
     if profile is not None:
         profiled(profile / "backend-raw.txt", raw)
         profiled(profile / "backend-concurrent.txt", lambda: asyncio.run(concurrent()))
     return {
+        **encode,
         "raw_batch8_s": raw_s,
         "backend_8_concurrent_s": batched_s,
         "backend_run_direct_s": direct_s,
@@ -398,6 +403,40 @@ def measure_backend(backend, size: int, steps: int, repeats: int, profile: Path 
         "raw_channels_last_batch8_s": channels_last_s,
         "channels_last_vs_default": raw_s / channels_last_s,  # above 1.0: channels-last is faster
         "channels_last_largest_pixel_difference": largest_difference(default_images, nhwc_images),
+    }
+
+
+def init_encode(pipe, size: int, repeats: int) -> dict[str, float]:  # noqa: ANN001
+    """What encoding image-to-image's eight init images costs as diffusers does it (one VAE call per image,
+    when each image has its own generator, as seeded requests do) against one call for the eight: the lever
+    that run 6's profile of an image-to-image call pointed at (103 ms of device time in 8 calls). Measured
+    only; the backend does not do it. Also the largest difference between the two's latent means, since a
+    batch can change the last bits."""
+    import torch
+
+    vae = pipe.vae
+    device = next(vae.parameters()).device
+    pixels = torch.rand(BATCH, 3, size, size, generator=torch.Generator("cpu").manual_seed(0)) * 2 - 1
+    pixels = pixels.to(device=device, dtype=vae.dtype)
+
+    def done(latents):  # noqa: ANN001, ANN202 - the latents once the device has made them
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return latents
+
+    def one_by_one():  # noqa: ANN202
+        return done(torch.cat([vae.encode(pixels[i : i + 1]).latent_dist.mean for i in range(BATCH)]))
+
+    def together():  # noqa: ANN202
+        return done(vae.encode(pixels).latent_dist.mean)
+
+    with torch.no_grad():
+        a, b = one_by_one(), together()  # warm-up, and the two results
+        one_by_one_s, together_s = best_of(repeats, one_by_one), best_of(repeats, together)
+    return {
+        "init_encode_one_by_one_s": one_by_one_s,
+        "init_encode_together_s": together_s,
+        "init_encode_largest_difference": float((a.float() - b.float()).abs().max()),
     }
 
 
@@ -1045,7 +1084,8 @@ def main(argv: list[str] | None = None) -> dict:
         seconds["backend"] = time.perf_counter() - t
         keep("backend")
         log(f"backend: {result['backend_batched_vs_raw']:.3f}; independent = true costs "
-            f"{raw['independent_vs_batched']:.2f}x for 8 requests; channels-last {raw['channels_last_vs_default']:.3f}x "
+            f"{raw['independent_vs_batched']:.2f}x for 8 requests; 8 init images encoded one by one "
+            f"{raw['init_encode_one_by_one_s'] * 1000:.0f} ms, together {raw['init_encode_together_s'] * 1000:.0f} ms; channels-last {raw['channels_last_vs_default']:.3f}x "
             f"the default's speed (pixels differ by up to {raw['channels_last_largest_pixel_difference']}); "
             f"in {seconds['backend']:.1f} s")
 

@@ -61,6 +61,9 @@ def test_tiny_run_prints_one_json_object_with_positive_figures(tmp_path):
     assert unified["unified_same_bytes"]
     assert abs(unified["unified_count_off_by"]) <= 0.01 * unified["unified_prefilled_reencode"]
     assert figures["trajectories"]["trajectory_steps"] == 3
+    backend = figures["backend"]  # the init images' encode, one by one and together, and how far apart
+    assert backend["init_encode_one_by_one_s"] > 0 and backend["init_encode_together_s"] > 0
+    assert 0 <= backend["init_encode_largest_difference"] < 1e-3
     ratios = figures["trajectories"]["trajectory_ratios"]  # the headline is the median of three runs
     assert len(ratios) == 3 and figures["trajectory_ratio"] == sorted(ratios)[1]
     assert len(figures["trajectories"]["trajectory_beside_ms"]) == 3
