@@ -20,3 +20,30 @@ def test_the_run_checkpointer_passes_langgraphs_conformance_suite(tmp_path):
     report = asyncio.run(validate(saver))
     report.print_report()
     assert report.passed_all_base()
+
+
+def test_a_new_runs_first_stage_does_not_wait_for_the_tables(tmp_path, monkeypatch):
+    # A database made just now holds no checkpoint: LangGraph's first read is answered without waiting on the
+    # writer thread, where the tables are still being made (slowed down here); the writes queue after them.
+    import time
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from strokeagent.runs.api import astream, resume
+    from strokeagent.testing import test_policy
+
+    setup = SqliteSaver.setup
+    monkeypatch.setattr(SqliteSaver, "setup", lambda self: (time.sleep(0.5), setup(self))[1])
+
+    async def first_event_after() -> float:
+        start = time.perf_counter()
+        events = astream("p", test_policy(steps=1), seed=2, out=tmp_path / "r")
+        await anext(events)
+        seconds = time.perf_counter() - start
+        await events.aclose()  # the run pauses here; its checkpoints are written after the tables
+        return seconds
+
+    assert asyncio.run(first_event_after()) < 0.4
+    monkeypatch.setattr(SqliteSaver, "setup", setup)
+    resumed = resume(tmp_path / "r")  # from the checkpoint written behind the slow tables
+    assert resumed.final_image is not None and [t.stage for t in resumed.timings][0] == "plan"

@@ -35,29 +35,47 @@ T = TypeVar("T")
 class ThreadSqliteSaver(SqliteSaver):
     """``SqliteSaver`` whose async methods run the sync ones on one writer thread (see the module docstring)."""
 
-    def __init__(self, conn: sqlite3.Connection, writer: ThreadPoolExecutor) -> None:
+    def __init__(self, conn: sqlite3.Connection, writer: ThreadPoolExecutor, *, new: bool = False) -> None:
         super().__init__(conn)
         self.writer = writer
+        # A database made just now holds nothing until its first write, so a new run's first read (LangGraph
+        # asks for the newest checkpoint before the first stage) is answered here instead of waiting on the
+        # writer behind the tables' creation: 1-2 ms of every run's start on the 2-core machine.
+        self._nothing_written = new
 
     async def _on_writer(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await run_on(self.writer, partial(call, *args, **kwargs))
 
     async def aget_tuple(self, config: Any) -> Any:
+        if self._nothing_written:
+            return None
         return await self._on_writer(self.get_tuple, config)
 
     async def alist(
         self, config: Any, *, filter: Any = None, before: Any = None, limit: Any = None
     ) -> AsyncIterator[Any]:
+        if self._nothing_written:
+            return
         listed = partial(self.list, config, filter=filter, before=before, limit=limit)
         for item in await self._on_writer(lambda: [*listed()]):
             yield item
 
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        self._nothing_written = False
+        return super().put(config, checkpoint, metadata, new_versions)
+
+    def put_writes(self, config: Any, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
+        self._nothing_written = False
+        super().put_writes(config, writes, task_id, task_path)
+
     async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        self._nothing_written = False  # now, not when the writer gets to it: a read after this must see it
         return await self._on_writer(self.put, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self, config: Any, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
+        self._nothing_written = False
         await self._on_writer(self.put_writes, config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
@@ -83,6 +101,7 @@ def open_checkpointer(path: str | Path) -> Iterator[ThreadSqliteSaver]:
     The tables are made on the writer thread right away, while the caller compiles its graph.
     """
     conn = None
+    new = not Path(path).exists()
     try:
         conn = sqlite3.connect(str(path), check_same_thread=False)
         # synchronous=OFF: SQLite hands each write to the OS and does not wait for the disk, so the database
@@ -95,7 +114,7 @@ def open_checkpointer(path: str | Path) -> Iterator[ThreadSqliteSaver]:
             conn.close()
         raise damaged(Path(path), e) from None
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoints")
-    saver = ThreadSqliteSaver(conn, writer)
+    saver = ThreadSqliteSaver(conn, writer, new=new)
     writer.submit(saver.setup)
     try:
         yield saver
