@@ -445,3 +445,35 @@ def test_a_live_trajectory_that_cannot_be_written_fails_the_run(tmp_path, monkey
     with pytest.raises(RunError, match=r"cannot write .*trajectory.json: No space left on device"):
         strokeagent.generate("p", policy=test_policy(steps=2), seed=4, out=tmp_path / "r")
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("pause_before", [(), ("refine",)])
+def test_a_live_trajectory_that_failed_just_before_the_run_settled_leaves_the_final_files(
+    tmp_path, monkeypatch, pause_before
+):
+    # The last live view fails (a disk full for a moment) and no later refresh notices before the run settles:
+    # the settled trajectory.json and index.html are still written, and run.json says what really happened.
+    import errno
+    import threading
+
+    from strokeagent.runs import api
+
+    kwargs = {"policy": test_policy(steps=1), "seed": 4, "pause_before": pause_before}
+    last = len(strokeagent.generate("p", out=tmp_path / "straight", **kwargs).timings)
+    monkeypatch.setattr(api, "TRAJECTORY_WRITE_INTERVAL", 0.0)
+    write, failed = api.atomic_write, []
+
+    def full_for_the_last_view(path, data, **kw) -> None:
+        on_writer = threading.current_thread() is not threading.main_thread()
+        if on_writer and str(path).endswith("trajectory.json") and len(json.loads(data)["timings"]) == last:
+            failed.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(path, data, **kw)
+
+    monkeypatch.setattr(api, "atomic_write", full_for_the_last_view)
+    traj = strokeagent.generate("p", out=tmp_path / "r", **kwargs)
+    run = tmp_path / "r"
+    assert failed  # the last live view was refreshed, and failed
+    assert json.loads((run / "run.json").read_text())["status"] == ("paused" if pause_before else "finished")
+    assert strokeagent.Trajectory.model_validate_json((run / "trajectory.json").read_text()) == traj
+    assert (run / "index.html").is_file()

@@ -199,23 +199,24 @@ class RunFolder:
         )  # fmt: skip
 
     def write_trajectory(self, traj: Trajectory) -> None:
-        self._settle_live()  # a live view written later than this one would replace it
+        live, self._live = self._live, None
+        if live is not None:
+            # Wait: a live view landing after this one would replace it. If it failed, this write says whether
+            # the disk still fails; once it succeeds, the older view's failure no longer matters.
+            live.exception()
         self._put_trajectory(traj)
 
     def write_trajectory_on(self, writer: Executor, traj: Trajectory) -> None:
         """trajectory.json as a live view, written on ``writer``'s thread: between stages the event loop only
-        hands it over (the JSON and the file took 1-4 ms of each transition that wrote one). A write that
-        failed is raised here next time, or by ``write_trajectory``, which waits for it."""
-        if self._live is not None:
-            if not self._live.done():
-                return  # the writer is behind (images): a later refresh writes a newer view
-            self._settle_live()
-        self._live = writer.submit(self._put_trajectory, traj)
-
-    def _settle_live(self) -> None:
-        live, self._live = self._live, None
+        hands it over (the JSON and the file took 1-4 ms of each transition that wrote one). A live view that
+        could not be written is raised by the next call, as one written on the event loop failed the run."""
+        live = self._live
         if live is not None:
+            if not live.done():
+                return  # the writer is behind (images): a later refresh writes a newer view
+            self._live = None
             live.result()
+        self._live = writer.submit(self._put_trajectory, traj)
 
     def _put_trajectory(self, traj: Trajectory) -> None:
         self._write(self.trajectory_file, traj.model_dump_json(indent=2) + "\n")
