@@ -54,7 +54,11 @@ eight at once interleaved against the live view written on the event loop (same 
 0.775, 0.773, 0.786, 0.786 against 0.731, 0.763, 0.721, 0.768. Three runs of the whole benchmark: per
 transition 0.52-0.61 ms, start-up 4.7-5.6 ms, finish 3.6-3.7 ms, ratio 1.017-1.019, bare LangGraph 1.009,
 gpu.py's shape 1.064-1.070 (the last PNG's wait 10.3-13.1 ms), eight at once 0.770-0.778, with 64² images
-0.87-0.89 (the README's table).
+0.87-0.89. Then a new run's checkpoint database came to answer LangGraph's first read itself (start-up
+0.8-1.2 ms shorter, interleaved); three runs of that code: per transition 0.50-0.52 ms, start-up 3.9-5.3 ms,
+finish 3.6-4.4 ms, ratio 1.018-1.019, bare LangGraph 1.009, gpu.py's shape 1.063-1.081 (the last PNG's wait
+11.2-13.3 ms), eight at once 0.751-0.763, with 64² images 0.88-0.89 (the README's table): the same machine gives
+eight at once 0.75-0.79 from one set of runs to the next, so compare interleaved figures.
 """
 
 from __future__ import annotations
