@@ -101,15 +101,15 @@ def open_checkpointer(path: str | Path) -> Iterator[ThreadSqliteSaver]:
     The tables are made on the writer thread right away, while the caller compiles its graph.
     """
     conn = None
-    new = not Path(path).exists()
     try:
+        new = not Path(path).exists()
         conn = sqlite3.connect(str(path), check_same_thread=False)
         # synchronous=OFF: SQLite hands each write to the OS and does not wait for the disk, so the database
         # survives a killed process (what resume is for) but not a power cut, like every other file of the
         # run (atomic renames, no fsync). The syncs it skips -- switching to WAL, checkpointing the WAL on
         # close -- cost more than all the rest of starting and finishing a run.
         conn.execute("PRAGMA synchronous=OFF")
-    except sqlite3.Error as e:  # a folder in its place, a file that is not a database
+    except (sqlite3.Error, OSError) as e:  # a folder in its place, a file that is not a database, no access
         if conn is not None:
             conn.close()
         raise damaged(Path(path), e) from None
