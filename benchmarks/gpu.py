@@ -39,8 +39,8 @@ Measured, in this order (``--tiny``: the tiny pipelines and Janus of ``strokeage
     image, then image to image), a scripted reflect that fails once a step, ``diffusion.refine``
     (image to image); 3 steps. 1.0 would be no framework cost at all. The median of three runs; each run's
     ratio and milliseconds beside its stages are in ``trajectories`` (``trajectory_ratios``,
-    ``trajectory_beside_ms``). Where the rest went, for the median run, in ``trajectories``: before the first stage, between stages, after the last (``trajectory_*_s``); from the
-    same trajectory run again untimed, what storing each image took on the event loop
+    ``trajectory_beside_ms``). Where the rest went, for the median run, in ``trajectories``: before the first
+    stage, between stages, after the last (``trajectory_*_s``); from the same trajectory run again untimed, what storing each image took on the event loop
     (``trajectory_image_put_ms``, in the gap after its stage) and its PNG on the writer thread
     (``trajectory_png_ms``: the last is the run's last wait).
 ``concurrent_vs_raw``
@@ -206,6 +206,15 @@ def build_sd(tiny: bool, device: str, folder: Path) -> Path:
     pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
     del pipe
     return folder
+
+
+def sd_description(folder: Path, path: Path, device: str, dtype: str) -> Path:
+    """A ``kind = "diffusers"`` backend description of the pipeline in ``folder``, on ``device`` in ``dtype``,
+    batching up to eight requests (on the CPU with one torch thread)."""
+    threads = "threads = 1\n" if device == "cpu" else ""
+    path.write_text(f'kind = "diffusers"\nmodel = "{folder.as_posix()}"\ndtype = "{dtype}"\n'
+                    f'device = "{device}"\nmax_batch = {BATCH}\n{threads}', encoding="utf-8")  # fmt: skip
+    return path
 
 
 def janus_description(folder: Path, path: Path, device: str, dtype: str) -> Path:
@@ -1068,11 +1077,7 @@ def main(argv: list[str] | None = None) -> dict:
         from strokeagent.backends import forget_backends, load_backend
 
         t = time.perf_counter()
-        sd_folder = build_sd(tiny, device, root / "sd")
-        sd_toml = root / "sd.toml"
-        threads = "threads = 1\n" if device == "cpu" else ""
-        sd_toml.write_text(f'kind = "diffusers"\nmodel = "{sd_folder.as_posix()}"\ndtype = "{sd_dtype}"\n'
-                           f'device = "{device}"\nmax_batch = {BATCH}\n{threads}')  # fmt: skip
+        sd_toml = sd_description(build_sd(tiny, device, root / "sd"), root / "sd.toml", device, sd_dtype)
         backend = load_backend(sd_toml)  # the policy's stages load the same instance
         seconds["build_sd"] = time.perf_counter() - t
         log(f"SD built and loaded in {seconds['build_sd']:.1f} s")

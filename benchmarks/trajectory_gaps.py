@@ -61,11 +61,7 @@ def png_figures() -> dict[str, float]:
     from strokeagent.core import store
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8))
-    rows = np.asarray(image).reshape(512, -1)
-    scanlines = np.empty((512, rows.shape[1] + 1), np.uint8)
-    scanlines[:, 0], scanlines[:, 1:] = 2, rows
-    scanlines[1:, 1:] -= rows[:-1]
-    data = scanlines.tobytes()
+    data = store.up_filtered(image).tobytes()  # what png_bytes compresses
     figures = {
         "one_piece_l1": ms(lambda: zlib.compress(data[: store.PIECE_BYTES], 1)),
         "one_stream_l1": ms(lambda: zlib.compress(data, 1)),
@@ -107,12 +103,6 @@ def variant(name: str) -> None:
 
 
 def main(argv: list[str]) -> dict:
-    import gpu
-    from overhead import one_run
-
-    import strokeagent
-    from strokeagent.backends import load_backend
-
     tiny = "--tiny" in argv
     args = [a for a in argv if a != "--tiny"]
     steps = int(args[0]) if args else 30
@@ -120,12 +110,26 @@ def main(argv: list[str]) -> dict:
     result: dict = {"cpus": os.cpu_count(), "steps": steps, "tiny": tiny, "png_ms": png_figures()}
     print(json.dumps(result["png_ms"]), flush=True)
 
-    root = Path(tempfile.mkdtemp())
+    # The model's files are gigabytes at SD 1.5 size: gone when the run ends, however it ends.
+    with tempfile.TemporaryDirectory(prefix="trajectory-gaps-") as tmp:
+        result["runs"] = measure(result, Path(tmp), tiny, steps)
+    medians = {name: statistics.median(r["beside_ms"] for r in rs) for name, rs in result["runs"].items()}
+    result["beside_ms_median"] = medians
+    out.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def measure(result: dict, root: Path, tiny: bool, steps: int) -> dict[str, list[dict]]:
+    """The trajectory in turns with each variant, two rounds; ``result`` gets the build time."""
+    import gpu
+    from overhead import one_run
+
+    import strokeagent
+    from strokeagent.backends import load_backend
+
+    device, dtype = ("cpu", "float32") if tiny else ("cuda", "float16")
     start = time.perf_counter()
-    sd = gpu.build_sd(tiny, "cpu" if tiny else "cuda", root / "sd")
-    where = 'dtype = "float32"\ndevice = "cpu"\nthreads = 1\n' if tiny else 'dtype = "float16"\ndevice = "cuda"\n'
-    toml = root / "sd.toml"
-    toml.write_text(f'kind = "diffusers"\nmodel = "{sd.as_posix()}"\n{where}max_batch = 8\n')
+    toml = gpu.sd_description(gpu.build_sd(tiny, device, root / "sd"), root / "sd.toml", device, dtype)
     load_backend(toml)
     policy = gpu.diffusion_policy(toml, 64 if tiny else 512, steps)
     strokeagent.generate(gpu.PROMPT, policy=policy, seed=100, out=root / "warm-up")
@@ -146,10 +150,7 @@ def main(argv: list[str]) -> dict:
                 print(name, json.dumps(runs[name][-1]), flush=True)
     finally:
         variant("as-is")
-    result["runs"] = runs
-    result["beside_ms_median"] = {name: statistics.median(r["beside_ms"] for r in rs) for name, rs in runs.items()}
-    out.write_text(json.dumps(result, indent=1))
-    return result
+    return runs
 
 
 if __name__ == "__main__":
