@@ -28,6 +28,7 @@ to 5.27 s between runs of the same trajectory, so the milliseconds compare bette
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import json
@@ -103,9 +104,23 @@ def variant(name: str) -> None:
 
 
 def main(argv: list[str]) -> dict:
-    tiny = "--tiny" in argv
-    args = [a for a in argv if a != "--tiny"]
-    steps = int(args[0]) if args else 30
+    from arguments import positive_int
+
+    from strokeagent.extras import ExtraMissing, require
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("steps", nargs="?", type=positive_int, default=30, help="denoising steps (default 30)")
+    parser.add_argument("--tiny", action="store_true", help="the tiny pipeline, on the CPU")
+    args = parser.parse_args(argv)
+    try:  # the pipelines need diffusers and transformers: one line, not a traceback
+        require(("diffusers",), "benchmarks/trajectory_gaps.py", modules=("torch", "diffusers", "transformers"))
+    except ExtraMissing as e:
+        raise SystemExit(f"error: {e}") from None
+    import torch
+
+    if not args.tiny and not torch.cuda.is_available():
+        parser.error("torch sees no GPU here (torch.cuda.is_available() is False); --tiny runs the same code on the CPU")
+    tiny, steps = args.tiny, args.steps
     out = Path(os.environ.get("OUT", tempfile.gettempdir())) / "trajectory-gaps.json"
     result: dict = {"cpus": os.cpu_count(), "steps": steps, "tiny": tiny, "png_ms": png_figures()}
     print(json.dumps(result["png_ms"]), flush=True)
@@ -113,7 +128,7 @@ def main(argv: list[str]) -> dict:
     # The model's files are gigabytes at SD 1.5 size: gone when the run ends, however it ends.
     with tempfile.TemporaryDirectory(prefix="trajectory-gaps-") as tmp:
         result["runs"] = measure(result, Path(tmp), tiny, steps)
-    medians = {name: statistics.median(r["beside_ms"] for r in rs) for name, rs in result["runs"].items()}
+    medians = {name: round(statistics.median(r["beside_ms"] for r in rs), 1) for name, rs in result["runs"].items()}
     result["beside_ms_median"] = medians
     out.write_text(json.dumps(result, indent=1))
     return result

@@ -23,6 +23,7 @@ CASES = [
     ("context_reuse.py", ["--device", "tpu"], "argument --device: 'tpu': give cpu or cuda"),
     ("gpu.py", ["--device", "tpu"], "argument --device: 'tpu': give cpu or cuda"),
     ("compile_time.py", ["--device", "tpu"], "argument --device: 'tpu': give cpu or cuda"),
+    ("trajectory_gaps.py", ["0", "--tiny"], "argument steps: '0': give a whole number above 0"),
     ("parser_freeform.py", ["--data", "missing.jsonl"],
      "argument --data: missing.jsonl: no such file (a JSON-lines file of prompts and their scenes)"),
 ]
@@ -55,4 +56,14 @@ def test_cuda_where_torch_sees_no_gpu_is_one_line(script):
         pytest.skip("this machine has a GPU")
     assert refusal(script, "--device", "cuda") == (
         f"{script}: error: argument --device: cuda: torch sees no GPU here (torch.cuda.is_available() is False)"
+    )
+
+
+def test_trajectory_gaps_at_gpu_size_without_a_gpu_is_one_line():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert refusal("trajectory_gaps.py", "30") == (
+        "trajectory_gaps.py: error: torch sees no GPU here (torch.cuda.is_available() is False); "
+        "--tiny runs the same code on the CPU"
     )
