@@ -133,6 +133,25 @@ def test_the_conversions_on_the_device_are_diffusers_own_to_the_bit(sd):
         assert mine == [im.tobytes() for im in Processor.numpy_to_pil(Processor.pt_to_numpy(out))]
 
 
+def test_image_to_image_encodes_a_batchs_init_images_in_one_vae_call(sd, monkeypatch):
+    vae = sd._pipes["image-to-image"].vae
+    encode, calls = vae.encode, []
+    monkeypatch.setattr(vae, "encode", lambda image, *a, **kw: calls.append(len(image)) or encode(image, *a, **kw))
+    requests = [req(f"a cup {i}", seed=i, image=picture(i), strength=0.5, steps=6) for i in range(4)]
+    # On the CPU, diffusers' own path (a VAE call per image, each latent drawn from its image's generator): the
+    # batched call is slower there. On a GPU, one call.
+    assert not sd._encode_together
+    theirs, [their_first] = sd.run(requests), sd.run(requests[:1])
+    assert calls == [1, 1, 1, 1, 1]
+    monkeypatch.setattr(sd, "_encode_together", True)
+    together, [first] = sd.run(requests), sd.run(requests[:1])
+    assert calls == [1, 1, 1, 1, 1, 4, 1]
+    assert png_bytes(first) == png_bytes(their_first)  # a batch of one: the pipeline's own bytes
+    for mine, their in zip(together, theirs, strict=True):  # a batch: within the batch's numerics
+        assert np.abs(np.asarray(mine, dtype=int) - np.asarray(their, dtype=int)).max() <= 1
+    assert len({png_bytes(im) for im in together}) == 4
+
+
 def test_concurrent_callers_share_one_batch(sd):
     async def go():
         batcher = MicroBatcher(sd.run, window_s=0.05, max_batch=8)
