@@ -62,7 +62,7 @@ def png_figures() -> dict[str, float]:
     from strokeagent.core import store
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8))
-    data = store.up_filtered(image).tobytes()  # what png_bytes compresses
+    data = store.up_filtered(store.Pixels.of(image)).tobytes()  # what png_bytes compresses
     figures = {
         "one_piece_l1": ms(lambda: zlib.compress(data[: store.PIECE_BYTES], 1)),
         "one_stream_l1": ms(lambda: zlib.compress(data, 1)),

@@ -29,6 +29,7 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,34 @@ def new_output_folder(path: Path, *, what: str, taken: str, error: type[Exceptio
 _PNG_COLOUR = {"L": 0, "RGB": 2, "RGBA": 6}
 
 
+@dataclass(frozen=True, slots=True)
+class Pixels:
+    """An image's mode, size and packed pixels (``Image.tobytes``): immutable bytes, so kept without a copy.
+
+    The store keeps these, not images: ``put`` packs the caller's image once, for its digest, and the same bytes
+    serve every later ``open`` and the PNG encoder, so the caller's image is its own again without a copy of it
+    (a fresh megabyte costs its page faults: about 0.4 ms for a 512² image inside a run on two cores).
+    """
+
+    mode: str
+    size: tuple[int, int]
+    data: bytes
+
+    @classmethod
+    def of(cls, image: Image.Image) -> Pixels:
+        return cls(image.mode, image.size, image.tobytes())
+
+    def digest(self) -> str:
+        """The SHA-256 of the mode, size and pixels (``pixel_digest``)."""
+        digest = hashlib.sha256(f"{self.mode}{self.size}".encode())
+        digest.update(self.data)  # not joined to the prefix first: that copies the pixels once more
+        return digest.hexdigest()
+
+    def image(self) -> Image.Image:
+        """A new image of these pixels: the caller may draw on it."""
+        return Image.frombytes(self.mode, self.size, self.data)
+
+
 def png_bytes(image: Image.Image) -> bytes:
     """The PNG file of ``image``, no metadata: the same bytes for the same pixels (with the same zlib; an
     image's address, ``pixel_digest``, does not depend on them).
@@ -124,23 +153,28 @@ def png_bytes(image: Image.Image) -> bytes:
     A run waits for its final image's file, and eight runs at once encode 48 images, so this is on the
     critical path. Other modes go through Pillow.
     """
-    colour = _PNG_COLOUR.get(image.mode)
-    if colour is None:
+    if image.mode not in _PNG_COLOUR:
         buf = io.BytesIO()
         image.save(buf, format="PNG", compress_level=6)
         return buf.getvalue()
-    width, height = image.size
-    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)  # 8 bits, deflate, no interlace
-    idat = _zlib_parts(memoryview(up_filtered(image)).cast("B"))  # the scanlines themselves, not a copy of them
+    return _png(Pixels.of(image))
+
+
+def _png(pixels: Pixels) -> bytes:
+    """``png_bytes`` of an L, RGB or RGBA image's pixels."""
+    width, height = pixels.size
+    header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR[pixels.mode], 0, 0, 0)  # 8 bits, deflate
+    idat = _zlib_parts(memoryview(up_filtered(pixels)).cast("B"))  # the scanlines themselves, not a copy of them
     # One join at the end: noise makes a file as large as its pixels, and on the H200's host png_bytes spent
     # 3.4 ms beside its compression, copying and summing them (10.2 ms for 512² noise, compression 6.8).
     return b"".join([b"\x89PNG\r\n\x1a\n", *_chunk(b"IHDR", [header]), *_chunk(b"IDAT", idat), *_chunk(b"IEND", [])])
 
 
-def up_filtered(image: Image.Image) -> np.ndarray:
-    """The image's rows as the scanlines ``png_bytes`` compresses: PNG's "Up" filter on every row."""
-    rows = np.asarray(image).reshape(image.height, -1)
-    scanlines = np.empty((image.height, rows.shape[1] + 1), dtype=np.uint8)
+def up_filtered(pixels: Pixels) -> np.ndarray:
+    """An L, RGB or RGBA image's rows as the scanlines ``png_bytes`` compresses: PNG's "Up" filter on every row."""
+    rows = np.frombuffer(pixels.data, dtype=np.uint8).reshape(pixels.size[1], -1)  # a view, not a copy
+    height = pixels.size[1]
+    scanlines = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
     scanlines[:, 0] = 2  # "Up": each byte minus the byte above it, modulo 256 (the first row's "above" is 0)
     scanlines[:, 1:] = rows
     scanlines[1:, 1:] -= rows[:-1]
@@ -220,9 +254,7 @@ if hasattr(os, "register_at_fork"):
 
 def pixel_digest(image: Image.Image) -> str:
     """The SHA-256 of an image's mode, size and pixels: the same whatever encodes it, a millisecond at 512²."""
-    digest = hashlib.sha256(f"{image.mode}{image.size}".encode())
-    digest.update(image.tobytes())  # not joined to the prefix first: that copies the pixels once more
-    return digest.hexdigest()
+    return Pixels.of(image).digest()
 
 
 class ArtifactStore:
@@ -233,10 +265,10 @@ class ArtifactStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.writer: Executor | None = None
         # Images handed to the writer and not yet on disk, by address: ``open`` serves them from here.
-        self._pending: dict[str, tuple[Image.Image, Future[None]]] = {}
+        self._pending: dict[str, tuple[Pixels, Future[None]]] = {}
         self._failed: BaseException | None = None
         # The stage after a draft or refine nearly always opens that image: keep the newest decoded.
-        self._recent: dict[str, Image.Image] = {}
+        self._recent: dict[str, Pixels] = {}
 
     def path(self, ref: ImageRef | str) -> Path:
         sha = ref if isinstance(ref, str) else ref.sha256
@@ -247,21 +279,21 @@ class ArtifactStore:
             raise self._failed
         if image.mode not in ("RGB", "RGBA", "L"):
             image = image.convert("RGB")
-        sha = pixel_digest(image)
+        kept = Pixels.of(image)  # its own bytes: the caller may draw on its image once put returns
+        sha = kept.digest()
         ref = ImageRef(sha256=sha, width=image.width, height=image.height, meta=meta or {})
-        kept = image.copy()  # the caller may draw on its image once put returns
         self._recent = {sha: kept}
         if sha in self._pending or self.path(sha).exists():
             return ref
         if self.writer is None:
-            atomic_write(self.path(sha), png_bytes(kept))
+            atomic_write(self.path(sha), _png(kept))
         else:
             self._pending[sha] = (kept, self.writer.submit(self._write, sha, kept))
         return ref
 
-    def _write(self, sha: str, image: Image.Image) -> None:
+    def _write(self, sha: str, pixels: Pixels) -> None:
         try:
-            atomic_write(self.path(sha), png_bytes(image))
+            atomic_write(self.path(sha), _png(pixels))
         except BaseException as e:
             self._failed = self._failed or e
             raise
@@ -298,13 +330,13 @@ class ArtifactStore:
         if cached is None and pending is not None:
             cached = pending[0]
         if cached is not None:
-            return cached.copy()
+            return cached.image()
         path = self.path(ref)
         if not path.exists():
             raise FileNotFoundError(f"image {ref.sha256[:12]} is missing from {self.root}")
         with Image.open(path) as im:
             im.load()
-            self._recent = {ref.sha256: im.copy()}
+            self._recent = {ref.sha256: Pixels.of(im)}
             return im.copy()
 
     def read_bytes(self, ref: ImageRef) -> bytes:
