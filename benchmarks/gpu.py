@@ -481,7 +481,7 @@ def measure_trajectories(  # noqa: ANN201
 
     puts: list[float] = []
     pngs: list[float] = []
-    with recording(store.ArtifactStore, "put", puts), recording(store, "png_bytes", pngs):
+    with recording(store.ArtifactStore, "put", puts), recording(store.Pixels, "png", pngs):
         asyncio.run(one_run(policy, root / "one-recorded", PROMPT, seed=0))
 
     async def many(seeds: range):  # noqa: ANN202
