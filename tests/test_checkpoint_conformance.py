@@ -32,18 +32,19 @@ def test_a_new_runs_first_stage_does_not_wait_for_the_tables(tmp_path, monkeypat
     from strokeagent.runs.api import astream, resume
     from strokeagent.testing import test_policy
 
-    setup = SqliteSaver.setup
-    monkeypatch.setattr(SqliteSaver, "setup", lambda self: (time.sleep(0.5), setup(self))[1])
-
-    async def first_event_after() -> float:
+    async def first_event_after(out) -> float:  # noqa: ANN001
         start = time.perf_counter()
-        events = astream("p", test_policy(steps=1), seed=2, out=tmp_path / "r")
+        events = astream("p", test_policy(steps=1), seed=2, out=out)
         await anext(events)
         seconds = time.perf_counter() - start
         await events.aclose()  # the run pauses here; its checkpoints are written after the tables
         return seconds
 
-    assert asyncio.run(first_event_after()) < 0.4
+    # A process's first run imports what runs need (0.4-0.8 s on the 2-core machine): not what is measured here.
+    asyncio.run(first_event_after(tmp_path / "warm-up"))
+    setup = SqliteSaver.setup
+    monkeypatch.setattr(SqliteSaver, "setup", lambda self: (time.sleep(0.5), setup(self))[1])
+    assert asyncio.run(first_event_after(tmp_path / "r")) < 0.4
     monkeypatch.setattr(SqliteSaver, "setup", setup)
     resumed = resume(tmp_path / "r")  # from the checkpoint written behind the slow tables
     assert resumed.final_image is not None and [t.stage for t in resumed.timings][0] == "plan"
