@@ -171,8 +171,8 @@ def png_bytes(image: Image.Image) -> bytes:
 
 def up_filtered(pixels: Pixels) -> np.ndarray:
     """An L, RGB or RGBA image's rows as the scanlines ``png_bytes`` compresses: PNG's "Up" filter on every row."""
-    rows = np.frombuffer(pixels.data, dtype=np.uint8).reshape(pixels.size[1], -1)  # a view, not a copy
     height = pixels.size[1]
+    rows = np.frombuffer(pixels.data, dtype=np.uint8).reshape(height, -1)  # a view, not a copy
     scanlines = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
     scanlines[:, 0] = 2  # "Up": each byte minus the byte above it, modulo 256 (the first row's "above" is 0)
     scanlines[:, 1:] = rows
@@ -266,7 +266,7 @@ class ArtifactStore:
         # Images handed to the writer and not yet on disk, by address: ``open`` serves them from here.
         self._pending: dict[str, tuple[Pixels, Future[None]]] = {}
         self._failed: BaseException | None = None
-        # The stage after a draft or refine nearly always opens that image: keep the newest decoded.
+        # The stage after a draft or refine nearly always opens that image: keep the newest one's pixels.
         self._recent: dict[str, Pixels] = {}
 
     def path(self, ref: ImageRef | str) -> Path:
