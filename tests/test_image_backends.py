@@ -134,9 +134,17 @@ def test_the_conversions_on_the_device_are_diffusers_own_to_the_bit(sd):
 
 
 def test_image_to_image_encodes_a_batchs_init_images_in_one_vae_call(sd, monkeypatch):
+    import torch
+
     vae = sd._pipes["image-to-image"].vae
     encode, calls = vae.encode, []
-    monkeypatch.setattr(vae, "encode", lambda image, *a, **kw: calls.append(len(image)) or encode(image, *a, **kw))
+
+    def counted(image, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        assert not torch.is_grad_enabled()  # no activations kept for a backward pass that never comes
+        calls.append(len(image))
+        return encode(image, *a, **kw)
+
+    monkeypatch.setattr(vae, "encode", counted)
     requests = [req(f"a cup {i}", seed=i, image=picture(i), strength=0.5, steps=6) for i in range(4)]
     # On the CPU, diffusers' own path (a VAE call per image, each latent drawn from its image's generator): the
     # batched call is slower there. On a GPU, one call.

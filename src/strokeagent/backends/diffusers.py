@@ -176,8 +176,14 @@ class DiffusersBackend:
             for task, pipe in self._pipes.items()
             if task in ("image-to-image", "inpaint")
         )
+        image_to_image = self._pipes.get("image-to-image")
         self._encode_together = (
-            device != "cpu" and type(self._pipes.get("image-to-image")).__name__ in ENCODE_TOGETHER_PIPELINES
+            device != "cpu"
+            and type(image_to_image).__name__ in ENCODE_TOGETHER_PIPELINES
+            # A Gaussian posterior of four channels: what _init_latents samples, and what the pipeline takes as
+            # latents. Another VAE (TAESD, more channels) keeps diffusers' own path.
+            and type(image_to_image.vae).__name__ == "AutoencoderKL"
+            and image_to_image.vae.config.latent_channels == 4
         )
         # Batches of one: a full batch goes at once, so independent requests never wait for a window either.
         self._batcher = MicroBatcher(
@@ -342,12 +348,18 @@ class DiffusersBackend:
         Each image's latent is drawn from its own generator, in order, as diffusers draws it, so the generators
         stand where the pipeline's own encoding leaves them for the noise it draws next.
         """
+        import torch
+
+        assert len(generators) == len(unit), "one generator per init image, as prepare_latents checks"
         image = pipe.image_processor.preprocess(unit)
         # The dtype the pipeline would encode in: its prompt embeddings' (encode_prompt's choice).
         dtype = (pipe.text_encoder if pipe.text_encoder is not None else pipe.unet).dtype
         image = image.to(device=pipe._execution_device, dtype=dtype)
-        posterior = pipe.vae.encode(image).latent_dist
-        return pipe.vae.config.scaling_factor * posterior.sample(generators)
+        # As inside the pipeline's own call: without it autograd keeps the encoder's activations (gigabytes for
+        # eight 512² images) for as long as the latents live, through the whole denoising.
+        with torch.no_grad():
+            posterior = pipe.vae.encode(image).latent_dist
+            return pipe.vae.config.scaling_factor * posterior.sample(generators)
 
     @staticmethod
     def _to_pil(images: Any) -> list[Image.Image]:

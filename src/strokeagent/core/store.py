@@ -335,8 +335,11 @@ class ArtifactStore:
             raise FileNotFoundError(f"image {ref.sha256[:12]} is missing from {self.root}")
         with Image.open(path) as im:
             im.load()
-            self._recent = {ref.sha256: Pixels.of(im)}
-            return im.copy()
+            if im.mode not in _PNG_COLOUR:  # a file the store did not write (it writes these modes only)
+                return im.copy()
+            kept = Pixels.of(im)
+        self._recent = {ref.sha256: kept}
+        return kept.image()
 
     def read_bytes(self, ref: ImageRef) -> bytes:
         pending = self._pending.get(ref.sha256)
