@@ -197,8 +197,6 @@ class CountingDrafter(ShapesDrafter):
         return await super().draft(view, plan)
 
 
-
-
 def test_a_run_goes_on_only_when_its_consumer_asks_for_the_next_event(tmp_path):
     drafter = CountingDrafter()
 

@@ -276,7 +276,7 @@ class ArtifactStore:
     def put(self, image: Image.Image, meta: dict[str, Any] | None = None) -> ImageRef:
         if self._failed is not None:  # an earlier write failed: no run should go on as if it had not
             raise self._failed
-        if image.mode not in ("RGB", "RGBA", "L"):
+        if image.mode not in _PNG_COLOUR:  # the modes png_bytes writes itself
             image = image.convert("RGB")
         kept = Pixels.of(image)  # its own bytes: the caller may draw on its image once put returns
         sha = kept.digest()
