@@ -48,7 +48,8 @@ def test_text_to_image_same_seed_same_bytes_and_as_in_process(services, key, tin
 
     sd = backend(services["sd"], ["text-to-image", "image-to-image", "inpaint"])
     a, b, c = asyncio.run(sd.generate([req("a cup", seed=9), req("a cup", seed=9), req("a cup", seed=10)]))
-    assert a.size == (64, 64) and png_bytes(a) == png_bytes(b) != png_bytes(c)
+    assert a.size == (64, 64) and _largest_difference(a, c) > 1
+    _same_seed_agrees(a, b, sd.last_batch_sizes[-3:])
     [alone] = asyncio.run(sd.generate([req("a cup", seed=9)]))
     assert sd.last_batch_sizes[-1] == 1
     [local] = load_backend(tiny / "sd.toml").run([req("a cup", seed=9)])
@@ -66,17 +67,22 @@ def test_text_to_image_same_seed_same_bytes_and_as_in_process(services, key, tin
     assert png_bytes(i2i) != png_bytes(inpaint)
     # in a batch of two, a pixel may differ by one level (floating-point order): compare loosely
     for served, local in ((i2i, i2i_local), (inpaint, inpaint_local)):
-        diff = max(abs(x - y) for x, y in zip(served.tobytes(), local.tobytes(), strict=True))
-        assert diff <= 2
+        assert _largest_difference(served, local) <= 2
 
 
 def test_edit_through_the_edits_route(services, key):
     pix = backend(services["pix"], ["edit"])
     base = Image.new("RGB", (64, 64), "red")
-    one, two, other = asyncio.run(
-        pix.generate([req("make it blue", image=base, edit=True, seed=s) for s in (4, 4, 5)])
-    )
-    assert one.size == (64, 64) and png_bytes(one) == png_bytes(two) != png_bytes(other)
+    edit = lambda seed: req("make it blue", image=base, edit=True, seed=seed)  # noqa: E731
+    # The edit route parses each multipart body before it queues the request: sent together, three edits were
+    # seen to run as [3, 3, 3] and as [1, 2, 2] (2-core machine, 2026-12-06).
+    one, two, other = asyncio.run(pix.generate([edit(4), edit(4), edit(5)]))
+    assert one.size == (64, 64) and _largest_difference(one, other) > 1
+    _same_seed_agrees(one, two, pix.last_batch_sizes[-3:])
+    # Each alone: the same bytes.
+    alone = [asyncio.run(pix.generate([edit(4)]))[0] for _ in range(2)]
+    assert pix.last_batch_sizes[-2:] == [1, 1]
+    assert png_bytes(alone[0]) == png_bytes(alone[1])
     # a task the backend's description does not list is refused before anything is sent
     with pytest.raises(ImageBackendError, match=r"cannot do text-to-image; its description lists edit$"):
         asyncio.run(pix.generate([req()]))
@@ -88,6 +94,20 @@ def test_edit_through_the_edits_route(services, key):
         f"image backend openai-images at {services['pix']}/v1 refused the request: HTTP 400: "
         "backend pix2pix cannot do text-to-image; it can do edit"
     )
+
+
+def _largest_difference(a: Image.Image, b: Image.Image) -> int:
+    return max(abs(x - y) for x, y in zip(a.tobytes(), b.tobytes(), strict=True))
+
+
+def _same_seed_agrees(one: Image.Image, two: Image.Image, batch_sizes: list[int]) -> None:
+    """Two requests with one seed, sent together with a third: the same bytes if the server ran the three as one
+    batch; to a level if not (they reach it within its 10 ms window or not, by timing, and a batch's pixels may
+    differ from one-at-a-time pixels by a level: test_image_backends)."""
+    if batch_sizes == [3, 3, 3]:
+        assert png_bytes(one) == png_bytes(two)
+    else:
+        assert _largest_difference(one, two) <= 1
 
 
 def test_a_bad_key_is_refused_in_one_line(services, monkeypatch):
