@@ -109,6 +109,32 @@ def test_concurrent_requests_are_batched_and_match_the_local_backend(service, ti
     assert png_bytes(served) == png_bytes(local)
 
 
+def test_a_batchs_first_request_opens_its_window():
+    """LitServe's own loop opens a window each time the worker asks for a batch; a request that arrives near its
+    end has little company (three edits sent together ran as [1, 2, 2]). The service's loop waits for a first
+    request and collects for ``batch_timeout`` from there: LitServe's would answer this call with nothing."""
+    import queue
+
+    from strokeagent.backends.service import DiffusionAPI
+
+    api = DiffusionAPI("unused.toml", None, max_batch_size=8, batch_timeout=0.05)
+    api.request_timeout = 600
+    requests: queue.Queue = queue.Queue()
+
+    def arrive() -> None:
+        time.sleep(0.08)  # later than a whole window from the worker's ask
+        requests.put((0, "a", time.monotonic(), "first"))
+        time.sleep(0.02)  # within the window the first opened
+        requests.put((0, "b", time.monotonic(), "second"))
+
+    threading.Thread(target=arrive).start()
+    batch, timed_out = api.loop.get_batch_requests(api, requests, None)
+    assert [x for _, _, x in batch] == ["first", "second"] and timed_out == []
+    from litserve.loops import SingleLoop
+
+    assert isinstance(DiffusionAPI("unused.toml", None, max_batch_size=1).loop, SingleLoop)  # LitServe's own
+
+
 def test_a_token_is_required_and_bad_requests_do_not_spoil_a_batch(service):
     with pytest.raises(
         ImageBackendError,

@@ -16,8 +16,9 @@ Two routes, the ones vLLM-Omni, SGLang Diffusion and hosted APIs serve:
 Both answer ``{"created": t, "data": [{"b64_json": <PNG>}], "batch_size": n, "seconds": s}``.
 Every request is parsed and checked against ``Limits`` in the API process, before it is
 queued: a malformed one or one over a limit is answered alone (400, 413, 415) and never
-joins a batch. Requests that arrive within ``batch_timeout`` of each other go to the
-pipeline together (up to ``max_batch_size``), grouped by shape, each with its own seed.
+joins a batch. A batch's first request opens a window of ``batch_timeout``; the requests
+that reach the worker within it go to the pipeline together (up to ``max_batch_size``),
+grouped by shape, each with its own seed (``FirstRequestOpensTheWindow``).
 ``GET /health`` says ``ok`` once the model is loaded. ``/docs``, ``/redoc`` and
 ``/openapi.json`` are off. SIGTERM stops the server and every process it started.
 
@@ -49,6 +50,7 @@ from typing import Any
 import litserve as ls
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
+from litserve.loops import BatchedLoop
 
 from strokeagent.backends.image import ImageRequest, encode_png
 from strokeagent.errors import PolicyError
@@ -340,6 +342,33 @@ class BodyLimit:
 # -- the model side (in the worker process) ---------------------------------------------------------
 
 
+class FirstRequestOpensTheWindow(BatchedLoop):
+    """LitServe's batched loop, with each batch's window opened by its first request.
+
+    LitServe's own loop opens a window whenever the worker asks for a batch, and an idle worker asks again
+    every ``batch_timeout``: a request that arrives late in such a window has only what is left of it for
+    company. Three edits sent together ran as [1, 2, 2] so (2-core machine, 2026-12-06). Here the worker
+    waits for a first request and then collects, with LitServe's own collation, for ``batch_timeout`` from it.
+    """
+
+    def get_batch_requests(self, lit_api: Any, request_queue: Any, transport: Any) -> tuple[list, list]:
+        first = request_queue.get()  # LitServe's stop signal comes this way too, and its collation reads it
+        return super().get_batch_requests(lit_api, _Handed(first, request_queue), transport)
+
+
+class _Handed:
+    """A request queue whose first item was already taken: ``first``, then the rest of ``queue``."""
+
+    def __init__(self, first: Any, queue: Any) -> None:
+        self._first, self._queue = [first], queue
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        return self._first.pop() if self._first else self._queue.get(block, timeout)
+
+    def get_nowait(self) -> Any:
+        return self.get(False)
+
+
 class DiffusionAPI(ls.LitAPI):
     """The LitServe API serving the backend described in ``backend`` (loaded in the worker process)."""
 
@@ -347,8 +376,9 @@ class DiffusionAPI(ls.LitAPI):
         self, backend: str | Path, token: str | None, max_batch_size: int = 8, batch_timeout: float = 0.01
     ) -> None:
         super().__init__(
-            max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=GENERATIONS_PATH
-        )
+            max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=GENERATIONS_PATH,
+            loop=FirstRequestOpensTheWindow() if max_batch_size > 1 else "auto",
+        )  # fmt: skip
         self.description = str(backend)
         self.token = token
 
