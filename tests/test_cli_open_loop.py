@@ -90,7 +90,7 @@ def test_edits_with_nothing_to_edit_are_one_line_and_exit_2(tmp_path):
     r = run_cli("run", "p", "--policy", SHAPES, "--out", str(before_draft), "--pause-before", "draft")
     assert r.returncode == 0, r.stderr
     line = _one_error_line(run_cli("resume", str(before_draft), "--edit-reflection", "ok"))
-    assert "--edit-reflection" in line and "no inspection to edit" in line
+    assert "--edit-reflection" in line and "no inspection to edit" in line and "--pause-before refine" in line
     line = _one_error_line(run_cli("resume", str(before_draft), "--edit-plan", "   "))
     assert "empty" in line
     # A refused edit changes nothing: the run is still paused, and goes on without an edit.

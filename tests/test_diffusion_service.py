@@ -201,6 +201,22 @@ def test_5xx_slow_and_down_servers_are_retried_then_named(flaky):
         asyncio.run(HttpImageBackend(down, retries=0).generate([req()]))
 
 
+def test_a_model_that_is_not_there_is_refused_before_the_server_starts(tmp_path, cli):
+    """The model loads in LitServe's worker process, whose failure was two tracebacks; now one line, exit 2."""
+    (tmp_path / "empty").mkdir()
+    cases = {
+        'model = "~/nowhere/tiny-sd"': "model folder {home}/nowhere/tiny-sd does not exist",
+        f'model = "{tmp_path / "empty"}"': f"{tmp_path / 'empty'} has no model_index.json, so it is not a diffusers",
+        "dtype = \"float16\"": "names no model; add model = ",
+    }
+    for line, expected in cases.items():
+        description = tmp_path / "sd.toml"
+        description.write_text(f'kind = "diffusers"\n{line}\n')
+        r = cli("serve", "image", "--backend", str(description), "--port", "18799")
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.stderr.startswith(f"error: {description}") and expected.format(home=os.path.expanduser("~")) in r.stderr
+
+
 def test_listening_beyond_loopback_needs_a_token(tiny, cli):  # noqa: F811
     env_token = os.environ.pop("STROKEAGENT_IMAGE_TOKEN", None)
     try:

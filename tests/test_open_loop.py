@@ -223,7 +223,8 @@ def test_an_edited_reflection_routes_the_loop(tmp_path):
 
 def test_an_edit_with_nothing_to_edit_is_refused_and_loses_nothing(tmp_path):
     strokeagent.generate(PROMPT, policy="sketch", seed=0, out=tmp_path / "r", pause_before=("draft",))
-    with pytest.raises(RunError, match="no inspection to edit yet"):
+    advice = r"this step has no inspection to edit yet; pause the run right after one \(e.g. --pause-before refine\)"
+    with pytest.raises(RunError, match=advice):
         resume(tmp_path / "r", edit_reflection="the cup is red")
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "paused"
     assert resume(tmp_path / "r", pause=False).final_image is not None

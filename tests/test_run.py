@@ -299,7 +299,7 @@ def test_output_folder_problems(tmp_path):
         strokeagent.generate("p", policy=test_policy(), out=tmp_path / "busy")
     assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
     (tmp_path / "file").write_text("")
-    with pytest.raises(RunError, match="already exists"):
+    with pytest.raises(RunError, match=r"^output folder \S+/file is a file, not a folder; choose another --out$"):
         strokeagent.generate("p", policy=test_policy(), out=tmp_path / "file")
 
 

@@ -57,13 +57,19 @@ def read_backend_table(ref: str | Path) -> tuple[Path, dict[str, Any]]:
 PATH_OPTIONS = ("model", "path", "checkout")
 
 
-def load_backend(ref: str | Path) -> Any:
-    """Build (once per process) the backend a description file names."""
+def described_table(ref: str | Path) -> tuple[Path, dict[str, Any]]:
+    """``read_backend_table``, with relative paths (``./``, ``../``) in ``PATH_OPTIONS`` read against the file's folder."""
     path, table = read_backend_table(ref)
     for key in PATH_OPTIONS:
         value = table.get(key)
         if isinstance(value, str) and value.startswith(("./", "../")) and (path.parent / value).exists():
             table[key] = str((path.parent / value).resolve())
+    return path, table
+
+
+def load_backend(ref: str | Path) -> Any:
+    """Build (once per process) the backend a description file names."""
+    path, table = described_table(ref)
     key = (str(path), repr(sorted(table.items())))
     if key not in _BUILT:
         _BUILT[key] = BACKEND_KINDS.build(table, where=str(path))

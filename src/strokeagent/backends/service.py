@@ -499,13 +499,24 @@ def serve_image_command(
     limits: Limits | None = None,
 ) -> None:
     """Serve ``backend`` over HTTP until interrupted; on any host but loopback a token is required."""
-    from strokeagent.backends import read_backend_table
+    from strokeagent.backends import described_table
+    from strokeagent.backends.diffusers import model_source
 
-    path, table = read_backend_table(backend)  # a missing or broken file is refused before anything starts
+    path, table = described_table(backend)  # a missing or broken file is refused before anything starts
     if table.get("kind") != "diffusers":
         raise PolicyError(
             f'{path}: kind {table.get("kind")!r} cannot be served; `serve image` serves kind = "diffusers"'
         )
+    # The model loads in LitServe's worker process, where a missing one is a worker's traceback: look first.
+    if not isinstance(table.get("model"), str):
+        raise PolicyError(f'{path} names no model; add model = "owner/name" (a hub id) or the path of a folder')
+    try:
+        source = model_source(table["model"])
+    except FileNotFoundError as e:
+        raise PolicyError(f"{path}: {e}") from None
+    if Path(source).is_dir() and not (Path(source) / "model_index.json").is_file():
+        raise PolicyError(f"{path}: {source} has no model_index.json, so it is not a diffusers pipeline folder; "
+                          "give the folder a pipeline was saved to (save_pretrained)")  # fmt: skip
     token = token or os.environ.get(TOKEN_ENV) or None
     if token is None and not _is_loopback(host):
         raise PolicyError(
@@ -539,3 +550,10 @@ def serve_image_command(
         )  # fmt: skip
     except OSError as e:
         raise PolicyError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    except RuntimeError as e:
+        if "failed to start" not in str(e):
+            raise
+        # LitServe's own words; the worker printed why above (a model folder that is not a pipeline, a dtype the
+        # device cannot run).
+        raise PolicyError(f"the model worker for {path} failed to start (its error is printed above); fix the "
+                          "description or the model, then start the service again") from None  # fmt: skip

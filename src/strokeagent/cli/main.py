@@ -477,9 +477,25 @@ def serve_image(
 def main() -> None:
     sys.argv[1:] = mlflow_uri_argument(sys.argv[1:])
     try:
-        app()
+        code = app(standalone_mode=False)
     except BrokenPipeError:  # `strokeagent policies | head`
         sys.exit(0)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except Exception as e:
+        # A bad option or argument (click's exceptions, or typer's own copy of them): one line, as every other bad
+        # input gets, where click draws a box of several.
+        names = [c.__name__ for c in type(e).__mro__]
+        if "ClickException" not in names:
+            raise
+        if "NoArgsIsHelpError" not in names:  # no arguments at all: the help is printed already
+            ctx = getattr(e, "ctx", None)
+            where = f"; see {ctx.command_path} --help" if "UsageError" in names and ctx is not None else ""
+            text = " ".join(e.format_message().split())
+            err.print(f"[bold red]error:[/] {escape(text.removesuffix('.') if where else text)}{where}", soft_wrap=True)
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def mlflow_uri_argument(args: list[str]) -> list[str]:

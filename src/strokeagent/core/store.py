@@ -88,7 +88,9 @@ def new_output_folder(path: Path, *, what: str, taken: str, error: type[Exceptio
     inside the block becomes one ``error`` line saying the folder cannot be written.
     """
     refused = error(f"output folder {path} already exists and {taken}")
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and not path.is_dir():
+        raise error(f"output folder {path} is a file, not a folder; choose another --out")
+    if path.exists() and any(path.iterdir()):
         raise refused
     claim = path / ".claimed"
     try:

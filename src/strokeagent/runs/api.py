@@ -438,8 +438,9 @@ def apply_edits(traj: Trajectory, plan: str | None = None, reflection: str | Non
     if plan is not None:
         old = newest(Plan)
         if old is None or not plan.strip():
-            raise RunError("--edit-plan: " + ("the run has no plan to edit yet; pause it after a plan stage"
-                                              if old is None else "the new instruction is empty"))  # fmt: skip
+            raise RunError("--edit-plan: " + ("this step has no plan to edit yet; pause the run right after one "
+                                              "(e.g. --pause-before draft)" if old is None
+                                              else "the new instruction is empty"))  # fmt: skip
         new = Plan(
             instruction=" ".join(plan.split()), description=" ".join(plan.split()), done=old.value.done
         )
@@ -447,8 +448,9 @@ def apply_edits(traj: Trajectory, plan: str | None = None, reflection: str | Non
     if reflection is not None:
         old = newest(Reflection)
         if old is None or not reflection.strip():
-            raise RunError("--edit-reflection: " + ("the run has no inspection to edit yet; pause it after a "
-                                                    "reflect stage" if old is None else "the text is empty"))  # fmt: skip
+            raise RunError("--edit-reflection: " + ("this step has no inspection to edit yet; pause the run right "
+                                                    "after one (e.g. --pause-before refine)" if old is None
+                                                    else "the text is empty"))  # fmt: skip
         text = " ".join(reflection.split())
         ok = text.lower() == "ok"
         new = Reflection(ok=ok, image_conflicts=[] if ok else [text], corrected_instruction=None if ok else text,
