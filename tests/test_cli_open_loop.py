@@ -111,7 +111,7 @@ def test_a_custom_stage_policy_runs_and_its_progress_names_the_stage(tmp_path):
     assert r.returncode == 0, r.stderr
     progress = [line.split() for line in r.stderr.splitlines() if line.startswith("  step ")]
     assert [p[2] for p in progress[:3]] == ["plan", "critique", "draft"]
-    assert "1 steps so far" in r.stderr  # the note the critique stage wrote
+    assert "seen in step 1" in r.stderr  # the note the critique stage wrote
     assert "critique" in r.stderr.splitlines()[-1]  # the per-stage times of the summary
     notes = [s for s in _states(run_dir) if s["stage"] == "critique"]
     assert notes and notes[0]["value"]["type"] == "note"
