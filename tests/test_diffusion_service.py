@@ -115,6 +115,8 @@ def test_a_batchs_first_request_opens_its_window():
     request and collects for ``batch_timeout`` from there: LitServe's would answer this call with nothing."""
     import queue
 
+    from litserve.loops import SingleLoop
+
     from strokeagent.backends.service import DiffusionAPI
 
     api = DiffusionAPI("unused.toml", None, max_batch_size=8, batch_timeout=0.05)
@@ -130,8 +132,6 @@ def test_a_batchs_first_request_opens_its_window():
     threading.Thread(target=arrive).start()
     batch, timed_out = api.loop.get_batch_requests(api, requests, None)
     assert [x for _, _, x in batch] == ["first", "second"] and timed_out == []
-    from litserve.loops import SingleLoop
-
     assert isinstance(DiffusionAPI("unused.toml", None, max_batch_size=1).loop, SingleLoop)  # LitServe's own
 
 

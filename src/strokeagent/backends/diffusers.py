@@ -99,9 +99,15 @@ ENCODE_TOGETHER_PIPELINES = frozenset({"StableDiffusionImg2ImgPipeline"})
 
 
 def model_source(model: str) -> str:
-    """A local folder (``~`` and ``$VARS`` expanded; it must exist) or an ``owner/name`` hub id, as given."""
+    """A local pipeline folder (``~`` and ``$VARS`` expanded; it must hold a ``model_index.json``) or an
+    ``owner/name`` hub id, as given."""
     expanded = os.path.expanduser(os.path.expandvars(model))
     if Path(expanded).is_dir():
+        if not (Path(expanded) / "model_index.json").is_file():
+            raise FileNotFoundError(
+                f"{expanded} has no model_index.json, so it is not a diffusers pipeline folder; give the folder a "
+                "pipeline was saved to (save_pretrained)"
+            )
         return str(Path(expanded).resolve())
     if re.fullmatch(r"[\w.-]+/[\w.-]+", expanded) and not expanded.startswith("."):
         return expanded

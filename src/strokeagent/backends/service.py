@@ -511,12 +511,9 @@ def serve_image_command(
     if not isinstance(table.get("model"), str):
         raise PolicyError(f'{path} names no model; add model = "owner/name" (a hub id) or the path of a folder')
     try:
-        source = model_source(table["model"])
+        model_source(table["model"])
     except FileNotFoundError as e:
         raise PolicyError(f"{path}: {e}") from None
-    if Path(source).is_dir() and not (Path(source) / "model_index.json").is_file():
-        raise PolicyError(f"{path}: {source} has no model_index.json, so it is not a diffusers pipeline folder; "
-                          "give the folder a pipeline was saved to (save_pretrained)")  # fmt: skip
     token = token or os.environ.get(TOKEN_ENV) or None
     if token is None and not _is_loopback(host):
         raise PolicyError(

@@ -88,10 +88,11 @@ def new_output_folder(path: Path, *, what: str, taken: str, error: type[Exceptio
     inside the block becomes one ``error`` line saying the folder cannot be written.
     """
     refused = error(f"output folder {path} already exists and {taken}")
-    if path.exists() and not path.is_dir():
-        raise error(f"output folder {path} is a file, not a folder; choose another --out")
-    if path.exists() and any(path.iterdir()):
-        raise refused
+    if path.exists():
+        if not path.is_dir():
+            raise error(f"output folder {path} is a file, not a folder; choose another --out")
+        if any(path.iterdir()):
+            raise refused
     claim = path / ".claimed"
     try:
         # Claimed atomically: of two runs started together into one folder, exactly one gets it.
