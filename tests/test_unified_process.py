@@ -269,6 +269,37 @@ def test_a_paused_run_resumed_in_new_processes_equals_an_uninterrupted_one(tmp_p
     ]  # only a draft, the first stage after each pause, paid for a rebuild
 
 
+def test_an_edited_plan_stands_in_the_context_where_the_models_stood(tmp_path):
+    """A user's plan at a pause is what the model paints from and writes on from; a step the inspection before
+    opened keeps its one opener."""
+    model, run = ScriptedModel(SCRIPT), tmp_path / "r"
+    strokeagent.generate("p", policy=policy_of(model), seed=5, out=run, pause_before=("draft",))
+    strokeagent.resume(run, policy=policy_of(model), edit_plan="draw a green apple")  # step 1; pauses at step 2
+    fresh = policy_of(model)  # a new process: the context is rebuilt from the run, edits included
+    traj = strokeagent.resume(run, policy=fresh, edit_plan="add a green cup")
+    assert traj.final_image is not None and not model.script
+    assert [s.plan.instruction for s in traj.steps] == ["draw a green apple", "add a green cup"]
+    assert transcript(fresh) == (
+        "<prompt>p</prompt>\n<ins>draw a green apple</ins><des>draw a green apple</des>[image]<inspect>"
+        + GREEN[0] + FIX[0] + "[image]<inspect>" + OK[0] + OPEN[0]
+        + "add a green cup</ins><des>add a green cup</des>[image]<inspect>" + OK[0] + CLOSE[0]
+    )  # fmt: skip
+
+
+def test_an_edited_inspection_stands_in_the_context_where_the_models_stood(tmp_path):
+    plan_2 = ("\n<ins>add a blue cup</ins><des>a red apple and a blue cup</des>", "stop")
+    model, run = ScriptedModel([PLAN_1, GREEN, FIX, plan_2, OK, CLOSE]), tmp_path / "r"
+    strokeagent.generate("p", policy=policy_of(model), seed=5, out=run, pause_before=("refine",))
+    fresh = policy_of(model)
+    traj = strokeagent.resume(run, policy=fresh, edit_reflection="ok", pause=False)
+    assert [len(s.images) for s in traj.steps] == [1, 1] and not model.script  # no refine: the user said ok
+    ok = "<plan_check>ok</plan_check><image_check>ok</image_check></inspect>"
+    assert transcript(fresh) == (
+        "<prompt>p</prompt>\n" + PLAN_1[0] + "[image]<inspect>" + ok + plan_2[0] + "[image]<inspect>" + OK[0]
+        + CLOSE[0]
+    )  # fmt: skip
+
+
 def test_a_process_stage_needs_a_unified_model():
     with pytest.raises(PolicyError, match="is not a unified model"):
         ProcessStages(object())  # type: ignore[arg-type]

@@ -358,7 +358,7 @@ class ProcessStages:
         has no room (``ContextFull``), what ``full`` gives: a closing result that ends the run."""
         key = (view.trajectory.run_dir, view.prompt, view.trajectory.seed)
         live = self._live.pop(key, None)  # out while in use: a stage that fails leaves nothing stale
-        expected = _event_keys(view)
+        expected = _event_keys(view, self.format)
         kept = self._sync(view, live, expected)
         before = live.ctx.snapshot() if kept is live else Usage()  # a rebuild is paid by this stage
         live = kept
@@ -387,7 +387,7 @@ class ProcessStages:
         if live is not None:
             self.model.drop(live.ctx)
         live = _Live(self.model.new_context())
-        for ops in _event_ops(view):
+        for ops in _event_ops(view, self.format):
             for op, value in ops:
                 if op == "text":
                     self.model.add_text(live.ctx, value)
@@ -481,28 +481,54 @@ def _stop_notes(out: TextOutput, what: str, cap: int) -> list[str]:
     return []
 
 
-def _text_events(view: TrajectoryView) -> list[tuple[str, Any]]:
+def _text_events(view: TrajectoryView, fmt: ProcessFormat) -> list[tuple[str, Any]]:
     """The trajectory as ``(key, ops)`` events, in the order the context absorbed them: every state this
-    model wrote (its ``meta["process"]``), in the order the states were made."""
+    model wrote (its ``meta["process"]``), in the order the states were made. A user's edit of a plan or an
+    inspection (at a pause) stands where the model's own text stood, written in the format, so that what the
+    model paints and writes next follows the edit; its keys differ, so a live context is rebuilt."""
     events: list[tuple[str, Any]] = []
     for step in view.steps:
+        # This step's newest plan and inspection by the model: (its event's index, its meta["process"]).
+        written: dict[type, tuple[int, dict[str, Any]]] = {}
         for state in step.states:
-            process = state.value.meta.get("process", {})
-            if isinstance(state.value, ImageRef):
+            value = state.value
+            process = value.meta.get("process", {})
+            if isinstance(value, ImageRef):
                 if "pixels" in process:
-                    events.append((process["pixels"], [*process.get("ops", []), ["image", state.value]]))
+                    events.append((process["pixels"], [*process.get("ops", []), ["image", value]]))
+            elif state.by == "user" and type(value) in written:
+                index, replaced = written[type(value)]
+                ops = [*_given(replaced.get("ops", [])), ["text", _edited_text(fmt, value, replaced)]]
+                events[index] = (_ops_key(ops), ops)
             elif process:
                 ops = process.get("ops", [])
+                written[type(value)] = (len(events), process)
                 events.append((_ops_key(ops), ops))
     return events
 
 
-def _event_keys(view: TrajectoryView) -> list[str]:
-    return [key for key, _ in _text_events(view)]
+def _given(ops: list[list[Any]]) -> list[list[Any]]:
+    """The text a stage gave the model before it generated (the run's header, ``<inspect>``): its leading text ops."""
+    first_generated = next((i for i, (op, _) in enumerate(ops) if op != "text"), len(ops))
+    return ops[:first_generated]
 
 
-def _event_ops(view: TrajectoryView) -> list[Any]:
-    return [ops for _, ops in _text_events(view)]
+def _edited_text(fmt: ProcessFormat, edit: Plan | Reflection, replaced: dict[str, Any]) -> str:
+    """What the model would have generated for the user's ``edit``, where it generated what ``replaced`` records."""
+    if isinstance(edit, Plan):
+        plan = fmt.write_plan(edit.instruction, edit.description)
+        # The inspection before opened this step ("<ins>" is in the context already): go on from it, as the plan did.
+        return plan.removeprefix(fmt.ins[0]) if replaced.get("continued") else plan
+    inspection = fmt.write_inspection(edit.prompt_conflicts, edit.image_conflicts)
+    return inspection + ("" if edit.ok else fmt.write_refine(edit.corrected_instruction or ""))
+
+
+def _event_keys(view: TrajectoryView, fmt: ProcessFormat) -> list[str]:
+    return [key for key, _ in _text_events(view, fmt)]
+
+
+def _event_ops(view: TrajectoryView, fmt: ProcessFormat) -> list[Any]:
+    return [ops for _, ops in _text_events(view, fmt)]
 
 
 def _output_keys(result: Any) -> list[str]:
